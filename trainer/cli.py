@@ -1,0 +1,118 @@
+"""Command line: ``python -m trainer train|prepare-models|evaluate``.
+
+``train`` prints a progress bar and appends every metric to ``<output_dir>/metrics.jsonl``;
+with ``--events`` it also writes the full event stream the web app's worker ingests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainer.config import ConfigError, TrainConfig, apply_overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("--config", help="YAML or JSON TrainConfig (defaults apply to missing fields)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    t.add_argument("--events", help="append the JSON-lines event stream to this file")
+    t.add_argument("--stop-file", help="stop cooperatively between steps once this file exists")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (for workers)")
+    p = sub.add_parser("prepare-models", help="build/convert the bundled models into the model cache")
+    p.add_argument("names", nargs="*", default=["tiny-random", "smollm2-135m"])
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on a benchmark in both modes")
+    e.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "prepare-models":
+        return _prepare(args.names)
+    if args.command == "evaluate":
+        from trainer.evaluate import main as evaluate_main
+
+        return evaluate_main(args.rest)
+    return _train(args)
+
+
+def _load_config(args: argparse.Namespace) -> TrainConfig:
+    base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    return apply_overrides(base, args.set) if args.set else base
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        cfg = _load_config(args)
+    except (ConfigError, OSError) as exc:
+        print(f"error: invalid config: {exc}", file=sys.stderr)
+        return 2
+    from trainer.distributed import DistContext
+    from trainer.events import Callbacks, JsonlEventWriter
+    from trainer.loop import train
+
+    dist = DistContext.from_env()
+    is_main = dist is None or dist.rank == 0
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = JsonlEventWriter(args.events, stop_file=args.stop_file) if args.events and is_main else None
+    cb = writer.callbacks() if writer else Callbacks()
+    if args.stop_file and not writer:
+        cb.should_stop = lambda: Path(args.stop_file).exists()
+    cb = _with_console(cb, out / "metrics.jsonl", cfg.steps, progress=is_main and not args.no_progress,
+                       enabled=is_main)
+    try:
+        result = train(cfg, cb, resume=args.resume, dist=dist)
+    except Exception as exc:
+        if writer:
+            writer.write("log", level="error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if dist:
+            dist.close()
+    if writer:
+        writer.write("done", steps=result.steps_done, stopped_early=result.stopped_early)
+        writer.sync()
+        writer.close()
+    return 0
+
+
+def _with_console(cb: Any, metrics_path: Path, total: int, *, progress: bool, enabled: bool) -> Any:
+    """Wrap callbacks with a tqdm bar and a metrics JSONL next to the checkpoints."""
+    if not enabled:
+        return cb
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="step", disable=not progress)
+    inner_metrics, inner_progress = cb.on_metrics, cb.on_progress
+
+    def on_metrics(step: int, values: dict[str, float]) -> None:
+        with metrics_path.open("a") as fh:
+            fh.write(json.dumps({"step": step, **values}) + "\n")
+        keys = ("train/reward", "normal/accuracy", "he/accuracy", "split/he_normal_kl")
+        bar.set_postfix({k.split("/")[-1] if k != "split/he_normal_kl" else "kl": round(values[k], 3)
+                         for k in keys if k in values})
+        inner_metrics(step, values)
+
+    def on_progress(done: int, total_steps: int) -> None:
+        bar.n = done
+        bar.refresh()
+        inner_progress(done, total_steps)
+
+    cb.on_metrics, cb.on_progress = on_metrics, on_progress
+    return cb
+
+
+def _prepare(names: list[str]) -> int:
+    from trainer.models import ModelUnavailable, resolve
+
+    for name in names:
+        try:
+            print(f"{name}: {resolve(name)}")
+        except ModelUnavailable as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 1
+    return 0

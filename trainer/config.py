@@ -1,0 +1,303 @@
+"""The one typed training configuration.
+
+``TrainConfig`` is frozen and validates itself in ``__post_init__`` so that an impossible run is
+rejected before any model is loaded; every message names the offending field. The web app
+stores ``config.to_dict()`` on each Run and rebuilds the config with ``TrainConfig.from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainer.algos import ALGORITHM_NAMES
+
+
+class ConfigError(ValueError):
+    """An impossible configuration; ``field`` names the offending field (for form errors)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+CLAMP_ORDERS = ("scale_then_clip", "clip_then_scale")
+ESTIMATORS = ("logprob", "entropy")
+NORMALIZERS = ("zscore", "mean", "none")
+LOSS_AGGS = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
+ROLLOUT_BACKENDS = ("transformers", "vllm")
+Q4_CONTEXTS = ("paper", "released_code")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- what to train -------------------------------------------------------------------------
+    model: str = "tiny-random"
+    """Registry name (trainer.models.MODEL_NAMES), a local HF folder, or a hub id."""
+    algorithm: str = "policy_split"
+    """One of trainer.algos.ALGORITHM_NAMES."""
+    task: str = "arith"
+    """Training task: a trainer.tasks name or file:<path> for a dataset file."""
+    # --- Policy Split (spec §4) ----------------------------------------------------------------
+    eta: float = 0.03
+    """HE-mode bonus scale η (paper 0.03). The released code added the bonus twice: use η=0.06, κ=1 to reproduce it."""
+    eta_normal: float = 0.0
+    """Normal-mode bonus η₂ (code sign convention: normal rows get −η₂·B^N; paper η′ = −η₂). 0 = pure GRPO."""
+    alpha: float = 0.5
+    """Weight of the own-context surprisal in b (spec §4.3), in [0, 1]."""
+    kappa: float = 2.0
+    """Clamp |bonus| ≤ |A|/κ; 0 disables the clamp."""
+    clamp_order: str = "scale_then_clip"
+    """scale_then_clip (released code) or clip_then_scale (paper eq. 3)."""
+    estimator: str = "logprob"
+    """Surprisal estimate of b: logprob (single sample) or entropy (full vocabulary)."""
+    normalize: str = "zscore"
+    """Normalisation of b within each (question, context) group: zscore | mean | none."""
+    lowest_ratio: float = 0.0
+    """Mask the lowest-b fraction of tokens of each group (0 = off)."""
+    rollout_sharing: bool = True
+    """Train every rollout under both contexts (spec §3.3); False = each mode on its own rollouts."""
+    q4_context: str = "paper"
+    """paper: HE context as a real system turn; released_code: the system prompt inside the user turn."""
+    # --- baselines (spec §10) ------------------------------------------------------------------
+    entropy_coef: float = 0.003
+    """entropy_reg: loss −= coef·H."""
+    entropy_adv_alpha: float = 0.4
+    """entropy_adv: Â = A + min(α·H, |A|/κ)."""
+    forking_top_ratio: float = 0.2
+    """forking_tokens: keep the top fraction of tokens by entropy."""
+    cov_ratio: float = 2e-4
+    """clip_cov / kl_cov: fraction of tokens selected by covariance."""
+    cov_lb: float = 1.0
+    cov_ub: float = 5.0
+    kl_cov_coef: float = 1.0
+    # --- rollouts ------------------------------------------------------------------------------
+    n: int = 4
+    """Rollouts per mode per question (Policy Split generates 2n per question; GRPO n)."""
+    questions_per_step: int = 4
+    """Questions sampled per training step (S)."""
+    mini_batch_size: int = 16
+    """Trained rows per optimizer step; the step's rows are shuffled then split into mini-batches."""
+    micro_batch_size: int = 8
+    """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    ppo_epochs: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_prompt_length: int = 256
+    max_new_tokens: int = 64
+    rollout_backend: str = "transformers"
+    enable_thinking: bool = False
+    """Qwen3 thinking mode in the chat template; the math reward then requires </think>."""
+    # --- optimisation --------------------------------------------------------------------------
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float = 3.0
+    loss_agg: str = "token-mean"
+    steps: int = 10
+    seed: int = 0
+    dtype: str = "float32"
+    # --- bookkeeping ---------------------------------------------------------------------------
+    samples_per_step: int = 2
+    """Questions per step whose responses are emitted as samples (all of their rollouts, both modes)."""
+    checkpoint_every: int = 5
+    """Steps between checkpoints (a final one is always written); 0 = only the final one."""
+    keep_checkpoints: int = 2
+    eval_every: int = 0
+    """Steps between held-out evaluations during training (0 = off)."""
+    eval_questions: int = 16
+    output_dir: str = "var/runs/cli"
+    gpus: int = 0
+    """GPUs for the run (0 = CPU); > 1 launches torchrun data parallel."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes kept with the run; never read by the trainer."""
+
+    def __post_init__(self) -> None:
+        from trainer.models import is_known_model
+        from trainer.tasks import is_known_task
+
+        _one_of("algorithm", self.algorithm, ALGORITHM_NAMES)
+        if not is_known_model(self.model):
+            raise ConfigError("model", f"unknown model {self.model!r}: use a registry name, a local folder or a hub id")
+        if not is_known_task(self.task):
+            raise ConfigError("task", f"unknown task {self.task!r}")
+        _one_of("clamp_order", self.clamp_order, CLAMP_ORDERS)
+        _one_of("estimator", self.estimator, ESTIMATORS)
+        _one_of("normalize", self.normalize, NORMALIZERS)
+        _one_of("loss_agg", self.loss_agg, LOSS_AGGS)
+        _one_of("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
+        _one_of("q4_context", self.q4_context, Q4_CONTEXTS)
+        _one_of("dtype", self.dtype, DTYPES)
+        _in_range("alpha", self.alpha, 0.0, 1.0)
+        _in_range("lowest_ratio", self.lowest_ratio, 0.0, 1.0)
+        _in_range("forking_top_ratio", self.forking_top_ratio, 0.0, 1.0, low_open=True)
+        _in_range("top_p", self.top_p, 0.0, 1.0, low_open=True)
+        _in_range("cov_ratio", self.cov_ratio, 0.0, 1.0, low_open=True)
+        for name in ("kappa", "eta", "lr", "weight_decay", "grad_clip", "clip_low", "clip_high", "entropy_coef",
+                     "entropy_adv_alpha", "kl_cov_coef", "top_k", "samples_per_step", "checkpoint_every",
+                     "eval_every", "gpus"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be ≥ 0, got {getattr(self, name)}")
+        for name in ("n", "questions_per_step", "mini_batch_size", "micro_batch_size", "ppo_epochs",
+                     "max_prompt_length", "max_new_tokens", "steps", "keep_checkpoints", "eval_questions"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError("temperature", f"must be > 0, got {self.temperature}")
+        if self.dual_clip and self.dual_clip <= 1:
+            raise ConfigError("dual_clip", f"must be > 1 (or 0 to disable), got {self.dual_clip}")
+        if self.cov_lb >= self.cov_ub:
+            raise ConfigError("cov_lb", f"must be < cov_ub ({self.cov_ub}), got {self.cov_lb}")
+        if self.algorithm == "grpo" or not self.is_policy_split:
+            if self.n < 2:
+                raise ConfigError("n", "GRPO needs at least 2 rollouts per question to compare")
+        if self.rows_per_step % self.mini_batch_size:
+            raise ConfigError(
+                "mini_batch_size",
+                f"must divide the {self.rows_per_step} trained rows per step "
+                f"({self.questions_per_step} questions × {self.rows_per_question} rows)",
+            )
+        if self.mini_batch_size % self.micro_batch_size:
+            raise ConfigError("micro_batch_size", f"must divide mini_batch_size ({self.mini_batch_size})")
+        if self.samples_per_step > self.questions_per_step:
+            raise ConfigError("samples_per_step", f"must be ≤ questions_per_step ({self.questions_per_step})")
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def is_policy_split(self) -> bool:
+        return self.algorithm == "policy_split"
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return ("normal", "he") if self.is_policy_split else ("normal",)
+
+    @property
+    def generated_per_question(self) -> int:
+        return self.n * len(self.modes)
+
+    @property
+    def rows_per_question(self) -> int:
+        """Trained (context, response) rows per question: 4n with sharing (spec §3.3), else 2n or n."""
+        if self.is_policy_split and self.rollout_sharing:
+            return 4 * self.n
+        return self.generated_per_question
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.questions_per_step * self.rows_per_question
+
+    @property
+    def optimizer_steps_per_step(self) -> int:
+        return self.ppo_epochs * self.rows_per_step // self.mini_batch_size
+
+    # --- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known) - {k for k in data if k.startswith("_")})
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown field; valid fields: {', '.join(sorted(known))}")
+        values = {k: _coerce(known[k], v) for k, v in data.items() if k in known}
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        text = Path(path).read_text()
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ConfigError("config", f"{path} must hold a mapping of field: value")
+        return cls.from_dict(data)
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Field docstrings (the string literal after each field), for CLI and form help texts."""
+        return dict(_FIELD_HELP)
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings (values parsed as YAML scalars) to a config."""
+    data = config.to_dict()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(key or "--set", f"expected key=value, got {item!r}")
+        data[key.strip()] = yaml.safe_load(raw)
+    return TrainConfig.from_dict(data)
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    """Accept the natural JSON/YAML/form spellings of a field's type, rejecting the rest by field name."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return lowered in ("true", "1", "yes", "on")
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind == "str":
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f.name, f"expected {kind}, got {value!r}") from None
+    return value
+
+
+def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(name, f"unknown value {value!r}; valid: {', '.join(valid)}")
+
+
+def _in_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
+    if value > high or value < low or (low_open and value == low):
+        bracket = "(" if low_open else "["
+        raise ConfigError(name, f"must be in {bracket}{low}, {high}], got {value}")
+
+
+def _read_field_help() -> dict[str, str]:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    helps: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                helps[node.target.id] = nxt.value.value
+    return helps
+
+
+_FIELD_HELP = _read_field_help()

@@ -1,0 +1,133 @@
+"""Rollout backends: turn prompt token ids into sampled response token ids.
+
+Both backends return the same schema, ``Generations``: for each prompt, ``n`` responses as token
+id lists that end with the EOS token when the model stopped by itself (spec §0: shared
+responses reuse these ids verbatim). The vLLM backend (``trainer/rollout_vllm.py``) is imported
+lazily and only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int = 0
+
+
+@dataclass
+class Generations:
+    """responses[i][j] = token ids of the j-th response to prompt i (EOS kept when produced)."""
+
+    responses: list[list[list[int]]]
+    truncated: list[list[bool]]
+
+    def flat(self) -> list[list[int]]:
+        return [r for per_prompt in self.responses for r in per_prompt]
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(r) for r in self.flat())
+
+
+class RolloutBackend(Protocol):
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> Generations: ...
+
+    def sync_weights(self, model: Any) -> None:
+        """Make the engine sample from ``model``'s current weights (called after each optimizer step)."""
+
+
+class TransformersBackend:
+    """``model.generate`` on the training model itself: no weight sync needed."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 32) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    def sync_weights(self, model: Any) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> Generations:
+        torch.manual_seed(params.seed)
+        per_chunk = max(1, self.batch_size // params.n)
+        responses: list[list[list[int]]] = []
+        truncated: list[list[bool]] = []
+        for start in range(0, len(prompts), per_chunk):
+            chunk = prompts[start : start + per_chunk]
+            r, t = self._generate_chunk(chunk, params)
+            responses.extend(r)
+            truncated.extend(t)
+        return Generations(responses, truncated)
+
+    def _generate_chunk(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> tuple[list[list[list[int]]], list[list[bool]]]:
+        device = next(self.model.parameters()).device
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for i, p in enumerate(prompts):  # left padding: every generation starts at column `width`
+            input_ids[i, width - len(p) :] = torch.tensor(p)
+            attention[i, width - len(p) :] = 1
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            do_sample=True,
+            temperature=params.temperature,
+            top_k=params.top_k or None,
+            top_p=params.top_p,
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=params.n,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids,
+        )
+        self.model.train(was_training)
+        new_tokens = out[:, width:].tolist()  # (len(prompts)·n, ≤ max_new_tokens)
+        responses, truncated = [], []
+        for i in range(len(prompts)):
+            rows = [_cut_at_eos(new_tokens[i * params.n + j], self.eos_ids) for j in range(params.n)]
+            responses.append([ids for ids, _ in rows])
+            truncated.append([cut for _, cut in rows])
+        return responses, truncated
+
+
+def _cut_at_eos(ids: list[int], eos_ids: list[int]) -> tuple[list[int], bool]:
+    """Keep tokens up to and including the first EOS; report whether the response was truncated."""
+    for k, tok in enumerate(ids):
+        if tok in eos_ids:
+            return ids[: k + 1], False
+    return ids, True
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
+    ids = eos if isinstance(eos, list) else [eos]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return [int(i) for i in ids]
+
+
+def make_backend(name: str, model: Any, tokenizer: Any, **kwargs: Any) -> RolloutBackend:
+    if name == "transformers":
+        return TransformersBackend(model, tokenizer)
+    if name == "vllm":
+        from trainer.rollout_vllm import VllmBackend  # lazy: vLLM is an optional GPU extra
+
+        return VllmBackend(model, tokenizer, **kwargs)
+    raise ValueError(f"unknown rollout backend {name!r}; valid: transformers, vllm")

@@ -1,0 +1,351 @@
+"""Executing a run on this worker: claim it, run the trainer in a child process, stream its events.
+
+The trainer runs as ``python -m trainer train`` in a child process (``torchrun`` for k > 1 GPUs),
+so an out-of-memory or CUDA crash kills the child, never the worker. The child appends events to
+a JSON-lines file in the run's folder; ``EventPump`` tails it and writes them to the database in
+batches. If the database is unreachable the pump keeps its file offset, backs off and retries
+while the child keeps training: the file is the buffer, so nothing is lost and memory stays flat.
+
+Cancel is cooperative first (a STOP file the trainer checks between steps), then SIGTERM, then
+SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, close_old_connections, connection
+from django.utils import timezone
+
+from trainer.checkpoint import latest_checkpoint
+from trainer.events import read_events
+from webapp import ingest
+from webapp.models import Run, RunStatus, Worker
+
+log = logging.getLogger(__name__)
+DB_ERRORS = (DatabaseError, InterfaceError)
+
+
+def run_dir(run_id: int) -> Path:
+    return settings.PSL_RUNS_DIR / f"run-{run_id}"
+
+
+def claim(run_id: int, attempt: int, *, host: str) -> Run | None:
+    """Compare-and-set queued → running; a second worker (or a duplicate delivery) gets None."""
+    now = timezone.now()
+    won = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, attempt=attempt).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, host=host, error=""
+    )
+    return Run.objects.get(pk=run_id) if won else None
+
+
+def trainer_command(run: Run, config_path: Path, events: Path, stop_file: Path, *, resume: bool) -> list[str]:
+    args = ["-m", "trainer", "train", "--config", str(config_path), "--events", str(events),
+            "--stop-file", str(stop_file), "--no-progress"]
+    if resume:
+        args.append("--resume")
+    if run.gpus > 1:
+        # Data parallel over k local GPUs (gloo on CPU-only hosts); only rank 0 writes events.
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={run.gpus}"]
+        return [*torchrun, *args]
+    return [sys.executable, *args]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # If the worker is SIGKILLed its child must not train on as an orphan nobody ingests.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+@dataclass
+class EventPump:
+    """Tails one events file into the database; safe to call again after any failure."""
+
+    run_id: int
+    attempt: int
+    path: Path
+    offset: int = 0
+    log_seq: int = 0
+    pending_summary: dict[str, float] = field(default_factory=dict)
+    summary_step: int = 0
+    done: bool = False
+    failures: int = 0
+    next_try: float = 0.0
+
+    def pump(self, *, drain: bool = False) -> bool:
+        """Ingest available complete events; returns False while the database is unreachable."""
+        if time.monotonic() < self.next_try and not drain:
+            return False
+        while True:
+            events, new_offset = read_events(self.path, self.offset, max_bytes=4 << 20)
+            if not events:
+                return self._flush_summary()
+            try:
+                self._ingest(events)
+            except DB_ERRORS as exc:
+                self.failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
+                self.next_try = time.monotonic() + delay
+                log.warning("run %s: database unavailable (%s); retrying in %.1fs", self.run_id, exc, delay)
+                _reset_connection()
+                return False
+            self.failures = 0
+            self.offset = new_offset
+
+    def _ingest(self, events: list[dict[str, Any]]) -> None:
+        metrics: list[ingest.MetricRow] = []
+        logs: list[tuple[str, str]] = []
+        for ev in events:
+            kind = ev["kind"]
+            if kind == "metrics":
+                metrics.extend((self.run_id, k, ev["step"], v) for k, v in ev["values"].items())
+                self.pending_summary.update(ev["values"])
+                self.summary_step = max(self.summary_step, ev["step"])
+            elif kind == "samples":
+                ingest.metrics_record(metrics)
+                metrics = []
+                ingest.samples_record(self.run_id, ev["step"], ev["samples"])
+            elif kind == "progress":
+                ingest.metrics_record(metrics)  # progress must never run ahead of the metrics it reports
+                metrics = []
+                ingest.progress_record(self.run_id, ev["step"], ev["total"])
+            elif kind == "checkpoint":
+                ingest.checkpoint_record(self.run_id, ev["step"], ev["path"])
+            elif kind == "log":
+                logs.append((ev.get("level", "info"), ev["message"]))
+            elif kind == "done":
+                self.done = True
+        ingest.metrics_record(metrics)
+        if logs:
+            ingest.logs_record(self.run_id, self.attempt, self.log_seq, logs)
+            self.log_seq += len(logs)
+
+    def _flush_summary(self) -> bool:
+        if not self.pending_summary:
+            return True
+        try:
+            ingest.summary_update(self.run_id, self.pending_summary, self.summary_step)
+        except DB_ERRORS:
+            _reset_connection()
+            return False
+        self.pending_summary = {}
+        return True
+
+
+def _reset_connection() -> None:
+    try:
+        connection.close()
+    except DB_ERRORS:
+        pass
+
+
+@dataclass
+class Supervisor:
+    """Runs one attempt of one run to its end; see the module docstring for the protocol."""
+
+    run: Run
+    worker_name: str = ""
+    poll_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.folder = run_dir(self.run.pk)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.events = self.folder / f"events-{self.run.attempt}.jsonl"
+        self.stop_file = self.folder / "STOP"
+        self.output_log = self.folder / f"attempt-{self.run.attempt}.log"
+        self.pump = EventPump(self.run.pk, self.run.attempt, self.events)
+
+    def execute(self) -> str:
+        resume = self._prepare()
+        with self.output_log.open("ab") as out:
+            child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                self._command(resume), stdout=out, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
+                env=self._env(), preexec_fn=_die_with_parent,
+            )
+            status = self._supervise(child)
+        return self._finish(child.returncode, status)
+
+    def _prepare(self) -> bool:
+        self.stop_file.unlink(missing_ok=True)
+        if self.events.exists():  # a redelivered attempt starts its events afresh
+            self.events.unlink()
+        cfg = {k: v for k, v in self.run.config.items() if not k.startswith("_")}
+        cfg["output_dir"] = str(self.folder)
+        (self.folder / "config.json").write_text(json.dumps(cfg, indent=2))
+        ckpt = latest_checkpoint(self.folder) if self.run.attempt > 0 else None
+        if self.run.attempt > 0:
+            step = int(ckpt.name.split("_")[1]) if ckpt else 0
+            ingest.run_rewind(self.run.pk, to_step=step)
+            Run.objects.filter(pk=self.run.pk).update(config={**self.run.config, "_resumed_from_step": step})
+        return ckpt is not None
+
+    def _command(self, resume: bool) -> list[str]:
+        return trainer_command(self.run, self.folder / "config.json", self.events, self.stop_file, resume=resume)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _supervise(self, child: subprocess.Popen[bytes]) -> str:
+        """Pump events and heartbeats until the child exits; returns 'cancelled' if a cancel arrived."""
+        cancel_at: float | None = None
+        last_beat = 0.0
+        term_sent = kill_sent = False
+        grace = settings.PSL_CANCEL_GRACE_SECONDS
+        while child.poll() is None:
+            self.pump.pump()
+            if time.monotonic() - last_beat >= min(2.0, settings.PSL_HEARTBEAT_SECONDS):
+                last_beat = time.monotonic()
+                if self._beat() and cancel_at is None:
+                    cancel_at = time.monotonic()
+                    self.stop_file.touch()
+                    log.info("run %s: cancel requested; asked the trainer to stop", self.run.pk)
+            if cancel_at is not None:
+                waited = time.monotonic() - cancel_at
+                if waited > grace and not term_sent:
+                    _signal_group(child, signal.SIGTERM)
+                    term_sent = True
+                elif waited > 2 * grace and not kill_sent:
+                    _signal_group(child, signal.SIGKILL)
+                    kill_sent = True
+            time.sleep(self.poll_seconds)
+        self._drain()
+        return "cancelled" if cancel_at is not None else ""
+
+    def _beat(self) -> bool:
+        """Refresh the run's heartbeat; returns True when a cancel has been requested."""
+        try:
+            close_old_connections()
+            Run.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+            return Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+        except DB_ERRORS:
+            _reset_connection()
+            return False
+
+    def _drain(self) -> None:
+        # The child is gone; everything it wrote must reach the database before the final status.
+        delay = 0.5
+        while not self.pump.pump(drain=True):
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _finish(self, returncode: int, status: str) -> str:
+        if status == "cancelled":
+            final, error = RunStatus.CANCELLED, ""
+        elif returncode == 0:
+            final, error = RunStatus.SUCCEEDED, ""
+        else:
+            final, error = RunStatus.FAILED, f"trainer exited with code {returncode}\n\n{_tail(self.output_log)}"
+        while True:
+            try:
+                close_old_connections()
+                Run.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(
+                    status=final, finished_at=timezone.now(), error=error, heartbeat_at=timezone.now()
+                )
+                break
+            except DB_ERRORS:
+                _reset_connection()
+                time.sleep(1.0)
+        self.stop_file.unlink(missing_ok=True)
+        return str(final)
+
+
+def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(child.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- workers ---------------------------------------------------------------------------------------
+
+
+_identity: dict[str, str] = {}
+
+
+def set_worker_identity(name: str) -> None:
+    _identity["name"] = name
+
+
+def worker_identity() -> str:
+    """The Celery node name (e.g. ``gpu-a100@host3``) once the worker is up."""
+    return _identity.get("name") or os.environ.get("PSL_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_heartbeat(*, name: str, queues: list[str], current_run_id: int | None = None) -> None:
+    """Advertise this worker (host, GPUs, free memory, current run) for the Workers page."""
+    import psutil
+
+    Worker.objects.update_or_create(
+        name=name,
+        defaults={
+            "hostname": socket.gethostname(), "queues": queues, "gpus": gpu_inventory(),
+            "memory_free_mb": int(psutil.virtual_memory().available / 2**20), "last_seen_at": timezone.now(),
+            "current_run_id": current_run_id,
+        },
+    )
+
+
+def gpu_inventory() -> list[dict[str, Any]]:
+    """GPUs visible to this worker (respects CUDA_VISIBLE_DEVICES) with their free memory."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
+             "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    allowed = {v.strip() for v in visible.split(",")} if visible else None
+    gpus = []
+    for line in out.strip().splitlines():
+        idx, name, total, free, util = [x.strip() for x in line.split(",")]
+        if allowed is None or idx in allowed:
+            gpus.append({"index": int(idx), "name": name, "memory_total_mb": int(total),
+                         "memory_free_mb": int(free), "utilization": int(util)})
+    return gpus
+
+
+def sweep_lost_runs() -> list[int]:
+    """Mark running runs whose heartbeat went stale as lost (their data is kept)."""
+    from datetime import timedelta
+
+    stale = list(Run.objects.stale(older_than=timedelta(seconds=settings.PSL_LOST_AFTER_SECONDS))
+                 .values_list("pk", flat=True))
+    lost = []
+    for pk in stale:
+        if Run.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.LOST, finished_at=timezone.now(),
+            error="the worker stopped sending heartbeats (killed, crashed or lost its network)",
+        ):
+            lost.append(pk)
+    return lost

@@ -1,0 +1,452 @@
+"""The data model: teams own projects, projects hold runs, runs stream metrics and samples.
+
+Access control is by team membership (viewer < member < admin); every read goes through the
+``for_user`` query sets so that a member of team X never sees team Y's objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    MEMBER = "member", "Member"
+    ADMIN = "admin", "Admin"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2}
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    def can(self, role: str) -> bool:
+        """True if this membership's role is at least ``role``."""
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
+
+
+class ProjectQuerySet(models.QuerySet["Project"]):
+    def for_user(self, user: Any, *, role: str = Role.VIEWER) -> ProjectQuerySet:
+        roles = [r for r, rank in ROLE_RANK.items() if rank >= ROLE_RANK[Role(role)]]
+        return self.filter(team__memberships__user=user, team__memberships__role__in=roles)
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "slug"], name="unique_project_slug")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("webapp-run-list", args=[self.pk])
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    LOST = "lost", "Lost"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST)
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def for_user(self, user: Any, *, role: str = Role.VIEWER) -> RunQuerySet:
+        return self.filter(project__in=Project.objects.for_user(user, role=role))
+
+    def stale(self, *, older_than: timedelta) -> RunQuerySet:
+        """Running runs whose worker stopped sending heartbeats (used by the lost-run sweep)."""
+        cutoff = timezone.now() - older_than
+        return self.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+
+
+class Study(models.Model):
+    """An ablation study: a named group of runs and the factor(s) varied across them."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="studies")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # {"eta": [0.01, 0.03, 0.1], "rollout_sharing": [true, false], "seed": [1, 2, 3]}
+    factors = models.JSONField(default=dict, blank=True)
+    baseline = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("webapp-study-detail", args=[self.pk])
+
+
+class Tag(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_tag_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Run(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=200)
+    # The full trainer.config.TrainConfig as JSON: every run can be reproduced from it.
+    config = models.JSONField(default=dict)
+    algorithm = models.CharField(max_length=32, db_index=True)
+    model_name = models.CharField(max_length=200)
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    queue = models.CharField(max_length=50, default="cpu")
+    gpus = models.PositiveSmallIntegerField(default=0)
+    host = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="runs")
+    created_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Progress in optimizer steps of the trainer (not counting evaluation).
+    step = models.IntegerField(default=0)
+    total_steps = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    # Each resume is a new attempt of the same run; step numbering continues across attempts.
+    attempt = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="runs")
+    # Last value of every metric key, maintained by ingestion: the runs list sorts on it in one query.
+    summary = models.JSONField(default=dict, blank=True)
+    last_checkpoint_step = models.IntegerField(null=True, blank=True)
+    last_checkpoint_path = models.CharField(max_length=500, blank=True)
+    wandb_enabled = models.BooleanField(default=False)
+    wandb_run_id = models.CharField(max_length=64, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Runs list: newest first within a project, optionally by status.
+            models.Index(fields=["project", "-created_at"], name="run_project_created"),
+            # Lost-run sweep scans running runs by heartbeat.
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("webapp-run-detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def can_resume(self) -> bool:
+        return self.status in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST) and self.step < self.total_steps
+
+    @property
+    def progress(self) -> float:
+        """Fraction of optimizer steps done, in [0, 1]."""
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def duration(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def eta(self) -> timedelta | None:
+        """Remaining time estimated from the pace of the current attempt."""
+        elapsed = self.duration()
+        if not elapsed or not self.is_active or self.step <= 0 or self.total_steps <= self.step:
+            return None
+        done_this_attempt = self.step - (self.config.get("_resumed_from_step") or 0)
+        if done_this_attempt <= 0:
+            return None
+        return elapsed / done_this_attempt * (self.total_steps - self.step)
+
+
+class MetricPoint(models.Model):
+    """One value of one metric key at one step: ingestion upserts on (run, key, step)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    key = models.CharField(max_length=80)
+    step = models.IntegerField()
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            # Also the index for range scans: WHERE run_id = ? AND key = ? AND step BETWEEN ? AND ?
+            models.UniqueConstraint(fields=["run", "key", "step"], name="unique_metric_point"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.step}={self.value}"
+
+
+class Mode(models.TextChoices):
+    NORMAL = "normal", "Normal"
+    HE = "he", "High-entropy"
+
+
+class Sample(models.Model):
+    """One generated response, as the trainer emitted it (untrusted text: always escaped)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="samples")
+    step = models.IntegerField()
+    question_id = models.CharField(max_length=100)
+    # Which mode generated the response, and under which context it is shown/trained.
+    mode = models.CharField(max_length=10, choices=Mode.choices)
+    context = models.CharField(max_length=10, choices=Mode.choices)
+    index = models.PositiveSmallIntegerField(default=0)
+    prompt = models.TextField()
+    answer = models.TextField(blank=True)
+    response = models.TextField()
+    reward = models.FloatField()
+    advantage = models.FloatField(null=True, blank=True)
+    length = models.IntegerField()
+    entropy = models.FloatField(null=True, blank=True)
+    # Per-token surprisal (nats) and token strings, for the heatmap.
+    surprisal = models.JSONField(default=list, blank=True)
+    tokens = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "step", "question_id", "mode", "context", "index"], name="unique_sample"
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "step", "question_id"], name="sample_run_step_q")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.step}/{self.question_id}/{self.mode}#{self.index}"
+
+    @property
+    def is_correct(self) -> bool:
+        return self.reward > 0.5
+
+
+class Checkpoint(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="checkpoints")
+    step = models.IntegerField()
+    path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="unique_checkpoint")]
+        ordering = ["step"]
+
+
+class RunLog(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    attempt = models.PositiveIntegerField(default=0)
+    seq = models.IntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    level = models.CharField(max_length=10, default="info")
+    message = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "attempt", "seq"], name="unique_run_log")]
+        ordering = ["created_at", "attempt", "seq"]
+
+
+class EvalStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Evaluation(models.Model):
+    """One benchmark evaluated on one checkpoint of a run, in one mode."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="evaluations")
+    step = models.IntegerField(help_text="checkpoint step (0 = the untrained model)")
+    benchmark = models.CharField(max_length=100)
+    mode = models.CharField(max_length=10, choices=Mode.choices)
+    status = models.CharField(max_length=10, choices=EvalStatus.choices, default=EvalStatus.QUEUED)
+    settings = models.JSONField(default=dict, blank=True)  # temperature, top_k, top_p, k, max_new_tokens
+    metrics = models.JSONField(default=dict, blank=True)  # accuracy, ci, entropy_bits, pass@k, …
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step", "benchmark", "mode"], name="unique_evaluation"),
+        ]
+        ordering = ["benchmark", "mode"]
+
+
+class EvalResult(models.Model):
+    """One graded sample of one question of an evaluation."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="results")
+    question_id = models.CharField(max_length=100)
+    index = models.PositiveSmallIntegerField()
+    response = models.TextField()
+    score = models.FloatField()
+    length = models.IntegerField()
+    entropy_bits = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["evaluation", "question_id", "index"], name="unique_eval_result"),
+        ]
+
+
+class VerdictChoice(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    NEEDS_WORK = "needs_work", "Needs work"
+    REJECT = "reject", "Reject"
+
+
+class Comment(models.Model):
+    """A Markdown comment on a run, a study or a single sample (exactly one target is set)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="comments")
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.CASCADE, related_name="comments")
+    sample = models.ForeignKey(Sample, null=True, blank=True, on_delete=models.CASCADE, related_name="comments")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+
+
+class Verdict(models.Model):
+    """A reviewer's verdict; the latest one per (author, target) is the one that counts."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="verdicts")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="verdicts")
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.CASCADE, related_name="verdicts")
+    sample = models.ForeignKey(Sample, null=True, blank=True, on_delete=models.CASCADE, related_name="verdicts")
+    verdict = models.CharField(max_length=12, choices=VerdictChoice.choices)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Activity(models.Model):
+    """The project's activity feed: who did what to which object, newest first."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="activities")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    verb = models.CharField(max_length=50)
+    target = models.CharField(max_length=300)
+    url = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "activities"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, *, user: Any, name: str) -> tuple[ApiToken, str]:
+        """Create a token and return it with its raw value, which is shown once and never stored."""
+        raw = "psl_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, digest=cls.hash(raw), prefix=raw[4:12])
+        return token, raw
+
+
+class Worker(models.Model):
+    """A Celery worker host as last seen through its heartbeat."""
+
+    name = models.CharField(max_length=200, unique=True)
+    hostname = models.CharField(max_length=200)
+    queues = models.JSONField(default=list)
+    gpus = models.JSONField(default=list)  # [{"index": 0, "name": "A100", "memory_free_mb": 1234, ...}]
+    memory_free_mb = models.IntegerField(default=0)
+    current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_online(self, *, now: Any = None) -> bool:
+        now = now or timezone.now()
+        return (now - self.last_seen_at).total_seconds() < 3 * settings.PSL_HEARTBEAT_SECONDS

@@ -1,0 +1,228 @@
+"""Workflows that write: creating, enqueueing, cancelling and resuming runs, studies and reviews.
+
+Services take keyword-only arguments and enforce state transitions with compare-and-set
+updates, so two actors (a user and a worker, or two workers) can never both win.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from trainer.config import ConfigError, TrainConfig
+from webapp.models import (
+    Activity,
+    Comment,
+    Project,
+    Run,
+    RunStatus,
+    Sample,
+    Study,
+    Tag,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A request that is valid in form but not allowed in the current state (shown to the user)."""
+
+
+@cache
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=settings.BASE_DIR, capture_output=True,
+                             text=True, timeout=5, check=False)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def activity_record(*, project: Project, actor: Any, verb: str, target: str, url: str = "") -> Activity:
+    return Activity.objects.create(project=project, actor=actor, verb=verb, target=target[:300], url=url)
+
+
+def run_create(*, project: Project, user: Any, config: TrainConfig, name: str = "", queue: str = "",
+               study: Study | None = None, parent: Run | None = None, tags: Iterable[str] = (),
+               wandb: bool = False, enqueue: bool = True) -> Run:
+    """Create a queued run from a validated config and enqueue it once the transaction commits."""
+    queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
+    if queue not in settings.PSL_QUEUES:
+        raise ServiceError(f"unknown queue {queue!r}; valid: {', '.join(settings.PSL_QUEUES)}")
+    with transaction.atomic():
+        run = Run.objects.create(
+            project=project, name=name or _default_name(config), config=config.to_dict(),
+            algorithm=config.algorithm, model_name=config.model, seed=config.seed, queue=queue,
+            gpus=config.gpus, total_steps=config.steps, created_by=user, code_version=code_version(),
+            study=study, parent=parent, wandb_enabled=wandb, queued_at=timezone.now(),
+        )
+        _set_tags(run, tags)
+        activity_record(project=project, actor=user, verb="launched", target=run.name, url=run.get_absolute_url())
+        if enqueue:
+            run_enqueue(run=run)
+    return run
+
+
+def run_enqueue(*, run: Run) -> None:
+    """Send the run to its queue after commit: a worker must never see a run that isn't there yet."""
+    from webapp.tasks import execute_run
+
+    def send() -> None:
+        result = execute_run.apply_async(args=[run.pk, run.attempt], queue=run.queue)
+        Run.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
+
+    transaction.on_commit(send)
+
+
+def run_config(run: Run) -> TrainConfig:
+    data = {k: v for k, v in run.config.items() if not k.startswith("_")}
+    return TrainConfig.from_dict(data)
+
+
+def run_cancel(*, run: Run, user: Any) -> Run:
+    """Cancel a queued run at once; ask a running one to stop (the worker finishes the job)."""
+    now = timezone.now()
+    if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED, finished_at=now, cancel_requested=True
+    ):
+        _revoke(run)
+    elif not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True):
+        raise ServiceError(f"run is {run.get_status_display().lower()}; only queued or running runs can be cancelled")
+    run.refresh_from_db()
+    activity_record(project=run.project, actor=user, verb="cancelled", target=run.name, url=run.get_absolute_url())
+    return run
+
+
+def _revoke(run: Run) -> None:
+    # The claim in the task is the real guard (a cancelled run is never claimed); revoking only
+    # spares the worker a wake-up. The filesystem broker does not support remote control.
+    if run.celery_task_id and not settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        try:
+            from webapp.celery import app
+
+            app.control.revoke(run.celery_task_id)
+        except Exception:  # a broker hiccup must not fail the cancel itself
+            log.warning("could not revoke task %s", run.celery_task_id, exc_info=True)
+
+
+def run_resume(*, run: Run, user: Any) -> Run:
+    """Continue a stopped run from its last checkpoint as a new attempt of the same run."""
+    with transaction.atomic():
+        updated = Run.objects.filter(
+            pk=run.pk, status__in=[RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST]
+        ).update(status=RunStatus.QUEUED, attempt=run.attempt + 1, cancel_requested=False, error="",
+                 queued_at=timezone.now(), finished_at=None, heartbeat_at=None)
+        if not updated:
+            raise ServiceError(f"run is {run.get_status_display().lower()}; only failed, cancelled or lost runs resume")
+        run.refresh_from_db()
+        activity_record(project=run.project, actor=user, verb="resumed", target=run.name, url=run.get_absolute_url())
+        run_enqueue(run=run)
+    return run
+
+
+def run_clone_initial(run: Run) -> dict[str, Any]:
+    """Form initial data for "Clone": the run's config plus its queue and a derived name."""
+    return {**run_config(run).to_dict(), "name": f"{run.name} (clone)", "queue": run.queue}
+
+
+def _default_name(config: TrainConfig) -> str:
+    label = {"policy_split": f"ps η={config.eta:g}", "grpo": "grpo"}.get(config.algorithm, config.algorithm)
+    return f"{label} {config.model} s{config.seed}"
+
+
+def _set_tags(run: Run, names: Iterable[str]) -> None:
+    tags = [Tag.objects.get_or_create(project=run.project, name=n.strip()[:50])[0] for n in names if n.strip()]
+    run.tags.set(tags)
+
+
+# --- ablation grids ------------------------------------------------------------------------------
+
+
+def grid_expand(base: TrainConfig, factors: dict[str, list[Any]]) -> list[TrainConfig]:
+    """Every combination of the factors applied to the base config (raises ConfigError on a bad cell)."""
+    if not factors:
+        return [base]
+    keys = list(factors)
+    configs = []
+    for combo in itertools.product(*(factors[k] for k in keys)):
+        data = base.to_dict()
+        data.update(dict(zip(keys, combo, strict=True)))
+        configs.append(TrainConfig.from_dict(data))
+    return configs
+
+
+def study_create_grid(*, project: Project, user: Any, name: str, base: TrainConfig, factors: dict[str, list[Any]],
+                      queue: str = "", description: str = "", wandb: bool = False) -> Study:
+    configs = grid_expand(base, factors)
+    with transaction.atomic():
+        study = Study.objects.create(project=project, name=name, description=description, factors=factors,
+                                     created_by=user)
+        for cfg in configs:
+            label = ", ".join(f"{k}={cfg.to_dict()[k]}" for k in factors)
+            run_create(project=project, user=user, config=cfg, name=f"{name}: {label}", queue=queue, study=study,
+                       wandb=wandb)
+        first = study.runs.order_by("id").first()
+        study.baseline = first
+        study.save(update_fields=["baseline"])
+        activity_record(project=project, actor=user, verb="launched study", target=study.name,
+                        url=study.get_absolute_url())
+    return study
+
+
+# --- review -------------------------------------------------------------------------------------
+
+
+def _target_fields(target: Run | Study | Sample) -> dict[str, Any]:
+    if isinstance(target, Run):
+        return {"run": target}
+    if isinstance(target, Study):
+        return {"study": target}
+    return {"sample": target}
+
+
+def _target_project(target: Run | Study | Sample) -> Project:
+    return target.run.project if isinstance(target, Sample) else target.project
+
+
+def comment_create(*, target: Run | Study | Sample, author: Any, body: str) -> Comment:
+    body = body.strip()
+    if not body:
+        raise ServiceError("a comment needs some text")
+    project = _target_project(target)
+    comment = Comment.objects.create(project=project, author=author, body=body, **_target_fields(target))
+    activity_record(project=project, actor=author, verb="commented on", target=str(target),
+                    url=_target_url(target))
+    return comment
+
+
+def verdict_set(*, target: Run | Study | Sample, author: Any, verdict: str, note: str = "") -> Verdict:
+    project = _target_project(target)
+    obj = Verdict.objects.create(project=project, author=author, verdict=verdict, note=note[:500],
+                                 **_target_fields(target))
+    activity_record(project=project, actor=author, verb=f"set verdict “{obj.get_verdict_display()}” on",
+                    target=str(target), url=_target_url(target))
+    return obj
+
+
+def _target_url(target: Run | Study | Sample) -> str:
+    if isinstance(target, Sample):
+        return target.run.get_absolute_url() + f"side-by-side/?step={target.step}&q={target.question_id}"
+    return target.get_absolute_url()
+
+
+def config_errors(data: dict[str, Any]) -> dict[str, str]:
+    """Validate config data with the trainer's own rules; returns {field: message} (empty = valid)."""
+    try:
+        TrainConfig.from_dict(data)
+    except ConfigError as exc:
+        return {exc.field: exc.message}
+    return {}

@@ -1,0 +1,184 @@
+"""Django settings, read from the environment (docker/.env.example lists every variable).
+
+With nothing configured the product runs on embedded defaults: SQLite (WAL) and a Celery
+broker on the filesystem, both under ``var/``. Set DATABASE_URL=postgres://… and
+CELERY_BROKER_URL=redis://… for the production path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from webapp.env import (
+    check_broker_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    parse_database_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PSL_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+# PSL_DEMO relaxes only what a local demo needs (a generated SECRET_KEY); it never turns DEBUG on.
+DEMO = env_bool("PSL_DEMO", False)
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_secret("SECRET_KEY")
+if not SECRET_KEY:
+    if not (DEMO or DEBUG):
+        raise ImproperlyConfigured("SECRET_KEY is required (or SECRET_KEY_FILE); set PSL_DEMO=1 for a local demo")
+    SECRET_KEY = "insecure-demo-key-do-not-use-in-production-" + "x" * 20
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SITE_URL = env_str("SITE_URL", "http://localhost:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "webapp",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": parse_database_url(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# plotly.js is served from the installed plotly package, so no JS is vendored or downloaded.
+try:
+    import plotly
+
+    STATICFILES_DIRS.append(("vendor/plotly", Path(plotly.__file__).parent / "package_data"))  # type: ignore[arg-type]
+except ImportError:  # pragma: no cover - plotly is in requirements.txt
+    pass
+# Serve static files straight from the finders: no collectstatic step for the demo.
+WHITENOISE_USE_FINDERS = True
+
+# Production hardening: on unless DEBUG; HTTPS-only cookies when SECURE_COOKIES (default: not DEBUG/DEMO).
+SECURE_COOKIES = env_bool("SECURE_COOKIES", not (DEBUG or DEMO))
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS")
+
+# --- Celery (every option is a CELERY_* setting; see webapp/celery.py) ---------------------------
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = check_broker_url(env_str("CELERY_BROKER_URL", "filesystem://"))
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: the broker is a folder, so the demo needs no server.
+    for sub in ("queue", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Redis: a GPU run can be hours long; redelivery must not happen while it is still running.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 43200, minimum=60)}
+CELERY_RESULT_BACKEND = None  # run state lives in our own tables, not in Celery results
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Long GPU tasks: one at a time per worker process, so a queued run is never stuck behind another.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = env_str("PSL_DEFAULT_QUEUE", "cpu")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Product settings -----------------------------------------------------------------------------
+# Queues a run can target (one per GPU pool). The run form offers exactly these.
+PSL_QUEUES = env_list("PSL_QUEUES", "cpu,gpu-a100,gpu-h100")
+PSL_RUNS_DIR = Path(env_str("PSL_RUNS_DIR", str(VAR_DIR / "runs")))
+PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 10, minimum=1)
+# A running run whose heartbeat is older than this is marked lost by the periodic sweep.
+PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 90, minimum=5)
+PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 5, minimum=1)
+PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
+
+WANDB_API_KEY = env_secret("WANDB_API_KEY")
+WANDB_PROJECT = env_str("WANDB_PROJECT", "policy-split-lab")
+WANDB_ENTITY = env_str("WANDB_ENTITY")
+# Without an API key W&B can only work offline (wandb.init fails at once otherwise).
+WANDB_MODE = env_str("WANDB_MODE", "online" if WANDB_API_KEY else "offline")
+if WANDB_MODE not in ("online", "offline", "disabled"):
+    raise ImproperlyConfigured(f"WANDB_MODE must be online, offline or disabled, got {WANDB_MODE!r}")
+
+JUDGE_API_URL = env_str("JUDGE_API_URL")
+JUDGE_API_KEY = env_secret("JUDGE_API_KEY")
+JUDGE_MODEL = env_str("JUDGE_MODEL", "gpt-4o")
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,89 @@
+"""Celery tasks: thin adapters that take ids and call the execution layer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutting_down
+from django.conf import settings
+
+from webapp import execution
+
+log = logging.getLogger(__name__)
+_current_run: dict[str, int | None] = {"id": None}
+
+
+# acks_late is safe here: a redelivered message finds the run already claimed and exits.
+@shared_task(acks_late=True, ignore_result=True)
+def execute_run(run_id: int, attempt: int = 0) -> str:
+    run = execution.claim(run_id, attempt, host=execution.worker_identity())
+    if run is None:
+        log.info("run %s attempt %s was claimed elsewhere, cancelled or resumed; skipping", run_id, attempt)
+        return "skipped"
+    _current_run["id"] = run_id
+    try:
+        return execution.Supervisor(run, worker_name=execution.worker_identity()).execute()
+    finally:
+        _current_run["id"] = None
+
+
+@shared_task(ignore_result=True)
+def sweep_lost_runs() -> list[int]:
+    return execution.sweep_lost_runs()
+
+
+@shared_task(ignore_result=True)
+def ping(value: str) -> str:
+    """A no-op round trip used by the embedded-defaults smoke test and `manage.py check_worker`."""
+    from pathlib import Path
+
+    marker = Path(settings.VAR_DIR) / "ping" / value
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("pong")
+    return "pong"
+
+
+class _Heartbeat(threading.Thread):
+    """Advertises this worker and sweeps lost runs every PSL_HEARTBEAT_SECONDS."""
+
+    def __init__(self, queues: list[str]) -> None:
+        super().__init__(daemon=True, name="psl-heartbeat")
+        self.queues = queues
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from django.db import close_old_connections
+
+        while not self.stopped.is_set():
+            try:
+                close_old_connections()
+                execution.worker_heartbeat(name=execution.worker_identity(), queues=self.queues,
+                                           current_run_id=_current_run["id"])
+                execution.sweep_lost_runs()
+            except Exception:  # the database may be briefly away; the next beat retries
+                log.warning("worker heartbeat failed", exc_info=True)
+            self.stopped.wait(settings.PSL_HEARTBEAT_SECONDS)
+
+
+_heartbeat: _Heartbeat | None = None
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: object = None, **kwargs: object) -> None:
+    """Start beating in the worker's main process (run workers use the solo pool, see README)."""
+    global _heartbeat
+    hostname = getattr(sender, "hostname", "")
+    if hostname:
+        execution.set_worker_identity(hostname)
+    task_consumer = getattr(sender, "task_consumer", None)
+    queues = sorted(q.name for q in task_consumer.queues) if task_consumer is not None else []
+    _heartbeat = _Heartbeat(queues)
+    _heartbeat.start()
+
+
+@worker_shutting_down.connect
+def _stop_heartbeat(**kwargs: object) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stopped.set()
