@@ -1,0 +1,91 @@
+"""Home (the user's projects), project creation, API tokens and the Workers page."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.utils.text import slugify
+from django.views.decorators.http import require_POST
+
+from webapp.models import ApiToken, Membership, Project, Role, RunStatus, Team, Worker
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    projects = (
+        Project.objects.for_user(request.user).select_related("team")
+        .annotate(n_runs=Count("runs", distinct=True),
+                  n_active=Count("runs", filter=Q(runs__status__in=[RunStatus.QUEUED, RunStatus.RUNNING]),
+                                 distinct=True))
+        .order_by("team__name", "name")
+    )
+    teams = Team.objects.filter(memberships__user=request.user, memberships__role__in=[Role.MEMBER, Role.ADMIN])
+    return render(request, "webapp/home.html", {"projects": projects, "form": ProjectForm(teams=teams)})
+
+
+class ProjectForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=Team.objects.none())
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: object, teams: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["team"].queryset = teams  # type: ignore[attr-defined]
+
+
+@login_required
+@require_POST
+def project_create(request: HttpRequest) -> HttpResponse:
+    teams = Team.objects.filter(memberships__user=request.user, memberships__role__in=[Role.MEMBER, Role.ADMIN])
+    form = ProjectForm(request.POST, teams=teams)
+    if not form.is_valid():
+        projects = Project.objects.for_user(request.user).select_related("team")
+        return render(request, "webapp/home.html", {"projects": projects, "form": form}, status=400)
+    team, name = form.cleaned_data["team"], form.cleaned_data["name"]
+    slug = slugify(name) or "project"
+    if Project.objects.filter(team=team, slug=slug).exists():
+        form.add_error("name", f"{team} already has a project called {name!r}")
+        projects = Project.objects.for_user(request.user).select_related("team")
+        return render(request, "webapp/home.html", {"projects": projects, "form": form}, status=400)
+    project = Project.objects.create(team=team, name=name, slug=slug, description=form.cleaned_data["description"])
+    return redirect(project)
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    raw = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()[:100] or "token"
+        _, raw = ApiToken.issue(user=request.user, name=name)
+        messages.success(request, "Token created. Copy it now: it is shown only once.")
+    rows = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    return render(request, "webapp/tokens.html", {"tokens": rows, "raw": raw, "nav": "tokens"})
+
+
+@login_required
+@require_POST
+def token_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    ApiToken.objects.filter(user=request.user, pk=pk).delete()
+    return redirect("webapp-tokens")
+
+
+@login_required
+def workers(request: HttpRequest) -> HttpResponse:
+    # Workers are shared infrastructure; only runs of the user's own teams are linked.
+    visible = set(Membership.objects.filter(user=request.user).values_list("team_id", flat=True))
+    rows = Worker.objects.select_related("current_run__project").order_by("-last_seen_at")
+    return render(request, "webapp/workers.html", {"workers": rows, "visible_teams": visible, "nav": "workers"})
+
+
+urlpatterns = [
+    path("", home, name="webapp-home"),
+    path("projects/new/", project_create, name="webapp-project-create"),
+    path("tokens/", tokens, name="webapp-tokens"),
+    path("tokens/<int:pk>/delete/", token_delete, name="webapp-token-delete"),
+    path("workers/", workers, name="webapp-workers"),
+]
