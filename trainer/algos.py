@@ -348,7 +348,8 @@ def clamped_bonus(
             ``clip_then_scale`` = η·clip(B, ±|A|/κ) (paper eq. 3).
 
     Returns:
-        (...) Ĩ; with κ > 0 it is 0 wherever A = 0 and can never flip the sign of A when κ ≥ 1.
+        (...) Ĩ; with κ > 0 it is 0 wherever A = 0. |Ĩ| ≤ |A|/κ for ``scale_then_clip`` (so κ ≥ 1 never
+        flips the sign of A) and |Ĩ| ≤ |η|·|A|/κ for ``clip_then_scale`` (sign kept while |η| ≤ κ).
     """
     _check_choice("clamp_order", clamp_order, CLAMP_ORDERS)
     if kappa < 0:
