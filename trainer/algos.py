@@ -708,7 +708,9 @@ def clip_cov_loss(
         candidates = valid & ~ppo_clipped & (cov > lb) & (cov < ub)
         cand_idx = torch.nonzero(candidates.reshape(-1)).squeeze(-1)  # row-major order
         k = max(1, _ratio_count(ratio, int(valid.sum().item()), ceil=False))
-        perm = torch.randperm(cand_idx.numel(), generator=generator, device="cpu").to(cand_idx.device)
+        # Draw on the generator's device so a seeded CPU generator reproduces the same pick anywhere.
+        rng_device = generator.device if generator is not None else torch.device("cpu")
+        perm = torch.randperm(cand_idx.numel(), generator=generator, device=rng_device).to(cand_idx.device)
         picked = torch.zeros(candidates.numel(), dtype=torch.bool, device=candidates.device)
         picked[cand_idx[perm[:k]]] = True
         picked = picked.reshape(candidates.shape)
