@@ -124,13 +124,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from trainer.models import is_known_model
-        from trainer.tasks import is_known_task
 
         _one_of("algorithm", self.algorithm, ALGORITHM_NAMES)
         if not is_known_model(self.model):
             raise ConfigError("model", f"unknown model {self.model!r}: use a registry name, a local folder or a hub id")
-        if not is_known_task(self.task):
-            raise ConfigError("task", f"unknown task {self.task!r}")
+        _check_task(self.task)
         _one_of("clamp_order", self.clamp_order, CLAMP_ORDERS)
         _one_of("estimator", self.estimator, ESTIMATORS)
         _one_of("normalize", self.normalize, NORMALIZERS)
@@ -158,9 +156,8 @@ class TrainConfig:
             raise ConfigError("dual_clip", f"must be > 1 (or 0 to disable), got {self.dual_clip}")
         if self.cov_lb >= self.cov_ub:
             raise ConfigError("cov_lb", f"must be < cov_ub ({self.cov_ub}), got {self.cov_lb}")
-        if self.algorithm == "grpo" or not self.is_policy_split:
-            if self.n < 2:
-                raise ConfigError("n", "GRPO needs at least 2 rollouts per question to compare")
+        if not self.is_policy_split and self.n < 2:
+            raise ConfigError("n", f"{self.algorithm} needs at least 2 rollouts per question to compare")
         if self.rows_per_step % self.mini_batch_size:
             raise ConfigError(
                 "mini_batch_size",
@@ -273,6 +270,16 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f.name, f"expected {kind}, got {value!r}") from None
     return value
+
+
+def _check_task(task: str) -> None:
+    from trainer.tasks import TASK_NAMES
+
+    if task.startswith("file:"):
+        if not Path(task[5:]).exists():
+            raise ConfigError("task", f"dataset file {task[5:]!r} does not exist")
+    elif task not in TASK_NAMES:
+        raise ConfigError("task", f"unknown task {task!r}; valid: {', '.join(TASK_NAMES)} or file:<path>")
 
 
 def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:

@@ -1,0 +1,93 @@
+"""Settings come from the environment and fail loudly, naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from webapp.env import check_broker_url, env_bool, env_int, env_secret, parse_database_url
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_it_parses_a_postgres_url_with_an_escaped_password() -> None:
+    db = parse_database_url("postgres://psl:p%40ss@db.internal:6543/lab?sslmode=require")
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["USER"], db["PASSWORD"], db["HOST"], db["PORT"], db["NAME"]) == ("psl", "p@ss", "db.internal", "6543", "lab")
+    assert db["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_it_parses_an_absolute_sqlite_url_and_turns_on_wal() -> None:
+    db = parse_database_url("sqlite:////srv/psl/db.sqlite3")
+    assert db["NAME"] == "/srv/psl/db.sqlite3"
+    assert "journal_mode=WAL" in db["OPTIONS"]["init_command"]
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mysql://x@y/z", "postgres://host-without-db", "sqlite://"])
+def test_it_rejects_a_malformed_database_url_naming_the_variable(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        parse_database_url(url)
+
+
+def test_it_rejects_a_broker_url_of_an_unknown_scheme() -> None:
+    with pytest.raises(ImproperlyConfigured, match="CELERY_BROKER_URL"):
+        check_broker_url("http://localhost:6379")
+
+
+def test_it_reads_booleans_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PSL_FLAG", "yes")
+    assert env_bool("PSL_FLAG") is True
+    monkeypatch.setenv("PSL_FLAG", "off")
+    assert env_bool("PSL_FLAG", True) is False
+    monkeypatch.setenv("PSL_FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="PSL_FLAG"):
+        env_bool("PSL_FLAG")
+
+
+def test_it_reads_integers_with_a_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PSL_N", "12")
+    assert env_int("PSL_N", 3) == 12
+    monkeypatch.setenv("PSL_N", "twelve")
+    with pytest.raises(ImproperlyConfigured, match="PSL_N must be an integer"):
+        env_int("PSL_N", 3)
+    monkeypatch.setenv("PSL_N", "-1")
+    with pytest.raises(ImproperlyConfigured, match="PSL_N must be ≥ 0"):
+        env_int("PSL_N", 3, minimum=0)
+
+
+def test_it_reads_a_secret_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("PSL_KEY_FILE", str(secret))
+    assert env_secret("PSL_KEY") == "s3cret"
+    monkeypatch.setenv("PSL_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="PSL_KEY_FILE"):
+        env_secret("PSL_KEY")
+
+
+def _check(env_overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PSL_", "SECRET_KEY", "DEBUG", "DJANGO_"))}
+    env.update({"PSL_VAR_DIR": str(REPO / "var" / "test"), "DJANGO_SETTINGS_MODULE": "webapp.settings"})
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "manage.py", "check", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_it_requires_a_secret_key_outside_demo_and_debug() -> None:
+    out = _check({})
+    assert out.returncode != 0
+    assert "SECRET_KEY is required" in out.stderr
+
+
+def test_it_passes_the_deploy_checks_with_production_like_variables() -> None:
+    out = _check({
+        "SECRET_KEY": "k" * 20 + "-Zq8#x1!fP0vR7sLm2@bW9yT4nC6hJ3dE5gA",
+        "ALLOWED_HOSTS": "lab.example.com", "SECURE_SSL_REDIRECT": "1", "SECURE_HSTS_SECONDS": "31536000",
+        "BEHIND_HTTPS_PROXY": "1",
+    }, "--deploy", "--fail-level", "WARNING")
+    assert out.returncode == 0, out.stdout + out.stderr
