@@ -69,12 +69,12 @@ def build_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: t
 
 def _policy_split_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor
                        ) -> tuple[TrainRows, dict[str, float]]:
-    adv_normal, adv_he = algos.policy_split_advantages(
+    adv_normal, adv_he, stats = algos.policy_split_advantages(
         rewards, sc.logp["normal"], sc.logp["he"], sc.mask,
         alpha=cfg.alpha, eta=cfg.eta, eta_normal=cfg.eta_normal, kappa=cfg.kappa,
         clamp_order=cfg.clamp_order, normalize=cfg.normalize, lowest_ratio=cfg.lowest_ratio,
         estimator=cfg.estimator, entropy_normal=sc.entropy["normal"], entropy_he=sc.entropy["he"],
-        share_rollouts=cfg.rollout_sharing,
+        share_rollouts=cfg.rollout_sharing, return_stats=True,
     )  # each (S, 2n, T)
     n = cfg.n
     # Which pooled responses each context trains on: all 2n with sharing (Q1+Q3, Q2+Q4), else its own n.
@@ -86,8 +86,12 @@ def _policy_split_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, re
             for g in (pooled if cfg.rollout_sharing else own[ctx]):
                 rows.add(ro.prompt_for(q, ctx, g), ro.responses[q][g], sc.logp[ctx][q, g], adv[q, g],
                          sc.mask[q, g], ctx)
-    stats = _split_stats(cfg, rewards, sc.mask, adv_he, ro)
-    return rows.build(), stats
+    return rows.build(), {
+        # Tokens with A = 0 always "bind" (their bound is 0), so count only where A ≠ 0.
+        "split/clamp_frac": stats["clamp_binding_frac_nonzero_adv"],
+        "split/bonus_abs_mean": stats["bonus_abs_mean_he"],
+        "train/frac_zero_adv_groups": stats["zero_adv_group_frac"],
+    }
 
 
 def _single_mode_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor
@@ -111,32 +115,6 @@ def _single_mode_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rew
             rows.add(ro.prompts["normal"][q], ro.responses[q][k], logp[i], adv_tok[i], mask[i], "normal")
     zero = (rewards.max(dim=1).values == rewards.min(dim=1).values).float().mean().item()
     return rows.build(), {"train/frac_zero_adv_groups": zero}
-
-
-def _split_stats(cfg: TrainConfig, rewards: torch.Tensor, mask: torch.Tensor, adv_he: torch.Tensor,
-                 ro: StepRollouts) -> dict[str, float]:
-    """Clamp-binding fraction and mean |bonus| on HE-context tokens (spec §8 recommended metrics)."""
-    s, g = rewards.shape
-    group_ids = torch.arange(s).repeat_interleave(g)
-    if cfg.rollout_sharing:
-        a_seq = algos.grpo_advantages(rewards.reshape(-1), group_ids).reshape(s, g)
-    else:  # per-mode groups of n (spec §0)
-        half = torch.arange(2).repeat_interleave(cfg.n).repeat(s) + 2 * group_ids
-        a_seq = algos.grpo_advantages(rewards.reshape(-1), half).reshape(s, g)
-    a_tok = a_seq[..., None] * mask  # (S, G, T)
-    he_rows = mask.clone()
-    if not cfg.rollout_sharing:
-        he_rows[:, : cfg.n] = 0  # HE context trains only the HE rollouts
-    bonus = (adv_he - a_tok) * he_rows
-    valid = he_rows.sum().clamp(min=1)
-    stats = {"split/bonus_abs_mean": (bonus.abs().sum() / valid).item()}
-    if cfg.kappa > 0:
-        bound = a_tok.abs() / cfg.kappa * (cfg.eta if cfg.clamp_order == "clip_then_scale" else 1.0)
-        binds = (bonus.abs() >= bound - 1e-7) & (a_tok.abs() > 0) & (he_rows > 0)
-        stats["split/clamp_frac"] = (binds.float().sum() / valid).item()
-    zero = (rewards.max(dim=1).values == rewards.min(dim=1).values).float().mean().item()
-    stats["train/frac_zero_adv_groups"] = zero
-    return stats
 
 
 class _RowCollector:

@@ -57,10 +57,14 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool = False,
-          dist: Any = None) -> TrainResult:
-    """Train for ``cfg.steps`` steps (or continue from the latest checkpoint when ``resume``)."""
+          dist: Any = None, task: Task | None = None) -> TrainResult:
+    """Train for ``cfg.steps`` steps (or continue from the latest checkpoint when ``resume``).
+
+    ``task`` replaces ``cfg.task`` with any object that has ``questions()`` and ``grade()``
+    (a researcher's own reward, or a test's).
+    """
     cb = callbacks or Callbacks()
-    state = setup(cfg, dist=dist)
+    state = setup(cfg, dist=dist, task=task)
     if resume:
         _restore(state, cb)
     metrics: dict[str, float] = {}
@@ -86,7 +90,7 @@ def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool 
     return TrainResult(state.step, stopped, metrics, last_ckpt)
 
 
-def setup(cfg: TrainConfig, *, dist: Any = None) -> TrainState:
+def setup(cfg: TrainConfig, *, dist: Any = None, task: Task | None = None) -> TrainState:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -98,7 +102,7 @@ def setup(cfg: TrainConfig, *, dist: Any = None) -> TrainState:
     model.config.use_cache = True
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     backend = make_backend(cfg.rollout_backend, model, tokenizer)
-    task = get_task(cfg.task)
+    task = task or get_task(cfg.task)
     pool = task.questions("train", seed=cfg.seed)
     if not pool:
         raise ValueError(f"task {cfg.task!r} has no training questions")

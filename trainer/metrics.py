@@ -30,8 +30,8 @@ METRICS: dict[str, str] = {
     "split/bonus_abs_mean": "mean |bonus| added to the advantage on HE-context tokens",
     # the PPO update
     "actor/pg_loss": "policy loss, averaged over micro-batches",
-    "actor/clip_frac": "fraction of tokens where the PPO clip is active",
-    "actor/clip_frac_lower": "fraction of tokens where the dual clip (A < 0) is active",
+    "actor/clip_frac": "fraction of tokens where the PPO clip is active (not for kl_cov, which does not clip)",
+    "actor/clip_frac_lower": "fraction of tokens where the dual clip (A < 0) is active (not for clip_cov/kl_cov)",
     "actor/approx_kl": "k1 estimate of KL(π_old‖π) over the update",
     "actor/entropy": "mean token entropy (nats) of the current policy on the trained rows",
     "actor/grad_norm": "gradient norm before clipping, averaged over optimizer steps",

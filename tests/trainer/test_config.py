@@ -1,0 +1,110 @@
+"""TrainConfig rejects impossible runs before any model is loaded, naming the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainer.config import ConfigError, TrainConfig, apply_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("alpha", 1.5, "must be in [0.0, 1.0]"),
+        ("alpha", -0.1, "must be in [0.0, 1.0]"),
+        ("kappa", -1.0, "must be ≥ 0"),
+        ("eta", -0.03, "must be ≥ 0"),
+        ("lr", -1e-5, "must be ≥ 0"),
+        ("algorithm", "ppo-magic", "unknown value 'ppo-magic'"),
+        ("model", "no such model!", "unknown model"),
+        ("task", "no-such-task", "unknown task"),
+        ("task", "file:/does/not/exist.jsonl", "does not exist"),
+        ("max_new_tokens", 0, "must be > 0"),
+        ("max_prompt_length", -5, "must be > 0"),
+        ("n", 0, "must be > 0"),
+        ("steps", 0, "must be > 0"),
+        ("clamp_order", "sideways", "valid: scale_then_clip, clip_then_scale"),
+        ("estimator", "vibes", "unknown value"),
+        ("temperature", 0.0, "must be > 0"),
+        ("top_p", 0.0, "must be in (0.0, 1.0]"),
+        ("lowest_ratio", 2.0, "must be in [0.0, 1.0]"),
+        ("rollout_backend", "tensorrt", "valid: transformers, vllm"),
+    ],
+)
+def test_it_rejects_an_impossible_value_naming_the_field(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+    assert err.value.field == field
+    assert message in err.value.message
+
+
+def test_it_rejects_a_mini_batch_that_does_not_divide_the_trained_rows() -> None:
+    # Policy Split with sharing trains 4n rows per question: 4 questions × 16 rows = 64.
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(algorithm="policy_split", n=4, questions_per_step=4, mini_batch_size=24)
+    assert err.value.field == "mini_batch_size"
+    assert "64 trained rows" in err.value.message
+
+
+def test_it_rejects_a_micro_batch_that_does_not_divide_the_mini_batch() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(mini_batch_size=16, micro_batch_size=6)
+    assert err.value.field == "micro_batch_size"
+
+
+def test_it_rejects_grpo_with_a_single_rollout() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(algorithm="grpo", n=1, questions_per_step=4, mini_batch_size=4, micro_batch_size=4)
+    assert err.value.field == "n"
+
+
+def test_it_counts_trained_rows_per_algorithm() -> None:
+    assert TrainConfig(algorithm="policy_split", n=4).rows_per_question == 16  # Q1–Q4
+    assert TrainConfig(algorithm="policy_split", n=4, rollout_sharing=False, mini_batch_size=8).rows_per_question == 8
+    assert TrainConfig(algorithm="grpo", n=8).rows_per_question == 8
+    assert TrainConfig(algorithm="grpo", n=8).generated_per_question == TrainConfig(n=4).generated_per_question
+
+
+def test_it_round_trips_through_json_and_yaml(tmp_path: Path) -> None:
+    cfg = TrainConfig(eta=0.1, rollout_sharing=False, mini_batch_size=8, seed=7, extra={"note": "ablation"})
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    (tmp_path / "c.yaml").write_text(cfg.to_yaml())
+    assert TrainConfig.load(tmp_path / "c.json") == cfg
+    assert TrainConfig.load(tmp_path / "c.yaml") == cfg
+
+
+def test_it_rejects_unknown_fields_and_wrong_types_by_name() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"etaa": 0.1})
+    assert err.value.field == "etaa"
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"steps": "many"})
+    assert err.value.field == "steps"
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"rollout_sharing": "perhaps"})
+    assert err.value.field == "rollout_sharing"
+
+
+def test_it_applies_command_line_overrides_as_yaml_scalars() -> None:
+    cfg = apply_overrides(TrainConfig(), ["eta=0.06", "kappa=1", "rollout_sharing=false", "algorithm=policy_split"])
+    assert (cfg.eta, cfg.kappa, cfg.rollout_sharing) == (0.06, 1.0, False)
+
+
+def test_it_exposes_field_help_for_forms() -> None:
+    help_texts = TrainConfig.field_help()
+    assert "released code added the bonus twice" in help_texts["eta"]
+    assert help_texts["n"].startswith("Rollouts per mode")
+
+
+def test_the_cli_rejects_a_bad_config_before_loading_a_model(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "trainer", "train", "--set", "alpha=3", "--set",
+                          f"output_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "alpha: must be in [0.0, 1.0], got 3" in out.stderr
+    assert not list(tmp_path.iterdir())
