@@ -1,3 +1,437 @@
-"""(being written)"""
+"""Runs pages: the runs list, launching runs and grids, the live run page and its JSON endpoints.
 
-urlpatterns: list = []
+The run page polls ``run_status`` (healthchecks style): a change token, server-rendered header
+and logs partials, and only the metric points newer than what the page already has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from trainer.metrics import MODE_PREFIXES, expand
+from webapp import selectors
+from webapp.access import can, project_for, require, run_for
+from webapp.forms import GridForm, RunForm, RunListForm
+from webapp.models import ACTIVE_STATUSES, Project, Role, Run
+from webapp.services import (
+    ServiceError,
+    run_cancel,
+    run_clone_initial,
+    run_config,
+    run_create,
+    run_resume,
+    study_create_grid,
+)
+
+PAGE_SIZE = 50
+LOG_LINES = 200
+MAX_SERIES_KEYS = 24
+MAX_NEW_POINTS = 5000
+
+NORMAL, HE, GREY = "#1c7ed6", "#e8590c", "#868e96"
+
+
+# --- runs list -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def run_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    form = RunListForm(request.GET)
+    sort = form.sort_value()
+    runs = selectors.runs_for_list(project, filters=form.filters(), sort=sort)
+    page = Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page"))
+    column_ids = form.columns()
+    columns = [selectors.column(c) for c in column_ids]
+    rows = [(run, [(col, selectors.display(selectors.cell_value(run, col.id))) for col in columns]) for run in page]
+    return render(request, "webapp/run_list.html", {
+        "project": project, "nav": "runs", "form": form, "page": page, "rows": rows, "sort": sort,
+        "headers": _headers(columns, sort), "column_ids": ",".join(column_ids),
+        "column_choices": _column_choices(column_ids, [run for run, _ in rows]),
+        "tags": selectors.project_tags(project), "can_write": can(request.user, project, Role.MEMBER),
+        "filtered": any(request.GET.get(k) for k in ("q", "status", "algorithm", "tag", "where"))
+        or any(k.startswith("cfg.") for k in request.GET),
+    })
+
+
+def _headers(columns: list[selectors.Column], sort: str) -> list[dict[str, Any]]:
+    """Column headers with the sort each link applies: first click ascending, second descending."""
+    current, descending = sort.lstrip("-"), sort.startswith("-")
+    headers = []
+    for col in columns:
+        active = col.id == current
+        headers.append({"column": col, "state": ("desc" if descending else "asc") if active else "",
+                        "next": f"-{col.id}" if active and not descending else col.id})
+    return headers
+
+
+def _column_choices(chosen: list[str], runs: list[Run]) -> list[tuple[str, list[tuple[str, str, bool]]]]:
+    metric_keys = sorted(expand(MODE_PREFIXES) | {k for run in runs for k in run.summary})
+    groups = [
+        ("Run", selectors.BASE_COLUMNS),
+        ("Metrics (last value)", [f"m.{k}" for k in metric_keys]),
+        ("Config", [f"cfg.{name}" for name in selectors.CONFIG_FIELDS if name != "extra"]),
+    ]
+    return [(title, [(c, selectors.column(c).label, c in chosen) for c in ids]) for title, ids in groups]
+
+
+@login_required
+@require_POST
+def run_bulk_cancel(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    require(request.user, project, Role.MEMBER)
+    cancelled = 0
+    for run in Run.objects.filter(project=project, pk__in=_ids(request.POST.getlist("run")),
+                                  status__in=ACTIVE_STATUSES):
+        try:
+            run_cancel(run=run, user=request.user)
+            cancelled += 1
+        except ServiceError:  # finished between the page load and the click
+            pass
+    if cancelled:
+        messages.success(request, f"Cancelled {cancelled} run{'s' if cancelled != 1 else ''}.")
+    else:
+        messages.info(request, "None of the selected runs was queued or running.")
+    return _back(request, reverse("webapp-run-list", args=[project.pk]))
+
+
+@login_required
+@require_GET
+def run_compare(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The list's "Compare" button without JavaScript: ?run=1&run=2 → the compare page's ?runs=1,2."""
+    project = project_for(request.user, project_id)
+    ids = _ids(request.GET.getlist("run"))
+    return redirect(reverse("webapp-compare", args=[project.pk]) + "?runs=" + ",".join(map(str, ids)))
+
+
+def _ids(values: list[str]) -> list[int]:
+    return [int(v) for v in values if v.isdigit()][:500]
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponse:
+    target = request.POST.get("next", "")
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                         require_https=request.is_secure())
+    return redirect(target if ok and target else fallback)
+
+
+# --- launching --------------------------------------------------------------------------------------
+
+
+@login_required
+def run_new(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    require(request.user, project, Role.MEMBER)
+    source = _clone_source(request)
+    if request.method != "POST":
+        form = RunForm(initial=_clone_initial(source) if source else None)
+        return render(request, "webapp/run_form.html", _form_context(project, form, source))
+    form = RunForm(request.POST)
+    if form.is_valid():
+        try:
+            runs = _launch(project, request.user, form, parent=source)
+        except ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if len(runs) == 1:
+                return redirect(runs[0])
+            messages.success(request, f"Launched {len(runs)} runs (seeds {', '.join(str(r.seed) for r in runs)}).")
+            return redirect("webapp-run-list", project.pk)
+    return render(request, "webapp/run_form.html", _form_context(project, form, source), status=400)
+
+
+def _launch(project: Project, user: Any, form: RunForm, *, parent: Run | None) -> list[Run]:
+    configs = form.to_configs()
+    name = form.cleaned_data["name"]
+    with transaction.atomic():
+        return [
+            run_create(project=project, user=user, config=cfg,
+                       name=f"{name} s{cfg.seed}" if name and len(configs) > 1 else name,
+                       queue=form.cleaned_data["queue"], tags=form.cleaned_data["tags"],
+                       wandb=form.cleaned_data["wandb"], parent=parent)
+            for cfg in configs
+        ]
+
+
+def _clone_source(request: HttpRequest) -> Run | None:
+    raw = request.GET.get("clone", "")
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise Http404("no such run")
+    return run_for(request.user, int(raw))
+
+
+def _clone_initial(run: Run) -> dict[str, Any]:
+    initial = run_clone_initial(run)
+    initial.update(seed=str(initial["seed"]), wandb=run.wandb_enabled,
+                   tags=", ".join(t.name for t in run.tags.all()))
+    return initial
+
+
+def _form_context(project: Project, form: RunForm, source: Run | None) -> dict[str, Any]:
+    return {"project": project, "nav": "runs", "form": form, "source": source}
+
+
+@login_required
+def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    require(request.user, project, Role.MEMBER)
+    source = _clone_source(request)
+    if request.method != "POST":
+        form = GridForm(initial=_clone_initial(source) if source else None)
+        return render(request, "webapp/run_grid.html", {**_form_context(project, form, source), "preview": False})
+    form = GridForm(request.POST)
+    preview = bool(request.POST.get("preview"))
+    if form.is_valid() and not preview:
+        data = form.cleaned_data
+        try:
+            study = study_create_grid(project=project, user=request.user, name=data["name"], base=form.to_config(),
+                                      factors=data["factors"], queue=data["queue"],
+                                      description=data["description"], wandb=data["wandb"])
+        except ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Launched study “{study.name}” with {study.runs.count()} runs.")
+            return redirect(study)
+    status = 200 if preview and form.is_valid() else 400
+    return render(request, "webapp/run_grid.html", {**_form_context(project, form, source), "preview": preview},
+                  status=status)
+
+
+# --- the run page -----------------------------------------------------------------------------------
+
+CHARTS: list[dict[str, Any]] = [
+    {"id": "reward", "title": "Reward and accuracy", "lines": [
+        {"key": "normal/accuracy", "label": "normal accuracy", "color": NORMAL},
+        {"key": "he/accuracy", "label": "HE accuracy", "color": HE},
+        {"key": "train/reward", "label": "mean reward", "color": GREY, "dash": "dot"}]},
+    {"id": "eval", "title": "Held-out accuracy", "needs": "eval", "lines": [
+        {"key": "eval/normal/accuracy", "label": "normal", "color": NORMAL},
+        {"key": "eval/he/accuracy", "label": "HE", "color": HE}]},
+    {"id": "entropy", "title": "Entropy (nats)", "lines": [
+        {"key": "normal/entropy", "label": "normal", "color": NORMAL},
+        {"key": "he/entropy", "label": "HE", "color": HE},
+        {"key": "actor/entropy", "label": "trained rows", "color": GREY, "dash": "dot"}]},
+    {"id": "kl", "title": "Inter-mode KL", "needs": "split", "lines": [
+        {"key": "split/he_normal_kl", "label": "KL(HE‖normal)", "color": HE},
+        {"key": "split/normal_he_kl", "label": "KL(normal‖HE)", "color": NORMAL}]},
+    {"id": "length", "title": "Response length (tokens)", "lines": [
+        {"key": "normal/length", "label": "normal", "color": NORMAL},
+        {"key": "he/length", "label": "HE", "color": HE}]},
+    {"id": "loss", "title": "Policy loss", "lines": [{"key": "actor/pg_loss", "label": "loss", "color": "#5f3dc4"}]},
+    {"id": "clip", "title": "Clip fraction", "lines": [
+        {"key": "actor/clip_frac", "label": "PPO clip", "color": "#2f9e44"},
+        {"key": "actor/clip_frac_lower", "label": "dual clip", "color": GREY, "dash": "dot"}]},
+    {"id": "grad", "title": "Gradient norm", "lines": [
+        {"key": "actor/grad_norm", "label": "grad norm", "color": "#c2255c"}]},
+    {"id": "timing", "title": "Seconds per step", "stacked": True, "lines": [
+        {"key": "timing/generate_s", "label": "generate", "color": "#4263eb"},
+        {"key": "timing/score_s", "label": "score", "color": "#15aabf"},
+        {"key": "timing/update_s", "label": "update", "color": "#fab005"}]},
+    {"id": "tps", "title": "Generated tokens / s", "lines": [
+        {"key": "perf/tokens_per_s", "label": "tokens/s", "color": "#0ca678"}]},
+]
+
+
+def charts_for(run: Run) -> list[dict[str, Any]]:
+    """The charts that apply to the run: HE lines and the KL chart only under Policy Split."""
+    split = run.algorithm == "policy_split"
+    evals = bool(run.config.get("eval_every"))
+    charts = []
+    for chart in CHARTS:
+        if (chart.get("needs") == "split" and not split) or (chart.get("needs") == "eval" and not evals):
+            continue
+        lines = [ln for ln in chart["lines"] if split or not ln["key"].startswith(("he/", "eval/he/"))]
+        charts.append({**chart, "lines": lines})
+    return charts
+
+
+def chart_keys(run: Run) -> list[str]:
+    return [line["key"] for chart in charts_for(run) for line in chart["lines"]]
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    reference = _reference_run(run)
+    return render(request, "webapp/run_detail.html", {
+        **_header_context(request, run), "project": run.project, "nav": "runs",
+        "logs": selectors.recent_logs(run, limit=LOG_LINES), "checkpoints": run.checkpoints.all(),
+        "config_rows": _config_rows(run, reference), "reference": reference, "tags": run.tags.all(),
+        "page_data": {"statusUrl": reverse("webapp-run-status", args=[run.pk]),
+                      "seriesUrl": reverse("webapp-run-series", args=[run.pk]),
+                      "charts": charts_for(run), "finished": run.is_finished, "token": status_token(run)},
+    })
+
+
+def _header_context(request: HttpRequest, run: Run) -> dict[str, Any]:
+    return {"run": run, "can_write": can(request.user, run.project, Role.MEMBER),
+            "eta": human_duration(run.eta()), "duration": human_duration(run.duration()),
+            "algorithm_label": selectors.ALGORITHM_LABELS.get(run.algorithm, run.algorithm)}
+
+
+def human_duration(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    seconds = max(0, int(value.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _reference_run(run: Run) -> Run | None:
+    """What the config is compared with: the parent (clone/resume), else the study's baseline."""
+    if run.parent_id:
+        return run.parent
+    if run.study_id and run.study and run.study.baseline_id not in (None, run.pk):
+        return run.study.baseline
+    return None
+
+
+def _config_rows(run: Run, reference: Run | None) -> list[dict[str, Any]]:
+    try:
+        values = run_config(run).to_dict()
+    except Exception:  # an old row whose config no longer validates still shows what it stored
+        values = {k: v for k, v in run.config.items() if not k.startswith("_")}
+    ref = reference.config if reference else {}
+    return [{"name": name, "value": value, "ref": ref.get(name),
+             "changed": bool(reference) and name in ref and ref.get(name) != value}
+            for name, value in values.items()]
+
+
+def status_token(run: Run) -> str:
+    """Changes whenever the header or the logs would render differently (and on a new attempt)."""
+    return f"{run.status}:{run.attempt}:{run.step}:{run.cancel_requested:d}:{selectors.last_log_id(run)}"
+
+
+@login_required
+@require_GET
+def run_status(request: HttpRequest, pk: int) -> JsonResponse:
+    run = run_for(request.user, pk)
+    try:
+        since = _int_param(request, "since")
+    except BadParam as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    token = status_token(run)
+    data: dict[str, Any] = {"token": token, "changed": request.GET.get("token") != token, "status": run.status,
+                            "finished": run.is_finished, "step": run.step, "total_steps": run.total_steps,
+                            "attempt": run.attempt}
+    if data["changed"]:
+        ctx = {**_header_context(request, run), "logs": selectors.recent_logs(run, limit=LOG_LINES)}
+        data["header_html"] = render_to_string("webapp/partials/run_header.html", ctx, request=request)
+        data["logs_html"] = render_to_string("webapp/partials/run_logs.html", ctx, request=request)
+    if since is not None:
+        keys = request.GET.getlist("key")[:MAX_SERIES_KEYS] or chart_keys(run)
+        rows = selectors.new_points(run, keys, after_step=since, limit=MAX_NEW_POINTS + 1)
+        data["reset"] = len(rows) > MAX_NEW_POINTS  # too far behind: the page refetches the series
+        data["points"] = {} if data["reset"] else _group_points(rows)
+    return JsonResponse(data)
+
+
+def _group_points(rows: list[tuple[str, int, float]]) -> dict[str, list[list[float]]]:
+    grouped: dict[str, list[list[float]]] = {}
+    for key, step, value in rows:
+        grouped.setdefault(key, []).append([step, value])
+    return grouped
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name, "")
+    if raw in ("", "null", "undefined"):
+        return None
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise BadParam(f"{name} must be a number") from None
+
+
+class BadParam(ValueError):
+    pass
+
+
+@login_required
+@require_GET
+def run_series(request: HttpRequest, pk: int) -> JsonResponse:
+    run = run_for(request.user, pk)
+    keys = [k for k in request.GET.getlist("key") if 0 < len(k) <= 80][:MAX_SERIES_KEYS]
+    try:
+        lo, hi = _int_param(request, "min_step"), _int_param(request, "max_step")
+        points = min(10_000, max(10, _int_param(request, "points") or 2000))
+    except BadParam as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    series = {k: selectors.metric_series(run, k, min_step=lo, max_step=hi, max_points=points).to_dict() for k in keys}
+    return JsonResponse({"series": series, "min_step": lo, "max_step": hi, "points": points})
+
+
+@login_required
+@require_POST
+def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    require(request.user, run.project, Role.MEMBER)
+    try:
+        run = run_cancel(run=run, user=request.user)
+        messages.success(request, "Cancelled." if run.is_finished else "Asked the worker to stop the run.")
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    return redirect(run)
+
+
+@login_required
+@require_POST
+def run_resume_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    require(request.user, run.project, Role.MEMBER)
+    try:
+        run = run_resume(run=run, user=request.user)
+        messages.success(request, f"Resumed as attempt {run.attempt}.")
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    return redirect(run)
+
+
+@login_required
+@require_GET
+def run_logs(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The full log of every attempt as plain text (a download: logs can be long)."""
+    run = run_for(request.user, pk)
+    response = StreamingHttpResponse(_log_lines(run), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.log"'
+    return response
+
+
+def _log_lines(run: Run) -> Iterator[str]:
+    for row in run.logs.order_by("attempt", "seq").iterator(chunk_size=2000):
+        yield f"{row.created_at:%Y-%m-%d %H:%M:%S} [attempt {row.attempt}] {row.level.upper():7} {row.message}\n"
+
+
+urlpatterns = [
+    path("projects/<int:project_id>/runs/", run_list, name="webapp-run-list"),
+    path("projects/<int:project_id>/runs/new/", run_new, name="webapp-run-create"),
+    path("projects/<int:project_id>/runs/cancel/", run_bulk_cancel, name="webapp-run-bulk-cancel"),
+    path("projects/<int:project_id>/runs/compare/", run_compare, name="webapp-run-compare-selected"),
+    path("projects/<int:project_id>/grid/", grid_new, name="webapp-grid-create"),
+    path("runs/<int:pk>/", run_detail, name="webapp-run-detail"),
+    path("runs/<int:pk>/status/", run_status, name="webapp-run-status"),
+    path("runs/<int:pk>/series/", run_series, name="webapp-run-series"),
+    path("runs/<int:pk>/cancel/", run_cancel_view, name="webapp-run-cancel"),
+    path("runs/<int:pk>/resume/", run_resume_view, name="webapp-run-resume"),
+    path("runs/<int:pk>/logs/", run_logs, name="webapp-run-logs"),
+]

@@ -1,0 +1,448 @@
+"""Forms of the runs pages: they convert request data into domain values (TrainConfig, filters).
+
+Validation rules live in ``trainer.config.TrainConfig`` only. The forms convert strings into
+typed values, build the config, and turn a ``ConfigError(field, message)`` into an error on
+the form field of the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from django import forms
+from django.conf import settings
+from django.http import QueryDict
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from trainer import config as trainer_config
+from trainer.algos import ALGORITHM_NAMES
+from trainer.config import ConfigError, TrainConfig
+from trainer.models import MODEL_NAMES
+from webapp.models import RunStatus
+from webapp.selectors import (
+    ALGORITHM_LABELS,
+    CONFIG_FIELDS,
+    DEFAULT_COLUMNS,
+    RunFilters,
+    field_kind,
+    is_column,
+    sort_expression,
+)
+
+
+
+# Config fields shown as selects, with their valid values taken from the trainer.
+CONFIG_CHOICES: dict[str, tuple[str, ...]] = {
+    "algorithm": ALGORITHM_NAMES,
+    "clamp_order": trainer_config.CLAMP_ORDERS,
+    "estimator": trainer_config.ESTIMATORS,
+    "normalize": trainer_config.NORMALIZERS,
+    "loss_agg": trainer_config.LOSS_AGGS,
+    "rollout_backend": trainer_config.ROLLOUT_BACKENDS,
+    "q4_context": trainer_config.Q4_CONTEXTS,
+    "dtype": trainer_config.DTYPES,
+}
+
+LABELS = {
+    "eta": "η (HE bonus)", "eta_normal": "η_normal", "alpha": "α", "kappa": "κ", "n": "Rollouts per mode (n)",
+    "questions_per_step": "Questions per step", "mini_batch_size": "Mini-batch size",
+    "micro_batch_size": "Micro-batch size", "lr": "Learning rate", "max_new_tokens": "Max new tokens",
+    "gpus": "GPUs", "seed": "Seed(s)", "extra": "Extra (JSON notes)",
+}
+
+EXTRA_HELP = {
+    "lr": "AdamW learning rate.",
+    "steps": "Training steps (each generates, scores and updates once).",
+    "temperature": "Sampling temperature of the rollouts.",
+    "max_new_tokens": "Longest generated response, in tokens.",
+    "seed": "One seed, or several separated by commas: one run per seed.",
+}
+
+SECTIONS: list[tuple[str, list[str]]] = [
+    ("What to train", ["model", "algorithm", "task"]),
+    ("Policy Split", ["eta", "eta_normal", "alpha", "kappa", "clamp_order", "estimator", "rollout_sharing"]),
+    ("Rollouts and batches", ["n", "questions_per_step", "mini_batch_size", "micro_batch_size", "temperature",
+                              "max_new_tokens"]),
+    ("Optimisation", ["lr", "steps", "seed"]),
+]
+LAUNCH_FIELDS = ["name", "tags", "queue", "gpus", "wandb"]
+# The worker chooses the run folder; it is never set from the web.
+NOT_IN_FORM = {"output_dir"}
+MAX_SEEDS = 50
+MAX_GRID_RUNS = 200
+
+
+class DatalistInput(forms.TextInput):
+    """A text input that suggests known values but accepts anything (model paths, hub ids)."""
+
+    def __init__(self, options: Iterable[str], attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.options = list(options)
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        list_id = f"{(attrs or {}).get('id') or name}-options"
+        html = super().render(name, value, {**(attrs or {}), "list": list_id}, renderer)
+        options = format_html_join("", '<option value="{}">', ((o,) for o in self.options))
+        return format_html('{}<datalist id="{}">{}</datalist>', html, list_id, options)
+
+
+def _default(name: str) -> Any:
+    f = CONFIG_FIELDS[name]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _task_names() -> tuple[str, ...]:
+    try:
+        from trainer import tasks
+    except ImportError:
+        return ("arith",)
+    return tuple(getattr(tasks, "TASK_NAMES", ("arith",)))
+
+
+def _config_form_field(name: str) -> forms.Field:
+    """A form field converting the request string to the config field's type (no range rules here)."""
+    kind = field_kind(name)
+    common: dict[str, Any] = {"label": LABELS.get(name, name.replace("_", " ").capitalize()),
+                              "help_text": TrainConfig.field_help().get(name) or EXTRA_HELP.get(name, ""),
+                              "initial": _default(name)}
+    if name == "algorithm":
+        return forms.ChoiceField(choices=[(a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHM_NAMES], **common)
+    if name in CONFIG_CHOICES:
+        return forms.ChoiceField(choices=[(c, c) for c in CONFIG_CHOICES[name]], **common)
+    if name == "model":
+        return forms.CharField(max_length=200, widget=DatalistInput(MODEL_NAMES), **common)
+    if name == "task":
+        return forms.CharField(max_length=500, widget=DatalistInput(_task_names()), **common)
+    if kind == "bool":
+        return forms.BooleanField(required=False, **common)
+    if kind == "int":
+        return forms.IntegerField(**common)
+    if kind == "float":
+        return forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **common)
+    if kind == "dict":
+        return forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 2}), **common)
+    return forms.CharField(max_length=500, **common)
+
+
+def parse_seeds(raw: str) -> list[int]:
+    parts = [p for p in re.split(r"[,\s]+", raw.strip()) if p]
+    if not parts:
+        raise forms.ValidationError("Give at least one seed.")
+    try:
+        seeds = list(dict.fromkeys(int(p) for p in parts))
+    except ValueError:
+        raise forms.ValidationError("Seeds are whole numbers separated by commas, e.g. 1, 2, 3.") from None
+    if len(seeds) > MAX_SEEDS:
+        raise forms.ValidationError(f"At most {MAX_SEEDS} seeds at once.")
+    return seeds
+
+
+class RunForm(forms.Form):
+    """Every TrainConfig field plus where and how to launch; ``to_config()`` gives the validated config."""
+
+    seed = forms.CharField(label=LABELS["seed"], initial="0", help_text=EXTRA_HELP["seed"])
+    name = forms.CharField(max_length=200, required=False, help_text="Leave empty for a name built from the config.")
+    tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated, e.g. baseline, ablation-eta.")
+    queue = forms.ChoiceField(help_text="The worker pool that runs it.")
+    wandb = forms.BooleanField(label="Mirror to W&B", required=False,
+                               help_text="Also log metrics and samples to Weights & Biases.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in CONFIG_FIELDS:
+            if name not in NOT_IN_FORM and name != "seed":
+                self.fields[name] = _config_form_field(name)
+        self.fields["queue"].choices = [(q, q) for q in settings.PSL_QUEUES]
+        self.fields["queue"].initial = settings.CELERY_TASK_DEFAULT_QUEUE
+        self._configs: list[TrainConfig] = []
+
+    # --- layout helpers for the template ---------------------------------------------------------
+    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(title, [self[n] for n in names]) for title, names in SECTIONS]
+
+    def launch_fields(self) -> list[forms.BoundField]:
+        return [self[n] for n in LAUNCH_FIELDS]
+
+    def advanced_fields(self) -> list[forms.BoundField]:
+        shown = {n for _, names in SECTIONS for n in names} | set(LAUNCH_FIELDS) | NOT_IN_FORM
+        return [self[n] for n in CONFIG_FIELDS if n not in shown]
+
+    def advanced_has_errors(self) -> bool:
+        return any(f.errors for f in self.advanced_fields())
+
+    # --- conversion ------------------------------------------------------------------------------
+    def clean_seed(self) -> list[int]:
+        return parse_seeds(self.cleaned_data["seed"])
+
+    def clean_tags(self) -> list[str]:
+        return [t.strip()[:50] for t in self.cleaned_data["tags"].split(",") if t.strip()]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:  # some field did not even convert: the config cannot be built yet
+            return data
+        try:
+            self._configs = [self._build(seed) for seed in data["seed"]]
+        except ConfigError as exc:
+            self.add_config_error(exc)
+        return data
+
+    def config_data(self) -> dict[str, Any]:
+        """The converted config fields (seed excluded), ready for TrainConfig.from_dict."""
+        data = {n: self.cleaned_data[n] for n in CONFIG_FIELDS if n in self.cleaned_data and n != "seed"}
+        if data.get("extra") is None:
+            data["extra"] = {}
+        return data
+
+    def _build(self, seed: int) -> TrainConfig:
+        return TrainConfig.from_dict({**self.config_data(), "seed": seed})
+
+    def add_config_error(self, exc: ConfigError) -> None:
+        self.add_error(exc.field if exc.field in self.fields else None,
+                       exc.message if exc.field in self.fields else f"{exc.field}: {exc.message}")
+
+    def to_config(self) -> TrainConfig:
+        """The validated config (of the first seed when several were given)."""
+        return self._configs[0]
+
+    def to_configs(self) -> list[TrainConfig]:
+        """One validated config per seed."""
+        return list(self._configs)
+
+
+# --- ablation grids -----------------------------------------------------------------------------------
+
+FACTOR_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class GridCell:
+    values: dict[str, Any]
+    error: str = ""
+
+
+def _typed(name: str, raw: str) -> Any:
+    """A factor value as the config field's type; values are YAML scalars, as with the CLI's --set."""
+    value = yaml.safe_load(raw) if raw else raw
+    kind = field_kind(name)
+    if kind == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-5 as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if kind == "str" and not isinstance(value, str):
+        return raw
+    return value
+
+
+def parse_factor_lines(text: str) -> tuple[dict[str, list[Any]], list[str]]:
+    """``name = v1, v2`` lines into {name: [typed values]}, plus one message per bad line."""
+    factors: dict[str, list[Any]] = {}
+    errors: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = FACTOR_LINE.match(line)
+        if not match:
+            errors.append(f"Line {number}: expected “field = value, value, …”, got “{line.strip()}”.")
+            continue
+        name, raw_values = match.groups()
+        if name not in CONFIG_FIELDS or name in NOT_IN_FORM:
+            errors.append(f"Line {number}: “{name}” is not a config field.")
+        elif name in factors:
+            errors.append(f"Line {number}: “{name}” is already varied on an earlier line.")
+        else:
+            values = [_typed(name, v.strip()) for v in raw_values.split(",") if v.strip()]
+            factors[name] = list(dict.fromkeys(values)) if all(_hashable(v) for v in values) else values
+    return factors, errors
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+class GridForm(RunForm):
+    """A base config plus factor lines; ``cells`` holds every combination with its validation result."""
+
+    factors = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono",
+                                     "placeholder": "eta = 0.01, 0.03, 0.1\nrollout_sharing = true, false\nseed = 1, 2, 3"}),
+        help_text="One config field per line with the values to try; every combination becomes a run.",
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["name"].required = True
+        self.fields["name"].label = "Study name"
+        self.fields["name"].help_text = "Runs are named “study: factor=value, …”."
+        self.cells: list[GridCell] | None = None
+
+    def clean_factors(self) -> dict[str, list[Any]]:
+        factors, errors = parse_factor_lines(self.cleaned_data["factors"])
+        if errors:
+            raise forms.ValidationError(errors)
+        if not factors:
+            raise forms.ValidationError("Give at least one factor line.")
+        return factors
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        factors = dict(data["factors"])
+        seeds = data["seed"]
+        if len(seeds) > 1 and "seed" in factors:
+            self.add_error("seed", "Give several seeds either here or as a “seed = …” factor line, not both.")
+            return data
+        if len(seeds) > 1:
+            factors["seed"] = seeds
+        data["factors"] = factors
+        size = 1
+        for values in factors.values():
+            size *= len(values)
+        if size > MAX_GRID_RUNS:
+            self.add_error("factors", f"This grid has {size} runs; the limit is {MAX_GRID_RUNS}. "
+                                      "Drop some values or split it into several studies.")
+            return data
+        self._check_values(factors)
+        if not self.errors:
+            self.cells = self._cells(factors)
+            bad = sum(1 for c in self.cells if c.error)
+            if bad:
+                self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config (see the preview).")
+        return data
+
+    def _check_values(self, factors: dict[str, list[Any]]) -> None:
+        base = {**self.config_data(), "seed": self.cleaned_data["seed"][0]}
+        for name, values in factors.items():
+            for value in values:
+                try:
+                    TrainConfig.from_dict({**base, name: value})
+                except ConfigError as exc:
+                    if exc.field == name:
+                        self.add_error("factors", f"{name} = {value}: {exc.message}")
+
+    def _cells(self, factors: dict[str, list[Any]]) -> list[GridCell]:
+        base = {**self.config_data(), "seed": self.cleaned_data["seed"][0]}
+        cells = []
+        for combo in itertools.product(*factors.values()):
+            values = dict(zip(factors, combo, strict=True))
+            try:
+                TrainConfig.from_dict({**base, **values})
+                cells.append(GridCell(values))
+            except ConfigError as exc:
+                cells.append(GridCell(values, f"{exc.field}: {exc.message}"))
+        return cells
+
+    def to_config(self) -> TrainConfig:
+        return TrainConfig.from_dict({**self.config_data(), "seed": self.cleaned_data["seed"][0]})
+
+
+# --- runs list query string -------------------------------------------------------------------------
+
+WHERE_CLAUSE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
+
+
+class RunListForm(forms.Form):
+    """The runs list query string: filters, sort, columns and page, converted to selector arguments."""
+
+    q = forms.CharField(required=False, max_length=200)
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RunStatus.choices])
+    algorithm = forms.ChoiceField(required=False, choices=[("", "Any algorithm"),
+                                                           *((a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHM_NAMES)])
+    tag = forms.CharField(required=False, max_length=50)
+    where = forms.CharField(required=False, max_length=500)
+    sort = forms.CharField(required=False, max_length=100)
+
+    def __init__(self, data: QueryDict, *args: Any, **kwargs: Any) -> None:
+        super().__init__(data, *args, **kwargs)
+        self.query = data
+
+    def clean_sort(self) -> str:
+        sort = self.cleaned_data["sort"] or "-created"
+        if sort_expression(sort.lstrip("-")) is None:
+            raise forms.ValidationError(f"Cannot sort by “{sort.lstrip('-')}”.")
+        return sort
+
+    def clean_where(self) -> dict[str, list[Any]]:
+        clauses: dict[str, list[Any]] = {}
+        for part in re.split(r"[;\s]+", self.cleaned_data["where"].strip()):
+            if not part:
+                continue
+            match = WHERE_CLAUSE.match(part)
+            if not match:
+                raise forms.ValidationError(f"“{part}” is not field=value.")
+            clauses.update(self._config_filter(*match.groups()))
+        return clauses
+
+    def _config_filter(self, name: str, raw: str) -> dict[str, list[Any]]:
+        if name not in CONFIG_FIELDS:
+            raise forms.ValidationError(f"“{name}” is not a config field.")
+        values = []
+        for item in (v.strip() for v in raw.split(",")):
+            if item:
+                values.append(_filter_value(name, item))
+        return {name: values}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        config = dict(data.get("where") or {})
+        for param in self.query:
+            if param.startswith("cfg."):
+                try:
+                    config.update(self._config_filter(param[4:], self.query[param]))
+                except forms.ValidationError as exc:
+                    self.add_error(None, exc)
+        data["config"] = config
+        return data
+
+    def filters(self) -> RunFilters:
+        """The filters that converted; an invalid one is reported by the form and left out."""
+        self.is_valid()
+        d = self.cleaned_data
+        return RunFilters(status=d.get("status", ""), tag=d.get("tag", ""), algorithm=d.get("algorithm", ""),
+                          q=d.get("q", ""), config=d.get("config", {}))
+
+    def sort_value(self) -> str:
+        self.is_valid()
+        return self.cleaned_data.get("sort") or "-created"
+
+    def columns(self) -> list[str]:
+        """Chosen columns: repeated ``cols`` params or one comma-separated value; defaults otherwise."""
+        raw = [c for value in self.query.getlist("cols") for c in value.split(",")]
+        chosen = [c.strip() for c in raw if is_column(c.strip())]
+        chosen = list(dict.fromkeys(chosen))
+        if chosen and "name" not in chosen:
+            chosen.insert(0, "name")
+        return chosen or list(DEFAULT_COLUMNS)
+
+
+def _filter_value(name: str, raw: str) -> Any:
+    kind = field_kind(name)
+    try:
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "bool":
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("true", "1", "yes")
+    except ValueError:
+        raise forms.ValidationError(f"{name}: “{raw}” is not a valid {kind}.") from None
+    return raw

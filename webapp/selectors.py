@@ -1,0 +1,289 @@
+"""Reads for the runs pages: the filtered, sorted runs list and down-sampled metric series.
+
+Everything here is a plain function that takes domain objects and returns query sets or plain
+data; views never build queries themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, F, FloatField, Max, Min, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast, Lower
+
+from trainer.config import TrainConfig
+from webapp.models import MetricPoint, Project, Run, RunLog
+
+CONFIG_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+NUMERIC_TYPES = ("int", "float")
+
+ALGORITHM_LABELS = {
+    "policy_split": "Policy Split",
+    "grpo": "GRPO",
+    "forking_tokens": "Forking tokens only",
+    "clip_cov": "Clip-Cov",
+    "kl_cov": "KL-Cov",
+    "eda": "Entropy-driven advantage",
+    "entropy_reg": "Entropy regularisation",
+    "entropy_adv": "Entropy advantage",
+}
+
+# Sortable plain columns: column id -> model field.
+PLAIN_SORTS = {
+    "name": "name", "status": "status", "algorithm": "algorithm", "model": "model_name", "seed": "seed",
+    "created": "created_at", "step": "step", "queue": "queue", "creator": "created_by__username", "id": "id",
+}
+BASE_COLUMNS = ["name", "status", "algorithm", "model", "seed", "created", "queue", "creator", "step"]
+DEFAULT_COLUMNS = ["name", "status", "algorithm", "model", "cfg.eta", "seed", "created", "m.normal/accuracy",
+                   "m.he/accuracy", "m.split/he_normal_kl"]
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    status: str = ""
+    tag: str = ""
+    algorithm: str = ""
+    q: str = ""
+    # Config field -> accepted values (already converted to the field's type); any value matches.
+    config: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def field_kind(name: str) -> str:
+    """The Python type name of a TrainConfig field ("float", "int", "bool", "str", "dict")."""
+    f = CONFIG_FIELDS[name]
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def runs_for_list(project: Project, *, filters: RunFilters, sort: str = "-created") -> QuerySet[Run]:
+    """The project's runs for the list page: filtered, sorted, tags prefetched (constant query count)."""
+    qs = Run.objects.filter(project=project).select_related("created_by").prefetch_related("tags")
+    qs = _apply_filters(qs, filters)
+    return qs.order_by(*sort_order(sort))
+
+
+def _apply_filters(qs: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.algorithm:
+        qs = qs.filter(algorithm=filters.algorithm)
+    if filters.tag:
+        qs = qs.filter(tags__name=filters.tag)
+    if filters.q:
+        qs = qs.filter(name__icontains=filters.q)
+    for name, values in filters.config.items():
+        if name not in CONFIG_FIELDS:  # the form validates names; this guards the lookup itself
+            raise ValueError(f"unknown config field {name!r}")
+        cond = Q()
+        for value in values:
+            cond |= Q(**{f"config__{name}": value})
+        qs = qs.filter(cond)
+    return qs
+
+
+def sort_order(sort: str) -> list[Any]:
+    """ORDER BY terms for a column id: plain fields, ``cfg.<field>`` or ``m.<metric key>``; nulls last."""
+    descending = sort.startswith("-")
+    column = sort.lstrip("-")
+    expr = sort_expression(column)
+    if expr is None:
+        return ["-created_at", "-id"]
+    term = expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True)
+    return [term, "-id"]
+
+
+def sort_expression(column: str) -> Any:
+    if column in PLAIN_SORTS:
+        name = PLAIN_SORTS[column]
+        return Lower(name) if name in ("name", "model_name", "created_by__username") else F(name)
+    if column.startswith("m.") and len(column) > 2:
+        # Run.summary holds floats only (ingestion drops non-finite values), so the cast is safe.
+        return Cast(KeyTextTransform(column[2:], "summary"), FloatField())
+    if column.startswith("cfg.") and column[4:] in CONFIG_FIELDS:
+        name = column[4:]
+        return Cast(KeyTextTransform(name, "config"), FloatField()) if field_kind(name) in NUMERIC_TYPES else KeyTransform(name, "config")
+    return None
+
+
+def is_column(column: str) -> bool:
+    if column in BASE_COLUMNS:
+        return True
+    if column.startswith("cfg."):
+        return column[4:] in CONFIG_FIELDS
+    return column.startswith("m.") and 2 < len(column) <= 82
+
+
+@dataclass(frozen=True)
+class Column:
+    id: str
+    label: str
+    kind: str  # name | status | text | num | date | step
+    title: str = ""  # tooltip, e.g. the metric's description
+
+
+COLUMN_LABELS = {
+    "name": "Name", "status": "Status", "algorithm": "Algorithm", "model": "Model", "seed": "Seed",
+    "created": "Created", "queue": "Queue", "creator": "By", "step": "Step",
+    "cfg.eta": "η", "cfg.eta_normal": "η_normal", "cfg.alpha": "α", "cfg.kappa": "κ",
+}
+COLUMN_KINDS = {"name": "name", "status": "status", "seed": "num", "created": "date", "step": "step"}
+
+
+def column(column_id: str) -> Column:
+    label = COLUMN_LABELS.get(column_id)
+    if column_id.startswith("m."):
+        return Column(column_id, label or column_id[2:], "num", metric_help(column_id[2:]))
+    if column_id.startswith("cfg."):
+        name = column_id[4:]
+        kind = "num" if field_kind(name) in NUMERIC_TYPES else "text"
+        return Column(column_id, label or name, kind, TrainConfig.field_help().get(name, ""))
+    return Column(column_id, label or column_id, COLUMN_KINDS.get(column_id, "text"))
+
+
+def metric_help(key: str) -> str:
+    from trainer.metrics import METRICS
+
+    generic = key.replace("normal/", "{mode}/", 1).replace("he/", "{mode}/", 1)
+    return METRICS.get(key) or METRICS.get(generic, "")
+
+
+def cell_value(run: Run, column_id: str) -> Any:
+    """The raw value a column shows for a run (formatting is the template's job)."""
+    if column_id.startswith("m."):
+        return run.summary.get(column_id[2:])
+    if column_id.startswith("cfg."):
+        return run.config.get(column_id[4:])
+    simple = {"algorithm": ALGORITHM_LABELS.get(run.algorithm, run.algorithm), "model": run.model_name,
+              "seed": run.seed, "created": run.created_at, "queue": run.queue, "step": run.step,
+              "creator": run.created_by.username if run.created_by else ""}
+    return simple.get(column_id)
+
+
+def display(value: Any) -> Any:
+    """A cell value as shown: floats to 4 significant digits, booleans as words; dates left to the template."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
+
+
+def project_tags(project: Project) -> list[str]:
+    return list(project.tags.order_by("name").values_list("name", flat=True))
+
+
+def recent_logs(run: Run, *, limit: int = 200) -> list[RunLog]:
+    """The newest ``limit`` log lines, oldest first (the page shows the newest at the bottom)."""
+    rows = list(run.logs.order_by("-attempt", "-seq")[:limit])
+    rows.reverse()
+    return rows
+
+
+def last_log_id(run: Run) -> int:
+    return run.logs.order_by("-attempt", "-seq").values_list("id", flat=True).first() or 0
+
+
+def new_points(run: Run, keys: Sequence[str], *, after_step: int, limit: int) -> list[tuple[str, int, float]]:
+    """Points of ``keys`` with step > after_step, at most ``limit`` (the caller refetches when capped)."""
+    qs = MetricPoint.objects.filter(run=run, key__in=list(keys), step__gt=after_step).order_by("key", "step")
+    return list(qs.values_list("key", "step", "value")[:limit])
+
+
+# --- metric series down-sampling ------------------------------------------------------------------
+
+Point = tuple[int, float]
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str
+    steps: list[int]
+    values: list[float]
+    bucketed: bool
+    total: int  # points in the requested range before down-sampling
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "values": self.values, "bucketed": self.bucketed, "total": self.total}
+
+
+def metric_series(run: Run, key: str, *, min_step: int | None = None, max_step: int | None = None,
+                  max_points: int = 2000) -> Series:
+    """One metric line with at most ``max_points`` points over [min_step, max_step].
+
+    Small ranges come back raw. Larger ones are cut into ``max_points // 2`` equal step buckets
+    and each bucket contributes its min-value and max-value points, so spikes survive however
+    far the chart is zoomed out. Zooming in asks again with a narrower range, which re-buckets
+    (or returns raw points) at the finer resolution.
+    """
+    max_points = max(2, max_points)
+    total, lo, hi = _range_stats(run.pk, key, min_step, max_step)
+    if total == 0:
+        return Series(key, [], [], False, 0)
+    if total <= max_points:
+        points = _raw_points(run.pk, key, lo, hi)
+        return Series(key, [s for s, _ in points], [v for _, v in points], False, total)
+    buckets = max_points // 2
+    if connection.vendor == "postgresql":
+        points = _pg_bucketed(run.pk, key, lo, hi, buckets)
+    else:
+        points = bucket_min_max(_raw_points(run.pk, key, lo, hi), lo=lo, hi=hi, buckets=buckets)
+    return Series(key, [s for s, _ in points], [v for _, v in points], True, total)
+
+
+def _range_stats(run_id: int, key: str, min_step: int | None, max_step: int | None) -> tuple[int, int, int]:
+    qs = MetricPoint.objects.filter(run_id=run_id, key=key)
+    if min_step is not None:
+        qs = qs.filter(step__gte=min_step)
+    if max_step is not None:
+        qs = qs.filter(step__lte=max_step)
+    stats = qs.aggregate(n=Count("*"), lo=Min("step"), hi=Max("step"))
+    return stats["n"] or 0, stats["lo"] or 0, stats["hi"] or 0
+
+
+def _raw_points(run_id: int, key: str, lo: int, hi: int) -> list[Point]:
+    qs = MetricPoint.objects.filter(run_id=run_id, key=key, step__gte=lo, step__lte=hi).order_by("step")
+    return list(qs.values_list("step", "value"))
+
+
+def _pg_bucketed(run_id: int, key: str, lo: int, hi: int, buckets: int) -> list[Point]:
+    # One pass over the index range: a hash aggregate keeps, per bucket, the smallest and the
+    # largest (value, step) pair. Arrays compare element by element, so min() picks the lowest
+    # value and, on ties, its earliest step; no sort of the whole range is needed.
+    table = MetricPoint._meta.db_table
+    sql = f"""
+        SELECT DISTINCT p[2]::int AS step, p[1] AS value FROM (
+            SELECT min(ARRAY[value, step::float8]) AS lo_p, max(ARRAY[value, -step::float8]) AS hi_p
+            FROM {table}
+            WHERE run_id = %s AND key = %s AND step BETWEEN %s AND %s
+            GROUP BY ((step - %s)::bigint * %s) / %s
+        ) b, LATERAL (VALUES (lo_p), (ARRAY[hi_p[1], -hi_p[2]])) AS v(p)
+        ORDER BY 1
+    """
+    span = hi - lo + 1
+    with connection.cursor() as cur:
+        cur.execute(sql, [run_id, key, lo, hi, lo, buckets, span])
+        return [(int(s), float(v)) for s, v in cur.fetchall()]
+
+
+def bucket_min_max(points: Iterable[Point], *, lo: int, hi: int, buckets: int) -> list[Point]:
+    """Portable down-sampling: per equal-width step bucket, keep the min- and max-value points.
+
+    ``points`` must be ordered by step. Ties keep the earliest step, as the SQL path does.
+    """
+    span = hi - lo + 1
+    low: dict[int, Point] = {}
+    high: dict[int, Point] = {}
+    for step, value in points:
+        b = (step - lo) * buckets // span
+        if b not in low or value < low[b][1]:
+            low[b] = (step, value)
+        if b not in high or value > high[b][1]:
+            high[b] = (step, value)
+    return sorted(set(low.values()) | set(high.values()))
