@@ -1,3 +1,427 @@
-"""(being written)"""
+"""Side by side: the two modes' responses to one question at one step, in two columns.
 
-urlpatterns: list = []
+Every state of the page (step, question, filters, heatmap, a second run) lives in the query
+string, so any view is a permalink and the page renders fully on the server; the page script
+only adds keyboard navigation and an instant heatmap toggle.
+
+Queries are constant in the number of questions and samples: one for the steps, one for the
+per-question aggregates (GROUP BY run, question, mode) and one for the selected question's samples.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Avg, Count, IntegerField, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.urls import path, reverse
+
+from trainer.prompts import HE_SYSTEM_PROMPT
+from webapp.access import run_for
+from webapp.models import ROLE_RANK, Comment, Membership, Mode, Role, Run, Sample, Verdict
+from webapp.templatetags.psl import SURPRISAL_COLORS, SURPRISAL_EDGES, surprisal_bucket
+
+MODES = (Mode.NORMAL.value, Mode.HE.value)
+MODE_LABELS = {Mode.NORMAL.value: "Normal mode", Mode.HE.value: "High-entropy mode"}
+MODE_SHORT = {Mode.NORMAL.value: "N", Mode.HE.value: "HE"}
+SHOW_CHOICES = {"all": "All questions", "disagree": "Modes disagree", "one_correct": "Only one correct"}
+OUTCOME_CHOICES = {"any": "Any outcome", "correct": "Correct", "incorrect": "Incorrect"}
+
+
+# --- the state in the query string ----------------------------------------------------------------
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the page shows; parsed leniently (a bad value falls back to its default, never a 400)."""
+
+    step: int | None = None
+    q: str = ""
+    show: str = "all"
+    outcome: str = "any"
+    search: str = ""
+    heat: bool = True
+    compare: int | None = None
+    mode_a: str = Mode.NORMAL.value
+    mode_b: str = ""  # "" = the default for the view (see default_mode_b)
+
+    @classmethod
+    def from_query(cls, qd: QueryDict) -> ViewState:
+        mode_b = qd.get("mode_b", "")
+        return cls(
+            step=_int_or_none(qd.get("step")),
+            q=qd.get("q", "")[:100],
+            show=qd.get("show", "") if qd.get("show") in SHOW_CHOICES else "all",
+            outcome=qd.get("outcome", "") if qd.get("outcome") in OUTCOME_CHOICES else "any",
+            search=qd.get("search", "").strip()[:200],
+            heat=qd.get("heat", "1") != "0",
+            compare=_int_or_none(qd.get("compare")),
+            mode_a=qd.get("mode_a", "") if qd.get("mode_a") in MODES else Mode.NORMAL.value,
+            mode_b=mode_b if mode_b in MODES else "",
+        )
+
+    @staticmethod
+    def default_mode_b(compare: int | None) -> str:
+        # One run: normal vs HE. Two runs (e.g. GRPO vs Policy Split): the normal mode of both.
+        return Mode.NORMAL.value if compare else Mode.HE.value
+
+    @property
+    def side_b_mode(self) -> str:
+        return self.mode_b or self.default_mode_b(self.compare)
+
+    def query(self, **changes: Any) -> str:
+        """The query string of this state with ``changes`` applied; defaults are left out."""
+        s = replace(self, **changes)
+        pairs: list[tuple[str, Any]] = []
+        if s.step is not None:
+            pairs.append(("step", s.step))
+        if s.q:
+            pairs.append(("q", s.q))
+        if s.show != "all":
+            pairs.append(("show", s.show))
+        if s.outcome != "any":
+            pairs.append(("outcome", s.outcome))
+        if s.search:
+            pairs.append(("search", s.search))
+        if not s.heat:
+            pairs.append(("heat", "0"))
+        if s.compare:
+            pairs.append(("compare", s.compare))
+        if s.mode_a != Mode.NORMAL.value:
+            pairs.append(("mode_a", s.mode_a))
+        if s.mode_b and s.mode_b != self.default_mode_b(s.compare):
+            pairs.append(("mode_b", s.mode_b))
+        return urlencode(pairs)
+
+
+# --- sides, questions and cards -----------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    """One column: the samples of one run in one mode."""
+
+    key: str  # "a" | "b"
+    run: Run
+    mode: str
+    compare: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.run.name} · {MODE_LABELS[self.mode]}" if self.compare else MODE_LABELS[self.mode]
+
+    @property
+    def short(self) -> str:
+        return self.key.upper() if self.compare else MODE_SHORT[self.mode]
+
+    def matches(self, run_id: int, mode: str) -> bool:
+        return self.run.pk == run_id and self.mode == mode
+
+    def filter(self) -> Q:
+        # Generated samples only: a response shown under its own mode's context.
+        return Q(run_id=self.run.pk, mode=self.mode, context=self.mode)
+
+
+@dataclass
+class SideStats:
+    n: int = 0
+    correct: int = 0
+    mean_reward: float = 0.0
+
+    @property
+    def any_correct(self) -> bool:
+        return self.correct > 0
+
+    @property
+    def any_incorrect(self) -> bool:
+        return self.correct < self.n
+
+
+@dataclass
+class QuestionRow:
+    question_id: str
+    text: str
+    order: int
+    a: SideStats | None = None
+    b: SideStats | None = None
+    url: str = ""
+
+    @property
+    def both(self) -> bool:
+        return self.a is not None and self.b is not None
+
+    @property
+    def one_correct(self) -> bool:
+        """Exactly one side found a correct answer (the key analysis view)."""
+        return self.both and self.a.any_correct != self.b.any_correct  # type: ignore[union-attr]
+
+    @property
+    def disagree(self) -> bool:
+        return self.both and (abs(self.a.mean_reward - self.b.mean_reward) > 1e-9  # type: ignore[union-attr]
+                              or self.one_correct)
+
+    @property
+    def correct_side(self) -> str:
+        """"a" or "b" when only that side was correct, else ""."""
+        if not self.one_correct:
+            return ""
+        return "a" if self.a.any_correct else "b"  # type: ignore[union-attr]
+
+    def passes(self, state: ViewState) -> bool:
+        stats = [s for s in (self.a, self.b) if s is not None]
+        if state.show == "disagree" and not self.disagree:
+            return False
+        if state.show == "one_correct" and not self.one_correct:
+            return False
+        if state.outcome == "correct":
+            return any(s.any_correct for s in stats)
+        if state.outcome == "incorrect":
+            return any(s.any_incorrect for s in stats)
+        return True
+
+
+@dataclass
+class Card:
+    sample: Sample
+    heat: list[tuple[str, int, str]] = field(default_factory=list)  # (piece, bucket, "1.23")
+    prompt_turns: list[tuple[str, str, bool]] = field(default_factory=list)  # (role, text, is HE system)
+
+    @property
+    def he_system(self) -> bool:
+        return any(is_he for _, _, is_he in self.prompt_turns)
+
+
+@dataclass
+class Column:
+    side: Side
+    cards: list[Card]
+    stats: SideStats | None
+    can_write: bool
+
+    @property
+    def mean_length(self) -> float | None:
+        return sum(c.sample.length for c in self.cards) / len(self.cards) if self.cards else None
+
+    @property
+    def mean_entropy(self) -> float | None:
+        values = [c.sample.entropy for c in self.cards if c.sample.entropy is not None]
+        return sum(values) / len(values) if values else None
+
+
+# --- prompts --------------------------------------------------------------------------------------
+
+_CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n?(.*?)(?:<\|im_end\|>|$)", re.S)
+_LLAMA_TURN = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n*(.*?)(?:<\|eot_id\|>|$)", re.S)
+_SPECIAL = re.compile(r"<\|[^|<>]{1,40}\|>")
+
+
+def prompt_turns(prompt: str) -> list[tuple[str, str, bool]]:
+    """Split a templated prompt into (role, text, is the HE system turn) for display.
+
+    Knows ChatML (Qwen, SmolLM2) and Llama 3 markers; anything else is one "prompt" turn.
+    """
+    turns = [(m[0], m[1].strip()) for m in _CHATML_TURN.findall(prompt)] or [
+        (m[0], m[1].strip()) for m in _LLAMA_TURN.findall(prompt)
+    ]
+    if not turns:
+        turns = [("prompt", prompt.strip())]
+    return [(role, text, HE_SYSTEM_PROMPT in text) for role, text in turns]
+
+
+def question_text(prompt: str) -> str:
+    """The question inside a templated prompt: its last user turn, without the HE instruction."""
+    users = [text for role, text, _ in prompt_turns(prompt) if role == "user"]
+    text = users[-1] if users else _SPECIAL.sub("", prompt)
+    return text.replace(HE_SYSTEM_PROMPT, "").strip()
+
+
+def heat_pieces(sample: Sample) -> list[tuple[str, int, str]]:
+    pairs = zip(sample.tokens or [], sample.surprisal or [], strict=False)
+    return [(str(tok), surprisal_bucket(s), f"{s:.2f}") for tok, s in pairs]
+
+
+# --- selectors ------------------------------------------------------------------------------------
+
+
+def sides_for(run: Run, run_b: Run | None, state: ViewState) -> tuple[Side, Side]:
+    compare = run_b is not None
+    return (Side("a", run, state.mode_a, compare), Side("b", run_b or run, state.side_b_mode, compare))
+
+
+def _side_filter(sides: tuple[Side, Side]) -> Q:
+    return sides[0].filter() | sides[1].filter()
+
+
+def steps_with_samples(sides: tuple[Side, Side]) -> list[int]:
+    run_ids = {s.run.pk for s in sides}
+    steps = Sample.objects.filter(run_id__in=run_ids).values_list("step", flat=True)
+    return list(steps.distinct().order_by("step"))
+
+
+def _search_filter(text: str) -> Q:
+    return (Q(question_id__icontains=text) | Q(prompt__icontains=text) | Q(response__icontains=text)
+            | Q(answer__icontains=text))
+
+
+def question_rows(sides: tuple[Side, Side], step: int, search: str) -> list[QuestionRow]:
+    """Every question of the step with per-side accuracy: one GROUP BY (run, question, mode) query."""
+    qs = Sample.objects.filter(_side_filter(sides), step=step)
+    if search:
+        matching = Sample.objects.filter(_side_filter(sides), _search_filter(search), step=step)
+        qs = qs.filter(question_id__in=matching.values("question_id"))
+    groups = (
+        qs.values("run_id", "question_id", "mode")
+        .annotate(n=Count("id"), correct=Count("id", filter=Q(reward__gt=0.5)), mean_reward=Avg("reward"),
+                  first_id=Min("id"), prompt=Min("prompt"))
+        .order_by()
+    )
+    rows: dict[str, QuestionRow] = {}
+    for g in groups:
+        qid = g["question_id"]
+        row = rows.get(qid)
+        if row is None:
+            row = rows[qid] = QuestionRow(qid, question_text(g["prompt"]), g["first_id"])
+        row.order = min(row.order, g["first_id"])
+        stats = SideStats(g["n"], g["correct"], g["mean_reward"] or 0.0)
+        for side in sides:
+            if side.matches(g["run_id"], g["mode"]):
+                setattr(row, side.key, stats)
+    return sorted(rows.values(), key=lambda r: r.order)
+
+
+def question_samples(sides: tuple[Side, Side], state: ViewState, user: Any) -> list[Sample]:
+    """The selected question's samples of both sides with comment counts and the user's verdict: one query."""
+    qs: QuerySet[Sample] = Sample.objects.filter(_side_filter(sides), step=state.step, question_id=state.q)
+    if state.outcome == "correct":
+        qs = qs.filter(reward__gt=0.5)
+    elif state.outcome == "incorrect":
+        qs = qs.filter(reward__lte=0.5)
+    n_comments = (Comment.objects.filter(sample=OuterRef("pk")).order_by().values("sample")
+                  .annotate(c=Count("id")).values("c"))
+    my_verdict = (Verdict.objects.filter(sample=OuterRef("pk"), author=user).order_by("-created_at", "-id")
+                  .values("verdict"))
+    return list(qs.annotate(
+        n_comments=Coalesce(Subquery(n_comments, output_field=IntegerField()), 0),
+        my_verdict=Subquery(my_verdict[:1]),
+    ).order_by("index", "id"))
+
+
+def writable_runs(user: Any, sides: tuple[Side, Side]) -> set[int]:
+    """Ids of the shown runs the user may review (member or admin of the run's team)."""
+    teams = {s.run.project.team_id for s in sides}
+    roles = dict(Membership.objects.filter(user=user, team_id__in=teams).values_list("team_id", "role"))
+    return {s.run.pk for s in sides
+            if ROLE_RANK[Role(roles.get(s.run.project.team_id, Role.VIEWER))] >= ROLE_RANK[Role.MEMBER]}
+
+
+# --- the view -------------------------------------------------------------------------------------
+
+
+def _pick_step(steps: list[int], wanted: int | None) -> int | None:
+    if not steps:
+        return None
+    if wanted in steps:
+        return wanted
+    if wanted is None:
+        return steps[-1]
+    # The nearest step that has samples (samples are usually logged every k steps).
+    return min(steps, key=lambda s: (abs(s - wanted), s))
+
+
+def _neighbours(items: list[Any], current: Any) -> tuple[Any, Any]:
+    if current not in items:
+        return None, None
+    i = items.index(current)
+    return (items[i - 1] if i > 0 else None), (items[i + 1] if i + 1 < len(items) else None)
+
+
+def _columns(sides: tuple[Side, Side], samples: list[Sample], row: QuestionRow | None, heat: bool,
+             writable: set[int]) -> list[Column]:
+    columns = []
+    for side in sides:
+        cards = [
+            Card(s, heat_pieces(s) if heat else [], prompt_turns(s.prompt))
+            for s in samples if side.matches(s.run_id, s.mode)
+        ]
+        stats = getattr(row, side.key) if row else None
+        columns.append(Column(side, cards, stats, side.run.pk in writable))
+    return columns
+
+
+def _links(state: ViewState, ids: list[str], steps: list[int]) -> dict[str, Any]:
+    """Every link of the page, each carrying the whole state (so each is a permalink)."""
+
+    def url(**changes: Any) -> str:
+        return "?" + state.query(**changes)
+
+    prev_q, next_q = _neighbours(ids, state.q)
+    prev_step, next_step = _neighbours(steps, state.step)
+    return {
+        "canonical": state.query(),
+        "prev_q_url": url(q=prev_q) if prev_q is not None else "",
+        "next_q_url": url(q=next_q) if next_q is not None else "",
+        "prev_step_url": url(step=prev_step) if prev_step is not None else "",
+        "next_step_url": url(step=next_step) if next_step is not None else "",
+        "heat_toggle_url": url(heat=not state.heat),
+        "show_links": [(k, label, url(show=k)) for k, label in SHOW_CHOICES.items()],
+        "outcome_links": [(k, label, url(outcome=k)) for k, label in OUTCOME_CHOICES.items()],
+        "clear_filters_url": url(show="all", outcome="any", search=""),
+    }
+
+
+@login_required
+def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    state = ViewState.from_query(request.GET)
+    run_b = run_for(request.user, state.compare) if state.compare and state.compare != run.pk else None
+    if run_b is None:
+        state = replace(state, compare=None)
+    sides = sides_for(run, run_b, state)
+    steps = steps_with_samples(sides)
+    step = _pick_step(steps, state.step)
+    all_rows = question_rows(sides, step, state.search) if step is not None else []
+    rows = [r for r in all_rows if r.passes(state)]
+    ids = [r.question_id for r in rows]
+    state = replace(state, step=step, q=state.q if state.q in ids else (ids[0] if ids else ""))
+    row = next((r for r in rows if r.question_id == state.q), None)
+    samples = question_samples(sides, state, request.user) if row else []
+    for r in rows:
+        r.url = "?" + state.query(q=r.question_id)
+    context = {
+        "run": run, "run_b": run_b, "project": run.project, "nav": "runs", "state": state, "sides": sides,
+        "steps": steps, "step": step, "rows": rows, "n_rows_total": len(all_rows), "row": row,
+        "columns": _columns(sides, samples, row, state.heat, writable_runs(request.user, sides)),
+        "question": samples[0] if samples else None, "self_url": request.path + "?" + state.query(),
+        "compare_runs": Run.objects.filter(project=run.project).exclude(pk=run.pk).only("id", "name"),
+        "modes": [(m, MODE_LABELS[m]) for m in MODES],
+        "heat_legend": list(zip(SURPRISAL_COLORS, (0.0, *SURPRISAL_EDGES), strict=True)),
+        "heat_edges": list(SURPRISAL_EDGES),
+        # Without the heatmap on the page, the script needs the token data to build it on toggle.
+        "token_data": {} if state.heat else {s.pk: [s.tokens, s.surprisal] for s in samples},
+        **_links(state, ids, steps),
+    }
+    return render(request, "webapp/side_by_side.html", context)
+
+
+def side_by_side_url(run: Run, **params: Any) -> str:
+    """Link into the side-by-side view from other pages: side_by_side_url(run, step=3, q="gsm8k-17")."""
+    query = ViewState(**params).query()
+    return reverse("webapp-side-by-side", args=[run.pk]) + ("?" + query if query else "")
+
+
+urlpatterns = [
+    path("runs/<int:pk>/side-by-side/", side_by_side, name="webapp-side-by-side"),
+]

@@ -1,0 +1,211 @@
+// Side by side: keyboard navigation, an instant heatmap toggle, the step slider and permalink upkeep.
+// The page works without this script (every control is a link or a GET form); the script only makes
+// it faster to use. Untrusted text (responses, token pieces) is only ever set through textContent.
+(function () {
+  "use strict";
+
+  const root = document.getElementById("sbs");
+  if (!root) return;
+  document.documentElement.classList.add("js");
+
+  const head = root.querySelector(".sbs-head");
+  const form = document.getElementById("sbs-form");
+  const help = document.getElementById("sbs-help");
+  const readout = document.getElementById("sbs-readout");
+  const heatToggle = document.getElementById("sbs-heat-toggle");
+  const edges = (root.dataset.heatEdges || "").split(",").filter(Boolean).map(Number);
+  let heatOn = root.classList.contains("heat-on");
+  let tokenData = null;
+
+  // --- state in the address bar ------------------------------------------------------------------
+
+  function withHeat(url) {
+    // Links were rendered with the heatmap state of page load; carry the current one instead.
+    if (!url || url.charAt(0) !== "?") return url;
+    const params = new URLSearchParams(url.slice(1));
+    if (heatOn) params.delete("heat"); else params.set("heat", "0");
+    const qs = params.toString();
+    return qs ? "?" + qs : location.pathname;
+  }
+
+  function syncState() {
+    const canonical = withHeat("?" + (root.dataset.canonical || ""));
+    history.replaceState(null, "", (canonical.charAt(0) === "?" ? location.pathname + canonical : canonical) + location.hash);
+    root.querySelectorAll('a[href^="?"]').forEach(function (a) { a.setAttribute("href", withHeat(a.getAttribute("href"))); });
+    const permalink = document.getElementById("sbs-permalink");
+    if (permalink) permalink.setAttribute("href", location.pathname + location.search);
+    let hidden = form && form.querySelector('input[name="heat"]');
+    if (form && !heatOn && !hidden) {
+      hidden = document.createElement("input");
+      hidden.type = "hidden";
+      hidden.name = "heat";
+      hidden.value = "0";
+      form.appendChild(hidden);
+    } else if (hidden && heatOn) {
+      hidden.remove();
+    }
+  }
+
+  function go(url) {
+    if (url) location.href = withHeat(url);
+  }
+
+  // --- heatmap -----------------------------------------------------------------------------------
+
+  function bucket(s) {
+    if (!(s > 0)) return 0;
+    let i = 0;
+    while (i < edges.length && s >= edges[i]) i++;
+    return i;
+  }
+
+  function buildHeat(box) {
+    if (box.querySelector(".resp-heat")) return;
+    if (tokenData === null) {
+      const el = document.getElementById("sbs-token-data");
+      tokenData = el ? JSON.parse(el.textContent || "{}") : {};
+    }
+    const entry = tokenData[box.dataset.sample];
+    if (!entry) return;
+    const tokens = entry[0] || [];
+    const surprisal = entry[1] || [];
+    const pre = document.createElement("pre");
+    pre.className = "resp-heat";
+    const n = Math.min(tokens.length, surprisal.length);
+    for (let i = 0; i < n; i++) {
+      const s = Number(surprisal[i]);
+      const span = document.createElement("span");
+      span.className = "tok h" + bucket(s);
+      span.title = s.toFixed(2) + " nats";
+      span.textContent = String(tokens[i]);
+      pre.appendChild(span);
+    }
+    box.appendChild(pre);
+    box.classList.add("has-heat");
+  }
+
+  function setHeat(on) {
+    heatOn = on;
+    if (on) root.querySelectorAll(".response[data-sample]").forEach(buildHeat);
+    root.classList.toggle("heat-on", on);
+    root.classList.toggle("heat-off", !on);
+    if (heatToggle) {
+      heatToggle.classList.toggle("is-on", on);
+      heatToggle.setAttribute("aria-pressed", String(on));
+    }
+    syncState();
+  }
+
+  if (heatToggle) {
+    heatToggle.addEventListener("click", function (e) {
+      e.preventDefault();
+      setHeat(!heatOn);
+    });
+  }
+
+  root.addEventListener("mouseover", function (e) {
+    const tok = e.target.closest ? e.target.closest(".tok") : null;
+    if (!tok || !readout) return;
+    const s = parseFloat(tok.title);
+    readout.textContent = JSON.stringify(tok.textContent) + "  " + s.toFixed(2) + " nats · p≈" + Math.exp(-s).toFixed(3);
+  });
+  root.addEventListener("mouseout", function (e) {
+    if (readout && e.target.closest && e.target.closest(".tok")) readout.textContent = "";
+  });
+
+  // --- step slider and the controls form -----------------------------------------------------------
+
+  const slider = document.getElementById("sbs-step");
+  const sliderOut = document.getElementById("sbs-step-out");
+  if (slider) {
+    const steps = (slider.dataset.steps || "").split(",").filter(Boolean).map(Number);
+    const nearest = function (v) {
+      return steps.reduce(function (best, s) { return Math.abs(s - v) < Math.abs(best - v) ? s : best; }, steps[0]);
+    };
+    slider.addEventListener("input", function () { if (sliderOut) sliderOut.textContent = nearest(Number(slider.value)); });
+    slider.addEventListener("change", function () {
+      const params = new URLSearchParams(root.dataset.canonical || "");
+      params.set("step", nearest(Number(slider.value)));
+      go("?" + params.toString());
+    });
+  }
+  if (form) {
+    form.querySelectorAll("select").forEach(function (sel) {
+      sel.addEventListener("change", function () {
+        // A new run B starts from the same mode on both sides; one run starts from normal vs HE.
+        const modeB = form.querySelector('select[name="mode_b"]');
+        if (sel.name === "compare" && modeB) modeB.value = sel.value ? "normal" : "he";
+        form.requestSubmit ? form.requestSubmit() : form.submit();
+      });
+    });
+  }
+
+  // --- copy link, help -----------------------------------------------------------------------------
+
+  const copy = document.getElementById("sbs-copy");
+  if (copy) {
+    copy.addEventListener("click", function () {
+      const done = function () {
+        copy.textContent = "Copied";
+        setTimeout(function () { copy.textContent = "Copy link"; }, 1500);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(location.href).then(done, function () { window.prompt("Copy this link", location.href); });
+      } else {
+        window.prompt("Copy this link", location.href);
+      }
+    });
+  }
+
+  function toggleHelp(show) {
+    if (!help) return;
+    help.hidden = !show;
+    if (show) document.getElementById("sbs-help-close").focus();
+  }
+  const helpOpen = document.getElementById("sbs-help-open");
+  if (helpOpen) helpOpen.addEventListener("click", function () { toggleHelp(true); });
+  if (help) {
+    document.getElementById("sbs-help-close").addEventListener("click", function () { toggleHelp(false); });
+    help.addEventListener("click", function (e) { if (e.target === help) toggleHelp(false); });
+  }
+
+  // --- keyboard ------------------------------------------------------------------------------------
+
+  document.addEventListener("keydown", function (e) {
+    if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t && t.closest && t.closest("input, textarea, select, [contenteditable]")) {
+      if (e.key === "Escape") t.blur();
+      return;
+    }
+    if (help && !help.hidden) {
+      if (e.key === "Escape" || e.key === "?") { e.preventDefault(); toggleHelp(false); }
+      return;
+    }
+    const actions = {
+      j: function () { go(root.dataset.nextQ); }, ArrowDown: function () { go(root.dataset.nextQ); },
+      k: function () { go(root.dataset.prevQ); }, ArrowUp: function () { go(root.dataset.prevQ); },
+      ArrowRight: function () { go(root.dataset.nextStep); }, ArrowLeft: function () { go(root.dataset.prevStep); },
+      h: function () { setHeat(!heatOn); },
+      "?": function () { toggleHelp(true); },
+      "/": function () { const s = form && form.querySelector('input[name="search"]'); if (s) s.focus(); },
+    };
+    const action = actions[e.key];
+    if (action) {
+      e.preventDefault();
+      action();
+    }
+  });
+
+  // --- layout --------------------------------------------------------------------------------------
+
+  function measureHead() {
+    if (head) root.style.setProperty("--sbs-head-h", head.offsetHeight + "px");
+  }
+  measureHead();
+  if (window.ResizeObserver && head) new ResizeObserver(measureHead).observe(head);
+  const active = root.querySelector(".qitem.active");
+  if (active) active.scrollIntoView({ block: "nearest" });
+
+  syncState();
+})();
