@@ -36,8 +36,6 @@ from webapp.selectors import (
     sort_expression,
 )
 
-
-
 # Config fields shown as selects, with their valid values taken from the trainer.
 CONFIG_CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm": ALGORITHM_NAMES,
@@ -86,7 +84,8 @@ class DatalistInput(forms.TextInput):
         super().__init__(attrs)
         self.options = list(options)
 
-    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None,
+               renderer: Any = None) -> SafeString:
         list_id = f"{(attrs or {}).get('id') or name}-options"
         html = super().render(name, value, {**(attrs or {}), "list": list_id}, renderer)
         options = format_html_join("", '<option value="{}">', ((o,) for o in self.options))
@@ -150,8 +149,10 @@ class RunForm(forms.Form):
     """Every TrainConfig field plus where and how to launch; ``to_config()`` gives the validated config."""
 
     seed = forms.CharField(label=LABELS["seed"], initial="0", help_text=EXTRA_HELP["seed"])
-    name = forms.CharField(max_length=200, required=False, help_text="Leave empty for a name built from the config.")
-    tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated, e.g. baseline, ablation-eta.")
+    name = forms.CharField(max_length=200, required=False,
+                           help_text="Leave empty for a name built from the config.")
+    tags = forms.CharField(max_length=500, required=False,
+                           help_text="Comma-separated, e.g. baseline, ablation-eta.")
     queue = forms.ChoiceField(help_text="The worker pool that runs it.")
     wandb = forms.BooleanField(label="Mirror to W&B", required=False,
                                help_text="Also log metrics and samples to Weights & Biases.")
@@ -221,6 +222,7 @@ class RunForm(forms.Form):
 
 # --- ablation grids -----------------------------------------------------------------------------------
 
+FACTORS_EXAMPLE = "eta = 0.01, 0.03, 0.1\nrollout_sharing = true, false\nseed = 1, 2, 3"
 FACTOR_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
 
 
@@ -278,8 +280,7 @@ class GridForm(RunForm):
     """A base config plus factor lines; ``cells`` holds every combination with its validation result."""
 
     factors = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "class": "mono",
-                                     "placeholder": "eta = 0.01, 0.03, 0.1\nrollout_sharing = true, false\nseed = 1, 2, 3"}),
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono", "placeholder": FACTORS_EXAMPLE}),
         help_text="One config field per line with the values to try; every combination becomes a run.",
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -323,7 +324,8 @@ class GridForm(RunForm):
             self.cells = self._cells(factors)
             bad = sum(1 for c in self.cells if c.error)
             if bad:
-                self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config (see the preview).")
+                self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config "
+                                     "(see the preview).")
         return data
 
     def _check_values(self, factors: dict[str, list[Any]]) -> None:
@@ -362,8 +364,8 @@ class RunListForm(forms.Form):
 
     q = forms.CharField(required=False, max_length=200)
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RunStatus.choices])
-    algorithm = forms.ChoiceField(required=False, choices=[("", "Any algorithm"),
-                                                           *((a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHM_NAMES)])
+    algorithm = forms.ChoiceField(required=False, choices=[
+        ("", "Any algorithm"), *((a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHM_NAMES)])
     tag = forms.CharField(required=False, max_length=50)
     where = forms.CharField(required=False, max_length=500)
     sort = forms.CharField(required=False, max_length=100)

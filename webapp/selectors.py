@@ -106,7 +106,9 @@ def sort_expression(column: str) -> Any:
         return Cast(KeyTextTransform(column[2:], "summary"), FloatField())
     if column.startswith("cfg.") and column[4:] in CONFIG_FIELDS:
         name = column[4:]
-        return Cast(KeyTextTransform(name, "config"), FloatField()) if field_kind(name) in NUMERIC_TYPES else KeyTransform(name, "config")
+        if field_kind(name) in NUMERIC_TYPES:
+            return Cast(KeyTextTransform(name, "config"), FloatField())
+        return KeyTransform(name, "config")
     return None
 
 
@@ -165,7 +167,7 @@ def cell_value(run: Run, column_id: str) -> Any:
 
 
 def display(value: Any) -> Any:
-    """A cell value as shown: floats to 4 significant digits, booleans as words; dates left to the template."""
+    """A cell value as shown: floats to 4 significant digits, booleans as words, dates untouched."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

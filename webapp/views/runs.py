@@ -57,7 +57,7 @@ def run_list(request: HttpRequest, project_id: int) -> HttpResponse:
     page = Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page"))
     column_ids = form.columns()
     columns = [selectors.column(c) for c in column_ids]
-    rows = [(run, [(col, selectors.display(selectors.cell_value(run, col.id))) for col in columns]) for run in page]
+    rows = [(run, [(c, selectors.display(selectors.cell_value(run, c.id))) for c in columns]) for run in page]
     return render(request, "webapp/run_list.html", {
         "project": project, "nav": "runs", "form": form, "page": page, "rows": rows, "sort": sort,
         "headers": _headers(columns, sort), "column_ids": ",".join(column_ids),
@@ -149,7 +149,8 @@ def run_new(request: HttpRequest, project_id: int) -> HttpResponse:
         else:
             if len(runs) == 1:
                 return redirect(runs[0])
-            messages.success(request, f"Launched {len(runs)} runs (seeds {', '.join(str(r.seed) for r in runs)}).")
+            seeds = ", ".join(str(r.seed) for r in runs)
+            messages.success(request, f"Launched {len(runs)} runs (seeds {seeds}).")
             return redirect("webapp-run-list", project.pk)
     return render(request, "webapp/run_form.html", _form_context(project, form, source), status=400)
 
@@ -183,8 +184,8 @@ def _clone_initial(run: Run) -> dict[str, Any]:
     return initial
 
 
-def _form_context(project: Project, form: RunForm, source: Run | None) -> dict[str, Any]:
-    return {"project": project, "nav": "runs", "form": form, "source": source}
+def _form_context(project: Project, form: RunForm, source: Run | None, **extra: Any) -> dict[str, Any]:
+    return {"project": project, "nav": "runs", "form": form, "source": source, **extra}
 
 
 @login_required
@@ -194,14 +195,14 @@ def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
     source = _clone_source(request)
     if request.method != "POST":
         form = GridForm(initial=_clone_initial(source) if source else None)
-        return render(request, "webapp/run_grid.html", {**_form_context(project, form, source), "preview": False})
+        return render(request, "webapp/run_grid.html", _form_context(project, form, source, preview=False))
     form = GridForm(request.POST)
     preview = bool(request.POST.get("preview"))
     if form.is_valid() and not preview:
         data = form.cleaned_data
         try:
-            study = study_create_grid(project=project, user=request.user, name=data["name"], base=form.to_config(),
-                                      factors=data["factors"], queue=data["queue"],
+            study = study_create_grid(project=project, user=request.user, name=data["name"],
+                                      base=form.to_config(), factors=data["factors"], queue=data["queue"],
                                       description=data["description"], wandb=data["wandb"])
         except ServiceError as exc:
             form.add_error(None, str(exc))
@@ -209,7 +210,7 @@ def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
             messages.success(request, f"Launched study “{study.name}” with {study.runs.count()} runs.")
             return redirect(study)
     status = 200 if preview and form.is_valid() else 400
-    return render(request, "webapp/run_grid.html", {**_form_context(project, form, source), "preview": preview},
+    return render(request, "webapp/run_grid.html", _form_context(project, form, source, preview=preview),
                   status=status)
 
 
@@ -233,7 +234,8 @@ CHARTS: list[dict[str, Any]] = [
     {"id": "length", "title": "Response length (tokens)", "lines": [
         {"key": "normal/length", "label": "normal", "color": NORMAL},
         {"key": "he/length", "label": "HE", "color": HE}]},
-    {"id": "loss", "title": "Policy loss", "lines": [{"key": "actor/pg_loss", "label": "loss", "color": "#5f3dc4"}]},
+    {"id": "loss", "title": "Policy loss", "lines": [
+        {"key": "actor/pg_loss", "label": "loss", "color": "#5f3dc4"}]},
     {"id": "clip", "title": "Clip fraction", "lines": [
         {"key": "actor/clip_frac", "label": "PPO clip", "color": "#2f9e44"},
         {"key": "actor/clip_frac_lower", "label": "dual clip", "color": GREY, "dash": "dot"}]},
@@ -331,9 +333,10 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
     except BadParam as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     token = status_token(run)
-    data: dict[str, Any] = {"token": token, "changed": request.GET.get("token") != token, "status": run.status,
-                            "finished": run.is_finished, "step": run.step, "total_steps": run.total_steps,
-                            "attempt": run.attempt}
+    data: dict[str, Any] = {
+        "token": token, "changed": request.GET.get("token") != token, "status": run.status,
+        "finished": run.is_finished, "step": run.step, "total_steps": run.total_steps, "attempt": run.attempt,
+    }
     if data["changed"]:
         ctx = {**_header_context(request, run), "logs": selectors.recent_logs(run, limit=LOG_LINES)}
         data["header_html"] = render_to_string("webapp/partials/run_header.html", ctx, request=request)
@@ -377,7 +380,8 @@ def run_series(request: HttpRequest, pk: int) -> JsonResponse:
         points = min(10_000, max(10, _int_param(request, "points") or 2000))
     except BadParam as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    series = {k: selectors.metric_series(run, k, min_step=lo, max_step=hi, max_points=points).to_dict() for k in keys}
+    series = {k: selectors.metric_series(run, k, min_step=lo, max_step=hi, max_points=points).to_dict()
+              for k in keys}
     return JsonResponse({"series": series, "min_step": lo, "max_step": hi, "points": points})
 
 
@@ -419,7 +423,8 @@ def run_logs(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 
 def _log_lines(run: Run) -> Iterator[str]:
     for row in run.logs.order_by("attempt", "seq").iterator(chunk_size=2000):
-        yield f"{row.created_at:%Y-%m-%d %H:%M:%S} [attempt {row.attempt}] {row.level.upper():7} {row.message}\n"
+        when = f"{row.created_at:%Y-%m-%d %H:%M:%S}"
+        yield f"{when} [attempt {row.attempt}] {row.level.upper():7} {row.message}\n"
 
 
 urlpatterns = [
