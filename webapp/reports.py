@@ -86,6 +86,7 @@ class RunGroup:
     key: tuple[Any, ...]
     label: str
     runs: list[Run]
+    color: str = ""  # set by the page: the group's line colour, reused by its table row
 
     @property
     def run_ids(self) -> list[int]:
@@ -377,6 +378,18 @@ class PaperRow:
         return self.test.mark if self.test else ""
 
     @property
+    def delta_text(self) -> str:
+        return _signed_pct(self.delta) if self.delta is not None else ""
+
+    @property
+    def ci_text(self) -> str:
+        return f"[{_signed_pct(self.ci[0])}, {_signed_pct(self.ci[1])}]" if self.ci else ""
+
+    @property
+    def p_text(self) -> str:
+        return format_p(self.test.p_value) if self.test else ""
+
+    @property
     def delta_tone(self) -> str:
         if not self.test or not self.mark:
             return ""
@@ -568,10 +581,8 @@ def paper_export(table: PaperTable, *, split: bool = False) -> ExportTable:
         if table.has_baseline:
             if row.is_baseline:
                 cells += [Text("baseline"), Text("–")]
-            elif row.test and row.ci:
-                lo, hi = row.ci
-                cells += [Text(f"{_signed_pct(row.delta or 0.0)} [{_signed_pct(lo)}, {_signed_pct(hi)}]"),
-                          Text(format_p(row.test.p_value))]
+            elif row.test:
+                cells += [Text(f"{row.delta_text} {row.ci_text}"), Text(row.p_text)]
             else:
                 cells += [Text("–"), Text("–")]
         rows.append(cells)

@@ -1,3 +1,299 @@
-"""(being written)"""
+"""The JSON API under /api/ (docs/api.md): projects, runs, metrics, samples and evaluations.
 
-urlpatterns: list = []
+Authentication and JSON errors come from ``webapp.api_auth.api_view``; access goes through the
+same helpers as the pages (other teams' objects are 404, viewers get 403 on writes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path, re_path, reverse
+
+from trainer.algos import ALGORITHM_NAMES
+from trainer.config import ConfigError, TrainConfig
+from webapp.access import project_for, require, run_for
+from webapp.api_auth import ApiError, api_view, error_response
+from webapp.models import Evaluation, Membership, Mode, Project, Role, Run, RunStatus, Sample, Study
+from webapp.selectors import metric_series
+from webapp.services import ServiceError, run_cancel, run_create
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_SAMPLE_LIMIT = 500
+MAX_KEYS = 20
+DEFAULT_POINTS = 1000
+MAX_POINTS = 10_000
+# Keys of a create-run body that are not TrainConfig fields.
+RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study")
+
+
+# --- input helpers ----------------------------------------------------------------------------------
+
+
+def _int_param(request: HttpRequest, name: str, default: int | None = None, *, minimum: int | None = None,
+               maximum: int | None = None) -> int | None:
+    raw = request.GET.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer, got {raw!r}", field=name) from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
+        raise ApiError(400, f"{name} must be {bounds}, got {value}", field=name)
+    return value
+
+
+def _choice_param(request: HttpRequest, name: str, choices: Iterable[str]) -> str:
+    value = request.GET.get(name, "")
+    valid = list(choices)
+    if value and value not in valid:
+        raise ApiError(400, f"unknown {name} {value!r}; valid: {', '.join(valid)}", field=name)
+    return value
+
+
+def _json_object(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+def _page(request: HttpRequest, qs: QuerySet[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Slice a query set by ?page= (from 1) and ?limit=; returns the items and the paging fields."""
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
+    page = _int_param(request, "page", 1, minimum=1) or 1
+    count = qs.count()
+    items = list(qs[(page - 1) * limit: page * limit])
+    pages = max(1, -(-count // limit))
+
+    def link(n: int) -> str | None:
+        if n < 1 or n > pages:
+            return None
+        query = request.GET.copy()
+        query["page"] = str(n)
+        return request.build_absolute_uri(request.path + "?" + query.urlencode())
+
+    return items, {"count": count, "page": page, "pages": pages, "limit": limit,
+                   "next": link(page + 1), "previous": link(page - 1) if page <= pages else None}
+
+
+# --- representations ---------------------------------------------------------------------------------
+
+
+def _project_json(project: Project, role: str) -> dict[str, Any]:
+    return {
+        "id": project.pk, "name": project.name, "slug": project.slug, "team": project.team.name,
+        "description": project.description, "role": role, "created_at": project.created_at,
+        "runs_url": reverse("api-project-runs", args=[project.pk]),
+    }
+
+
+def _run_json(run: Run, *, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": run.pk, "project": run.project_id, "name": run.name, "algorithm": run.algorithm,
+        "model": run.model_name, "seed": run.seed, "status": run.status, "queue": run.queue, "gpus": run.gpus,
+        "step": run.step, "total_steps": run.total_steps, "progress": round(run.progress, 4),
+        "created_by": run.created_by.username if run.created_by else None,
+        "created_at": run.created_at, "queued_at": run.queued_at, "started_at": run.started_at,
+        "finished_at": run.finished_at, "study": run.study_id, "tags": [t.name for t in run.tags.all()],
+        "summary": run.summary, "url": run.get_absolute_url(), "api_url": reverse("api-run", args=[run.pk]),
+    }
+    if full:
+        eta = run.eta()
+        data.update({
+            "config": run.config, "error": run.error, "attempt": run.attempt, "parent": run.parent_id,
+            "host": run.host, "heartbeat_at": run.heartbeat_at, "cancel_requested": run.cancel_requested,
+            "code_version": run.code_version, "last_checkpoint_step": run.last_checkpoint_step,
+            "eta_seconds": round(eta.total_seconds()) if eta else None,
+            "wandb_run_id": run.wandb_run_id or None,
+        })
+    return data
+
+
+SAMPLE_FIELDS = ("id", "step", "question_id", "mode", "context", "index", "prompt", "answer", "response",
+                 "reward", "advantage", "length", "entropy")
+
+
+def _sample_json(sample: Sample, *, tokens: bool) -> dict[str, Any]:
+    data = {name: getattr(sample, name) for name in SAMPLE_FIELDS}
+    data["is_correct"] = sample.is_correct
+    if tokens:
+        data.update(tokens=sample.tokens, surprisal=sample.surprisal)
+    return data
+
+
+def _evaluation_json(ev: Evaluation) -> dict[str, Any]:
+    return {
+        "id": ev.pk, "run": ev.run_id, "step": ev.step, "benchmark": ev.benchmark, "mode": ev.mode,
+        "status": ev.status, "settings": ev.settings, "metrics": ev.metrics, "error": ev.error,
+        "n_results": getattr(ev, "n_results", None), "created_at": ev.created_at,
+        "finished_at": ev.finished_at,
+    }
+
+
+def _run_queryset() -> QuerySet[Run]:
+    return Run.objects.select_related("created_by").prefetch_related("tags")
+
+
+# --- projects and runs ---------------------------------------------------------------------------------
+
+
+@api_view("GET")
+def projects(request: HttpRequest) -> HttpResponse:
+    roles = dict(Membership.objects.filter(user=request.user).values_list("team_id", "role"))
+    qs = Project.objects.for_user(request.user).select_related("team").order_by("team__name", "name")
+    return JsonResponse({"results": [_project_json(p, roles.get(p.team_id, "")) for p in qs]})
+
+
+@api_view("GET", "POST")
+def project_runs(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    if request.method == "POST":
+        return _create_run(request, project)
+    qs = _run_queryset().filter(project=project)
+    if status := _choice_param(request, "status", RunStatus.values):
+        qs = qs.filter(status=status)
+    if algorithm := _choice_param(request, "algorithm", ALGORITHM_NAMES):
+        qs = qs.filter(algorithm=algorithm)
+    if tag := request.GET.get("tag", ""):
+        qs = qs.filter(tags__name=tag)
+    items, paging = _page(request, qs.order_by("-created_at", "-id"))
+    return JsonResponse({**paging, "results": [_run_json(r) for r in items]})
+
+
+def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
+    require(request.user, project, Role.MEMBER)
+    body = _json_object(request)
+    meta = {k: body.pop(k) for k in RUN_META_FIELDS if k in body}
+    name, queue, tags, wandb, study = _run_meta(meta, project)
+    try:
+        config = TrainConfig.from_dict(body)
+    except ConfigError as exc:
+        raise ApiError(400, exc.message, field=exc.field) from None
+    try:
+        run = run_create(project=project, user=request.user, config=config, name=name, queue=queue, tags=tags,
+                         wandb=wandb, study=study)
+    except ServiceError as exc:
+        raise ApiError(400, str(exc)) from None
+    response = JsonResponse(_run_json(_run_queryset().get(pk=run.pk), full=True), status=201)
+    response["Location"] = reverse("api-run", args=[run.pk])
+    return response
+
+
+def _run_meta(meta: dict[str, Any], project: Project) -> tuple[str, str, list[str], bool, Study | None]:
+    name = meta.get("name", "")
+    if not isinstance(name, str) or len(name) > 200:
+        raise ApiError(400, "name must be a string of at most 200 characters", field="name")
+    queue = meta.get("queue", "")
+    if not isinstance(queue, str) or (queue and queue not in settings.PSL_QUEUES):
+        valid = ", ".join(settings.PSL_QUEUES)
+        raise ApiError(400, f"unknown queue {queue!r}; valid: {valid}", field="queue")
+    tags = meta.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ApiError(400, "tags must be a list of strings", field="tags")
+    wandb = meta.get("wandb", False)
+    if not isinstance(wandb, bool):
+        raise ApiError(400, "wandb must be true or false", field="wandb")
+    study = None
+    if (study_id := meta.get("study")) is not None:
+        valid_id = isinstance(study_id, int) and not isinstance(study_id, bool)
+        study = Study.objects.filter(project=project, pk=study_id).first() if valid_id else None
+        if study is None:
+            raise ApiError(400, "study must be the id of a study of this project", field="study")
+    return name, queue, tags, wandb, study
+
+
+@api_view("GET")
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    return JsonResponse(_run_json(_run_queryset().get(pk=run.pk), full=True))
+
+
+@api_view("POST")
+def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    require(request.user, run.project, Role.MEMBER)
+    try:
+        run_cancel(run=run, user=request.user)
+    except ServiceError as exc:
+        raise ApiError(409, str(exc)) from None
+    return JsonResponse(_run_json(_run_queryset().get(pk=run.pk), full=True))
+
+
+# --- run data --------------------------------------------------------------------------------------------
+
+
+@api_view("GET")
+def run_metrics(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    keys = list(dict.fromkeys(k for k in request.GET.getlist("key") if k))
+    if not keys:
+        available = ", ".join(sorted(run.summary)) or "none yet"
+        raise ApiError(400, f"pass one or more ?key=; this run logged: {available}", field="key")
+    if len(keys) > MAX_KEYS:
+        raise ApiError(400, f"at most {MAX_KEYS} keys per request", field="key")
+    min_step = _int_param(request, "min_step")
+    max_step = _int_param(request, "max_step")
+    points = _int_param(request, "points", DEFAULT_POINTS, minimum=2, maximum=MAX_POINTS) or DEFAULT_POINTS
+    series = {k: metric_series(run, k, min_step=min_step, max_step=max_step, max_points=points).to_dict()
+              for k in keys}
+    return JsonResponse({"run": run.pk, "series": series})
+
+
+@api_view("GET")
+def run_samples(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    qs = Sample.objects.filter(run=run)
+    if (step := _int_param(request, "step")) is not None:
+        qs = qs.filter(step=step)
+    if question_id := request.GET.get("question_id", ""):
+        qs = qs.filter(question_id=question_id)
+    if mode := _choice_param(request, "mode", Mode.values):
+        qs = qs.filter(mode=mode)
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_SAMPLE_LIMIT) or DEFAULT_LIMIT
+    offset = _int_param(request, "offset", 0, minimum=0) or 0
+    tokens = request.GET.get("tokens", "") in ("1", "true")
+    if not tokens:
+        qs = qs.defer("tokens", "surprisal")
+    count = qs.count()
+    rows = qs.order_by("step", "question_id", "mode", "context", "index", "id")[offset: offset + limit]
+    return JsonResponse({"count": count, "limit": limit, "offset": offset,
+                         "results": [_sample_json(s, tokens=tokens) for s in rows]})
+
+
+@api_view("GET")
+def run_evaluations(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_for(request.user, pk)
+    qs = run.evaluations.annotate(n_results=Count("results")).order_by("step", "benchmark", "mode")
+    if benchmark := request.GET.get("benchmark", ""):
+        qs = qs.filter(benchmark=benchmark)
+    if mode := _choice_param(request, "mode", Mode.values):
+        qs = qs.filter(mode=mode)
+    return JsonResponse({"run": run.pk, "results": [_evaluation_json(ev) for ev in qs]})
+
+
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    return error_response(404, f"no API endpoint at {request.path}; see docs/api.md")
+
+
+urlpatterns = [
+    path("projects/", projects, name="api-projects"),
+    path("projects/<int:project_id>/runs/", project_runs, name="api-project-runs"),
+    path("runs/<int:pk>/", run_detail, name="api-run"),
+    path("runs/<int:pk>/cancel/", run_cancel_view, name="api-run-cancel"),
+    path("runs/<int:pk>/metrics/", run_metrics, name="api-run-metrics"),
+    path("runs/<int:pk>/samples/", run_samples, name="api-run-samples"),
+    path("runs/<int:pk>/evaluations/", run_evaluations, name="api-run-evaluations"),
+    re_path(r"^(?P<rest>.*)$", not_found),
+]

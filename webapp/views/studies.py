@@ -1,3 +1,455 @@
-"""(being written)"""
+"""Compare runs (overlay charts, seed bands, final metrics) and studies (ablations with a paper-style table).
 
-urlpatterns: list = []
+Every piece of page state lives in the query string, so any view is a permalink. Table building
+and export are in ``webapp.reports``; significance tests in ``webapp.stats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.urls import path, reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_POST
+
+from webapp.access import can, project_for, require, study_for
+from webapp.models import ACTIVE_STATUSES, MetricPoint, Project, Role, Run, RunStatus, Study
+from webapp.reports import (
+    CONFIG_FIELD_NAMES,
+    EXPORT_FORMATS,
+    FIELD_SYMBOLS,
+    NON_FACTOR_FIELDS,
+    FinalTable,
+    PaperTable,
+    RunGroup,
+    config_value,
+    final_export,
+    final_table,
+    format_value,
+    group_of,
+    group_runs,
+    paper_export,
+    paper_table,
+    seed_band,
+    study_group_fields,
+    varied_fields,
+)
+from webapp.selectors import metric_series
+from webapp.services import activity_record
+from webapp.stats import DEFAULT_TEST, TEST_LABELS, TESTS
+
+MAX_RUNS = 24
+MAX_KEYS = 12
+CHART_POINTS = 1000  # per run and key; larger series are min/max bucketed by metric_series
+RUN_CHOICES = 300  # runs offered in the compare picker (newest first, plus any selected)
+BANDS = {"minmax": "min–max across seeds", "std": "mean ± std across seeds"}
+# Shown when the user has not picked keys: the first of these that the runs logged.
+DEFAULT_KEYS = ("normal/accuracy", "he/accuracy", "train/reward", "normal/entropy", "he/entropy",
+                "split/he_normal_kl", "actor/entropy", "actor/pg_loss")
+N_DEFAULT_KEYS = 4
+# One colour per run or group (W&B-like: saturated, distinguishable, colour-blind friendly first).
+PALETTE = ("#4c6ef5", "#f76707", "#2f9e44", "#e03131", "#7048e8", "#1098ad", "#d6336c", "#f59f00",
+           "#5c940d", "#1c7ed6", "#ae3ec9", "#868e96")
+REVIEW_PARTIAL = "webapp/partials/review_thread.html"
+
+
+# --- page state ---------------------------------------------------------------------------------------
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    """``?runs=1,2&runs=3`` -> ["1", "2", "3"]: accept the permalink and the form spelling, keep order."""
+    out: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if item and item not in out:
+                out.append(item)
+    return out
+
+
+def _ints(values: Iterable[str]) -> list[int]:
+    return [int(v) for v in _split(values) if v.isdigit()]
+
+
+@dataclass(frozen=True)
+class CompareState:
+    runs: tuple[int, ...] = ()
+    keys: tuple[str, ...] = ()
+    group: tuple[str, ...] = ()
+    band: str = "minmax"
+    baseline: int | None = None
+
+    @classmethod
+    def from_query(cls, qd: QueryDict) -> CompareState:
+        runs = tuple(_ints(qd.getlist("runs")))[:MAX_RUNS]
+        baseline = next(iter(_ints(qd.getlist("baseline"))), None)
+        return cls(
+            runs=runs,
+            keys=tuple(k[:80] for k in _split(qd.getlist("keys")))[:MAX_KEYS],
+            group=tuple(f for f in _split(qd.getlist("group")) if f in CONFIG_FIELD_NAMES and f != "seed"),
+            band=qd.get("band", "") if qd.get("band") in BANDS else "minmax",
+            baseline=baseline if baseline in runs else None,
+        )
+
+    def query(self, **changes: Any) -> str:
+        """The canonical query string (comma lists, defaults left out) with ``changes`` applied."""
+        s = replace(self, **changes)
+        pairs: list[tuple[str, Any]] = []
+        if s.runs:
+            pairs.append(("runs", ",".join(map(str, s.runs))))
+        if s.keys:
+            pairs.append(("keys", ",".join(s.keys)))
+        if s.group:
+            pairs.append(("group", ",".join(s.group)))
+        if s.band != "minmax":
+            pairs.append(("band", s.band))
+        if s.baseline:
+            pairs.append(("baseline", s.baseline))
+        return urlencode(pairs, safe=",/")
+
+
+def _is_canonical(qd: QueryDict) -> bool:
+    # A form submit repeats keys (runs=1&runs=2) and sends empty fields; the permalink does neither.
+    return all(len(values) == 1 and values[0] for values in qd.lists())
+
+
+# --- reads -----------------------------------------------------------------------------------------------
+
+
+def _selected_runs(project: Project, ids: Sequence[int]) -> list[Run]:
+    qs = Run.objects.filter(project=project, pk__in=list(ids)).select_related("created_by")
+    by_id = {r.pk: r for r in qs}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _run_choices(project: Project, selected: Sequence[Run]) -> list[Run]:
+    """Runs for the picker: the selected ones first, then the newest others."""
+    ids = [r.pk for r in selected]
+    others = Run.objects.filter(project=project).exclude(pk__in=ids).only(
+        "id", "name", "status", "algorithm", "seed", "created_at", "config")[:RUN_CHOICES]
+    return [*selected, *others]
+
+
+def metric_keys(runs: Sequence[Run]) -> list[str]:
+    """Keys the runs logged: Run.summary holds the last value of every key, so no scan of the points."""
+    return sorted({k for r in runs for k in r.summary})
+
+
+def default_keys(available: Sequence[str]) -> list[str]:
+    preferred = [k for k in DEFAULT_KEYS if k in available]
+    rest = [k for k in available if k not in preferred]
+    return (preferred + rest)[:N_DEFAULT_KEYS]
+
+
+def load_series(runs: Sequence[Run], keys: Sequence[str], *,
+                max_points: int = CHART_POINTS) -> dict[tuple[int, str], tuple[list[int], list[float]]]:
+    """(run, key) -> (steps, values): small series in one query, large ones through metric_series.
+
+    One aggregate query finds the size of every series; those that fit are read together, and
+    only the long ones (rare) go through the per-series min/max bucketing of the selectors.
+    """
+    run_ids = [r.pk for r in runs]
+    sizes = (MetricPoint.objects.filter(run_id__in=run_ids, key__in=list(keys))
+             .values("run_id", "key").annotate(n=Count("id")).order_by())
+    small = {(s["run_id"], s["key"]) for s in sizes if s["n"] <= max_points}
+    large = {(s["run_id"], s["key"]) for s in sizes if s["n"] > max_points}
+    out: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
+    if small:
+        qs = MetricPoint.objects.filter(run_id__in={r for r, _ in small}, key__in={k for _, k in small})
+        rows = qs.order_by("run_id", "key", "step").values_list("run_id", "key", "step", "value")
+        for run_id, key, step, value in rows:
+            if (run_id, key) in small:
+                steps, values = out.setdefault((run_id, key), ([], []))
+                steps.append(step)
+                values.append(value)
+    by_id = {r.pk: r for r in runs}
+    for run_id, key in large:
+        series = metric_series(by_id[run_id], key, max_points=max_points)
+        out[(run_id, key)] = (series.steps, series.values)
+    return out
+
+
+# --- chart payload ----------------------------------------------------------------------------------------
+
+
+def color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def paint(groups: Sequence[RunGroup]) -> list[RunGroup]:
+    for i, group in enumerate(groups):
+        group.color = color(i)
+    return list(groups)
+
+
+def chart_payload(groups: Sequence[RunGroup], keys: Sequence[str], *, band: str,
+                  grouped: bool) -> dict[str, Any]:
+    """What static/js/compare.js draws: per key, one trace per group (mean line + band when grouped)."""
+    runs = [r for g in groups for r in g.runs]
+    series = load_series(runs, keys)
+    charts = []
+    for key in keys:
+        traces = []
+        for i, group in enumerate(groups):
+            own = [series[(r.pk, key)] for r in group.runs if (r.pk, key) in series]
+            if not own:
+                continue
+            trace: dict[str, Any] = {"group": i, "name": group.label, "color": group.color or color(i)}
+            if grouped and len(group.runs) > 1:
+                b = seed_band(own)
+                low, high = b.bounds(band)
+                trace.update(steps=b.steps, values=b.mean, band={"low": low, "high": high}, n=b.n)
+            else:
+                trace.update(steps=own[0][0], values=own[0][1], band=None, n=None)
+            traces.append(trace)
+        charts.append({"key": key, "traces": traces})
+    return {"charts": charts, "band": BANDS[band] if grouped else ""}
+
+
+
+
+# --- compare ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """Everything the compare page and its export show for one state."""
+
+    runs: list[Run]
+    groups: list[RunGroup]
+    keys: list[str]
+    available_keys: list[str]
+    baseline: RunGroup | None
+    table: FinalTable
+
+
+def build_comparison(project: Project, state: CompareState) -> Comparison:
+    runs = _selected_runs(project, state.runs)
+    available = metric_keys(runs)
+    keys = list(state.keys) or default_keys(available)
+    groups = paint(group_runs(runs, state.group))
+    baseline = group_of(groups, state.baseline)
+    return Comparison(runs, groups, keys, available, baseline, final_table(groups, keys, baseline))
+
+
+def _group_choices(runs: Sequence[Run], state: CompareState) -> list[tuple[str, str, bool]]:
+    """(field, label, checked) for the group-by picker: the algorithm, what varies, what is picked."""
+    names = ["algorithm", *varied_fields(runs)]
+    names += [f for f in state.group if f not in names]
+    seen: list[str] = []
+    for name in names:
+        if name not in seen and name not in NON_FACTOR_FIELDS:
+            seen.append(name)
+    return [(n, FIELD_SYMBOLS.get(n, n), n in state.group) for n in seen]
+
+
+def _picker(project: Project, c: Comparison) -> list[tuple[Run, str, bool]]:
+    """(run, colour if selected, selected) for the run picker."""
+    colors = {r.pk: g.color for g in c.groups for r in g.runs}
+    return [(r, colors.get(r.pk, ""), r.pk in colors) for r in _run_choices(project, c.runs)]
+
+
+@login_required
+def compare(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    state = CompareState.from_query(request.GET)
+    if not _is_canonical(request.GET):
+        return redirect(request.path + ("?" + state.query() if state.query() else ""))
+    c = build_comparison(project, state)
+    grouped = bool(state.group)
+    context = {
+        "project": project, "nav": "compare", "state": state, "cmp": c,
+        "picker": _picker(project, c), "group_choices": _group_choices(c.runs, state),
+        "key_choices": [(k, True) for k in c.keys] + [(k, False) for k in c.available_keys
+                                                        if k not in c.keys],
+        "bands": BANDS, "grouped": grouped,
+        "charts": chart_payload(c.groups, c.keys, band=state.band, grouped=grouped),
+        "permalink": request.build_absolute_uri(request.path + "?" + state.query()),
+        "export_links": _export_links(reverse("webapp-compare-export", args=[project.pk]), state.query()),
+    }
+    return render(request, "webapp/compare.html", context)
+
+
+@login_required
+def compare_export(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    fmt = request.GET.get("format", "")
+    if fmt not in EXPORT_FORMATS:
+        return HttpResponseBadRequest(f"format must be one of: {', '.join(EXPORT_FORMATS)}")
+    c = build_comparison(project, CompareState.from_query(request.GET))
+    table = final_export(c.table, split=EXPORT_FORMATS[fmt][3])
+    stem = f"{slugify(project.name)}-compare"
+    return _download(table_text=EXPORT_FORMATS[fmt][2](table), fmt=fmt, stem=stem)
+
+
+def _export_links(base: str, query: str, **extra: str) -> list[tuple[str, str]]:
+    labels = {"csv": "CSV", "md": "Markdown", "tex": "LaTeX"}
+    prefix = query + "&" if query else ""
+    return [(labels[f], f"{base}?{prefix}{urlencode({**extra, 'format': f})}") for f in EXPORT_FORMATS]
+
+
+def _download(*, table_text: str, fmt: str, stem: str) -> HttpResponse:
+    content_type, ext, _, _ = EXPORT_FORMATS[fmt]
+    response = HttpResponse(table_text, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{stem or "table"}.{ext}"'
+    return response
+
+
+# --- studies ----------------------------------------------------------------------------------------------
+
+
+@login_required
+def study_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for(request.user, project_id)
+    studies = (
+        project.studies.select_related("created_by", "baseline")
+        .annotate(n_runs=Count("runs", distinct=True),
+                  n_active=Count("runs", filter=Q(runs__status__in=ACTIVE_STATUSES), distinct=True),
+                  n_done=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED), distinct=True),
+                  n_failed=Count("runs", filter=Q(runs__status__in=[RunStatus.FAILED, RunStatus.LOST]),
+                                 distinct=True))
+        .order_by("-created_at")
+    )
+    context = {"project": project, "nav": "studies", "studies": studies,
+               "can_write": can(request.user, project, Role.MEMBER)}
+    return render(request, "webapp/study_list.html", context)
+
+
+@dataclass
+class StudyView:
+    """A study's runs grouped into methods, with its tables (shared by the page and the export)."""
+
+    study: Study
+    runs: list[Run]
+    group_fields: list[str]
+    groups: list[RunGroup]
+    baseline: RunGroup | None
+    keys: list[str]
+    test: str
+    final: FinalTable
+    paper: PaperTable | None
+
+
+def build_study(study: Study, qd: QueryDict) -> StudyView:
+    runs = list(study.runs.select_related("created_by").order_by("id"))
+    fields = study_group_fields(study.factors, runs)
+    groups = paint(group_runs(runs, fields))
+    baseline = group_of(groups, study.baseline_id)
+    keys = [k[:80] for k in _split(qd.getlist("keys"))][:MAX_KEYS] or default_keys(metric_keys(runs))
+    test = qd.get("test", "") if qd.get("test") in TESTS else DEFAULT_TEST
+    return StudyView(study, runs, fields, groups, baseline, keys, test, final_table(groups, keys, baseline),
+                     paper_table(groups, baseline, test=test))
+
+
+def _factor_rows(study: Study, runs: Sequence[Run]) -> list[tuple[str, str, list[str]]]:
+    """(field, label, values) of the declared factors, or of what varies when none are declared."""
+    names = [f for f in study.factors if f in CONFIG_FIELD_NAMES] or [*varied_fields(runs), "seed"]
+    rows = []
+    for name in names:
+        declared = study.factors.get(name)
+        values = declared if isinstance(declared, list) else sorted(
+            {format_value(r.seed if name == "seed" else r.config.get(name)) for r in runs})
+        rows.append((name, FIELD_SYMBOLS.get(name, name), [format_value(v) for v in values]))
+    return rows
+
+
+def _study_run_rows(sv: StudyView, names: Sequence[str]) -> list[tuple[Run, list[str], str, bool]]:
+    """(run, factor values, group colour, is the baseline) for the study's runs table."""
+    colors = {r.pk: g.color for g in sv.groups for r in g.runs}
+    return [(r, [format_value(config_value(r, n)) for n in names], colors.get(r.pk, ""),
+             r.pk == sv.study.baseline_id) for r in sv.runs]
+
+
+def _review_context(study: Study, user: Any) -> dict[str, Any]:
+    """The review thread (another module) when it is installed; the page works without it."""
+    try:
+        get_template(REVIEW_PARTIAL)
+        from webapp.views.review import review_context
+    except (TemplateDoesNotExist, ImportError):
+        return {"has_review": False}
+    return {"has_review": True, **review_context(study, user)}
+
+
+@login_required
+def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    study = study_for(request.user, pk)
+    band = request.GET.get("band", "") if request.GET.get("band") in BANDS else "minmax"
+    sv = build_study(study, request.GET)
+    factors = _factor_rows(study, sv.runs)
+    query = {"keys": ",".join(sv.keys), "test": sv.test}
+    compare_state = CompareState(runs=tuple(r.pk for r in sv.runs)[:MAX_RUNS], keys=tuple(sv.keys),
+                                 group=tuple(sv.group_fields), baseline=study.baseline_id)
+    context = {
+        "project": study.project, "nav": "studies", "study": study, "sv": sv, "factors": factors,
+        "factor_names": [name for name, _, _ in factors], "band": band, "bands": BANDS,
+        "run_rows": _study_run_rows(sv, [name for name, _, _ in factors]),
+        "charts": chart_payload(sv.groups, sv.keys, band=band, grouped=True),
+        "can_write": can(request.user, study.project, Role.MEMBER),
+        "tests": [(k, TEST_LABELS[k], k == sv.test) for k in TESTS],
+        "compare_url": reverse("webapp-compare", args=[study.project_id]) + "?" + compare_state.query(),
+        "paper_exports": _export_links(reverse("webapp-study-export", args=[study.pk]), "",
+                                       table="paper", test=sv.test),
+        "final_exports": _export_links(reverse("webapp-study-export", args=[study.pk]),
+                                       urlencode({"keys": query["keys"]}, safe=",/"), table="final"),
+        "band_links": [(k, label, "?" + urlencode({**query, "band": k}, safe=",/"))
+                       for k, label in BANDS.items()],
+        "test_links": [(k, TEST_LABELS[k], "?" + urlencode({**query, "test": k, "band": band}, safe=",/"))
+                       for k in TESTS],
+    }
+    context.update(_review_context(study, request.user))
+    return render(request, "webapp/study_detail.html", context)
+
+
+@login_required
+@require_POST
+def study_baseline(request: HttpRequest, pk: int) -> HttpResponse:
+    study = study_for(request.user, pk)
+    require(request.user, study.project, Role.MEMBER)
+    run_id = request.POST.get("run", "")
+    run = get_object_or_404(Run, pk=int(run_id), study=study) if run_id.isdigit() else None
+    if run is None:
+        return HttpResponseBadRequest("pick a run of this study")
+    # A one-field update of the study itself; nothing else changes with it.
+    Study.objects.filter(pk=study.pk).update(baseline=run)
+    activity_record(project=study.project, actor=request.user, verb=f"set the baseline of {study.name} to",
+                    target=run.name, url=study.get_absolute_url())
+    messages.success(request, f"Baseline set to “{run.name}”.")
+    return redirect(study)
+
+
+@login_required
+def study_export(request: HttpRequest, pk: int) -> HttpResponse:
+    study = study_for(request.user, pk)
+    fmt, which = request.GET.get("format", ""), request.GET.get("table", "paper")
+    if fmt not in EXPORT_FORMATS or which not in ("paper", "final"):
+        return HttpResponseBadRequest("format must be csv, md or tex; table must be paper or final")
+    sv = build_study(study, request.GET)
+    split = EXPORT_FORMATS[fmt][3]
+    if which == "paper":
+        if sv.paper is None:
+            return HttpResponseBadRequest("this study has no finished evaluations yet")
+        table = paper_export(sv.paper, split=split)
+    else:
+        table = final_export(sv.final, split=split)
+    table.title = f"{study.name}: {table.title}"
+    return _download(table_text=EXPORT_FORMATS[fmt][2](table), fmt=fmt, stem=f"{slugify(study.name)}-{which}")
+
+
+urlpatterns = [
+    path("projects/<int:project_id>/compare/", compare, name="webapp-compare"),
+    path("projects/<int:project_id>/compare/export/", compare_export, name="webapp-compare-export"),
+    path("projects/<int:project_id>/studies/", study_list, name="webapp-study-list"),
+    path("studies/<int:pk>/", study_detail, name="webapp-study-detail"),
+    path("studies/<int:pk>/baseline/", study_baseline, name="webapp-study-baseline"),
+    path("studies/<int:pk>/export/", study_export, name="webapp-study-export"),
+]

@@ -1,0 +1,143 @@
+// Compare and study pages: overlay charts (one colour per run or group, mean line + band across
+// seeds), a shared legend that hides/shows a line on every chart, zoom synced across charts, and
+// the settings form (auto-apply, list filters, copy permalink). Data comes from a json_script tag.
+(function () {
+  "use strict";
+
+  const FONT = { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 11, color: "#495057" };
+
+  // Plotly renders a small HTML subset in labels; run names must stay plain text.
+  function plain(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  function rgba(hex, alpha) {
+    const n = parseInt(hex.slice(1), 16);
+    return "rgba(" + ((n >> 16) & 255) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
+  }
+
+  // Per group: an invisible lower edge, the filled upper edge, then the mean line on top.
+  function traces(chart) {
+    const out = [];
+    chart.traces.forEach(function (t) {
+      const name = plain(t.name);
+      const meta = { group: t.group };
+      if (t.band) {
+        out.push({ x: t.steps, y: t.band.low, mode: "lines", line: { width: 0, color: t.color }, hoverinfo: "skip",
+                   showlegend: false, meta: meta, type: "scatter" });
+        out.push({ x: t.steps, y: t.band.high, mode: "lines", line: { width: 0, color: t.color }, fill: "tonexty",
+                   fillcolor: rgba(t.color, 0.16), hoverinfo: "skip", showlegend: false, meta: meta, type: "scatter" });
+      }
+      out.push({
+        x: t.steps, y: t.values, mode: "lines", name: name, meta: meta, type: "scatter",
+        line: { color: t.color, width: 1.8 }, customdata: t.n || null,
+        hovertemplate: t.n ? "%{y:.4g} <span style='color:#868e96'>(n=%{customdata})</span><extra>" + name + "</extra>"
+                           : "%{y:.4g}<extra>" + name + "</extra>",
+      });
+    });
+    return out;
+  }
+
+  function layout() {
+    return {
+      margin: { l: 52, r: 12, t: 6, b: 34 }, font: FONT, showlegend: false, hovermode: "x unified",
+      xaxis: { title: { text: "step", font: { size: 11 } }, zeroline: false, gridcolor: "#f1f3f5" },
+      yaxis: { zeroline: false, gridcolor: "#f1f3f5", automargin: true },
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+    };
+  }
+
+  function drawCharts(data) {
+    if (typeof Plotly === "undefined") return [];
+    const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+    const plots = [];
+    document.querySelectorAll("[data-chart]").forEach(function (el) {
+      const chart = data.charts[Number(el.dataset.chart)];
+      if (!chart) return;
+      Plotly.newPlot(el, traces(chart), layout(), config);
+      plots.push(el);
+    });
+    syncZoom(plots);
+    return plots;
+  }
+
+  // Zooming one chart zooms all of them to the same steps (double-click resets all).
+  function syncZoom(plots) {
+    let syncing = false;
+    plots.forEach(function (el) {
+      el.on("plotly_relayout", function (ev) {
+        if (syncing) return;
+        let update = null;
+        if (ev["xaxis.range[0]"] !== undefined) {
+          update = { "xaxis.range": [ev["xaxis.range[0]"], ev["xaxis.range[1]"]] };
+        } else if (ev["xaxis.autorange"]) {
+          update = { "xaxis.autorange": true, "yaxis.autorange": true };
+        }
+        if (!update) return;
+        syncing = true;
+        Promise.all(plots.filter(function (p) { return p !== el; }).map(function (p) {
+          return Plotly.relayout(p, update);
+        })).finally(function () { syncing = false; });
+      });
+    });
+  }
+
+  // Clicking a legend entry hides/shows that run or group on every chart.
+  function wireLegend(plots) {
+    document.querySelectorAll(".legend-item[data-group]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        const group = Number(button.dataset.group);
+        const visible = button.getAttribute("aria-pressed") !== "true";
+        button.setAttribute("aria-pressed", visible ? "true" : "false");
+        button.classList.toggle("is-off", !visible);
+        plots.forEach(function (el) {
+          const idx = [];
+          el.data.forEach(function (trace, i) { if (trace.meta && trace.meta.group === group) idx.push(i); });
+          if (idx.length) Plotly.restyle(el, { visible: visible }, idx);
+        });
+      });
+    });
+  }
+
+  function wireForm() {
+    const form = document.getElementById("compare-form");
+    if (form) {
+      // Checkbox and select changes apply at once; typing in a filter box does not.
+      form.addEventListener("change", function (ev) {
+        if (ev.target.matches("input[type=checkbox], input[type=radio], select")) form.requestSubmit();
+      });
+      form.addEventListener("submit", function () { form.classList.add("is-loading"); });
+    }
+    document.querySelectorAll("input[data-filter]").forEach(function (input) {
+      const list = document.getElementById(input.dataset.filter);
+      if (!list) return;
+      input.addEventListener("input", function () {
+        const q = input.value.trim().toLowerCase();
+        list.querySelectorAll("li[data-text]").forEach(function (li) {
+          li.hidden = q !== "" && li.dataset.text.indexOf(q) === -1;
+        });
+      });
+    });
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        const done = function () {
+          const label = button.textContent;
+          button.textContent = "Link copied";
+          setTimeout(function () { button.textContent = label; }, 1500);
+        };
+        if (navigator.clipboard) navigator.clipboard.writeText(button.dataset.copy).then(done);
+      });
+    });
+  }
+
+  function init() {
+    wireForm();
+    const dataEl = document.getElementById("compare-data");
+    if (!dataEl) return;
+    const plots = drawCharts(JSON.parse(dataEl.textContent));
+    wireLegend(plots);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
