@@ -32,8 +32,14 @@
     const canonical = withHeat("?" + (root.dataset.canonical || ""));
     history.replaceState(null, "", (canonical.charAt(0) === "?" ? location.pathname + canonical : canonical) + location.hash);
     root.querySelectorAll('a[href^="?"]').forEach(function (a) { a.setAttribute("href", withHeat(a.getAttribute("href"))); });
+    const here = location.pathname + location.search;
     const permalink = document.getElementById("sbs-permalink");
-    if (permalink) permalink.setAttribute("href", location.pathname + location.search);
+    if (permalink) permalink.setAttribute("href", here);
+    // Review forms return to this exact view (keeping their #sample-… anchor).
+    root.querySelectorAll('input[name="next"]').forEach(function (input) {
+      const hash = input.value.indexOf("#");
+      input.value = here + (hash >= 0 ? input.value.slice(hash) : "");
+    });
     let hidden = form && form.querySelector('input[name="heat"]');
     if (form && !heatOn && !hidden) {
       hidden = document.createElement("input");

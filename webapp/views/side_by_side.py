@@ -25,7 +25,7 @@ from django.urls import path, reverse
 from trainer.prompts import HE_SYSTEM_PROMPT
 from webapp.access import run_for
 from webapp.models import ROLE_RANK, Comment, Membership, Mode, Role, Run, Sample, Verdict
-from webapp.templatetags.psl import SURPRISAL_COLORS, SURPRISAL_EDGES, surprisal_bucket
+from webapp.templatetags.psl import SURPRISAL_EDGES, surprisal_bucket
 
 MODES = (Mode.NORMAL.value, Mode.HE.value)
 MODE_LABELS = {Mode.NORMAL.value: "Normal mode", Mode.HE.value: "High-entropy mode"}
@@ -407,7 +407,7 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
         "question": samples[0] if samples else None, "self_url": request.path + "?" + state.query(),
         "compare_runs": Run.objects.filter(project=run.project).exclude(pk=run.pk).only("id", "name"),
         "modes": [(m, MODE_LABELS[m]) for m in MODES],
-        "heat_legend": list(zip(SURPRISAL_COLORS, (0.0, *SURPRISAL_EDGES), strict=True)),
+        "heat_legend": [f"{lo:g}" for lo in (0.0, *SURPRISAL_EDGES)],
         "heat_edges": list(SURPRISAL_EDGES),
         # Without the heatmap on the page, the script needs the token data to build it on toggle.
         "token_data": {} if state.heat else {s.pk: [s.tokens, s.surprisal] for s in samples},
