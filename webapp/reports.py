@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -659,11 +660,14 @@ def _csv_safe(text: str) -> str:
     return text
 
 
-_MD_SPECIAL = {c: "\\" + c for c in "\\|*_`[]"} | {"<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "}
+_MD_SPECIAL = {c: "\\" + c for c in "\\|*_`"} | {"\n": " ", "\r": " "}
+_MD_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
 def markdown_escape(text: str) -> str:
-    return "".join(_MD_SPECIAL.get(c, c) for c in text)
+    """Literal text for a Markdown table cell: no emphasis, tags or links; "p < 0.05" stays readable."""
+    text = "".join(_MD_SPECIAL.get(c, c) for c in text).replace("](", "]\\(")
+    return _MD_TAG_START.sub("&lt;", text)
 
 
 def to_markdown(table: ExportTable) -> str:
