@@ -10,6 +10,7 @@ Other pages show the thread with ``review_context(target, user)`` and
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from webapp.models import Comment, Project, Role, Run, Sample, Study, Tag, Verdi
 from webapp.views.side_by_side import Card, heat_pieces, prompt_turns, question_text, side_by_side_url
 
 Target = Run | Study | Sample
-KINDS = {"run": run_for, "study": study_for, "sample": sample_for}
+KINDS: dict[str, Callable[..., Target]] = {"run": run_for, "study": study_for, "sample": sample_for}
 MAX_COMMENT_CHARS = 20_000
 ACTIVITY_PAGE_SIZE = 50
 

@@ -302,12 +302,13 @@ def question_rows(sides: tuple[Side, Side], step: int, search: str) -> list[Ques
     return sorted(rows.values(), key=lambda r: r.order)
 
 
-def question_samples(sides: tuple[Side, Side], state: ViewState, user: Any) -> list[Sample]:
-    """The selected question's samples of both sides with comment counts and the user's verdict: one query."""
-    qs: QuerySet[Sample] = Sample.objects.filter(_side_filter(sides), step=state.step, question_id=state.q)
-    if state.outcome == "correct":
+def question_samples(sides: tuple[Side, Side], step: int, question_id: str, *, outcome: str,
+                     user: Any) -> list[Sample]:
+    """One question's samples of both sides with comment counts and the user's verdict: one query."""
+    qs: QuerySet[Sample] = Sample.objects.filter(_side_filter(sides), step=step, question_id=question_id)
+    if outcome == "correct":
         qs = qs.filter(reward__gt=0.5)
-    elif state.outcome == "incorrect":
+    elif outcome == "incorrect":
         qs = qs.filter(reward__lte=0.5)
     n_comments = (Comment.objects.filter(sample=OuterRef("pk")).order_by().values("sample")
                   .annotate(c=Count("id")).values("c"))
@@ -397,7 +398,8 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
     ids = [r.question_id for r in rows]
     state = replace(state, step=step, q=state.q if state.q in ids else (ids[0] if ids else ""))
     row = next((r for r in rows if r.question_id == state.q), None)
-    samples = question_samples(sides, state, request.user) if row else []
+    samples = question_samples(sides, step, row.question_id, outcome=state.outcome,
+                               user=request.user) if row and step is not None else []
     for r in rows:
         r.url = "?" + state.query(q=r.question_id)
     context = {
