@@ -120,7 +120,7 @@ class CompareState:
 
 def _is_canonical(qd: QueryDict) -> bool:
     # A form submit repeats keys (runs=1&runs=2) and sends empty fields; the permalink does neither.
-    return all(len(values) == 1 and values[0] for values in qd.lists())
+    return all(len(values) == 1 and values[0] for _, values in qd.lists())
 
 
 # --- reads -----------------------------------------------------------------------------------------------

@@ -1,0 +1,306 @@
+"""Studies: the list, the detail page with its paper-style table and significance, baseline, exports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from webapp.models import EvalResult, Evaluation, MetricPoint, Run, Study
+from webapp.views import studies as studies_view
+
+pytestmark = pytest.mark.django_db
+
+K = 4  # samples per question
+
+
+def evaluate(run: Run, benchmark: str, correct: Sequence[int], *, mode: str = "normal", step: int = 100,
+             entropy: float = 0.5, status: str = "succeeded") -> Evaluation:
+    """An evaluation whose question i has ``correct[i]`` of its K samples right."""
+    metrics = {"accuracy": sum(correct) / (K * len(correct)), "entropy_bits": entropy}
+    ev = Evaluation.objects.create(run=run, step=step, benchmark=benchmark, mode=mode, status=status,
+                                   metrics=metrics)
+    EvalResult.objects.bulk_create([
+        EvalResult(evaluation=ev, question_id=f"q{q}", index=i, response="…", score=float(i < c), length=10)
+        for q, c in enumerate(correct) for i in range(K)
+    ])
+    return ev
+
+
+@pytest.fixture
+def study(project: Any, alice: Any, make_run: Callable[..., Run]) -> Study:
+    """GRPO vs Policy Split, two seeds each; the first GRPO seed is the baseline."""
+    study = Study.objects.create(project=project, name="ps_vs_grpo 100%", factors={
+        "algorithm": ["grpo", "policy_split"], "seed": [1, 2]}, created_by=alice)
+    for algorithm in ("grpo", "policy_split"):
+        for seed in (1, 2):
+            run = make_run(name=f"{algorithm} s{seed}", algorithm=algorithm, seed=seed, status="succeeded")
+            run.study = study
+            run.summary = {"normal/accuracy": 0.5 if algorithm == "grpo" else 0.6}
+            run.save()
+            MetricPoint.objects.create(run=run, key="normal/accuracy", step=1,
+                                       value=run.summary["normal/accuracy"])
+    study.baseline = study.runs.order_by("id").first()
+    study.save()
+    return study
+
+
+def runs_of(study: Study) -> dict[str, Run]:
+    return {r.name: r for r in study.runs.all()}
+
+
+@pytest.fixture
+def evaluated(study: Study) -> Study:
+    """40 MATH questions: GRPO solves 20, Policy Split all 40 (p < 0.01); on 8 AIME questions they tie."""
+    runs = runs_of(study)
+    for seed in (1, 2):
+        evaluate(runs[f"grpo s{seed}"], "MATH-500", [K] * 20 + [0] * 20, entropy=0.30 + seed / 100)
+        evaluate(runs[f"grpo s{seed}"], "AIME-24/25", [2] * 8, entropy=0.35)
+        evaluate(runs[f"policy_split s{seed}"], "MATH-500", [K] * 40, entropy=0.6)
+        evaluate(runs[f"policy_split s{seed}"], "AIME-24/25", [2] * 8, entropy=0.7)
+        evaluate(runs[f"policy_split s{seed}"], "MATH-500", [K] * 30 + [0] * 10, mode="he", entropy=0.9)
+        evaluate(runs[f"policy_split s{seed}"], "AIME-24/25", [1] * 8, mode="he", entropy=1.1)
+    # The untrained model, evaluated once (step 0).
+    evaluate(runs["grpo s1"], "MATH-500", [K] * 10 + [0] * 30, step=0, entropy=0.2)
+    evaluate(runs["grpo s1"], "AIME-24/25", [0] * 8, step=0, entropy=0.3)
+    return study
+
+
+def detail(study: Study, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return reverse("webapp-study-detail", args=[study.pk]) + ("?" + query if query else "")
+
+
+# --- list ------------------------------------------------------------------------------------------------
+
+
+def test_the_list_shows_each_study_with_its_progress(client_for: Any, vera: Any,
+                                                     study: Study) -> None:
+    response = client_for(vera).get(reverse("webapp-study-list", args=[study.project_id]))
+    assert response.status_code == 200
+    (row,) = response.context["studies"]
+    assert (row.n_runs, row.n_done, row.n_active) == (4, 4, 0)
+    assert b"ps_vs_grpo 100%" in response.content and b"4/4 done" in response.content
+
+
+def test_the_list_requires_login_and_hides_other_teams(client: Any, client_for: Any, eve: Any,
+                                                        study: Study) -> None:
+    url = reverse("webapp-study-list", args=[study.project_id])
+    assert client.get(url).status_code == 302
+    assert client_for(eve).get(url).status_code == 404
+
+
+def test_viewers_do_not_get_the_launch_button(client_for: Any, vera: Any, bob: Any,
+                                              study: Study) -> None:
+    url = reverse("webapp-study-list", args=[study.project_id])
+    assert b"New study (grid)" not in client_for(vera).get(url).content
+    assert b"New study (grid)" in client_for(bob).get(url).content
+
+
+# --- detail ----------------------------------------------------------------------------------------------
+
+
+def test_outsiders_get_404_on_the_study_page(client_for: Any, eve: Any, study: Study) -> None:
+    assert client_for(eve).get(detail(study)).status_code == 404
+
+
+def test_the_page_shows_factors_runs_and_curves_grouped_by_the_varied_factor(
+        client_for: Any, vera: Any, study: Study) -> None:
+    response = client_for(vera).get(detail(study))
+    assert response.status_code == 200
+    sv = response.context["sv"]
+    assert sv.group_fields == ["algorithm"]
+    assert [g.label for g in sv.groups] == ["GRPO", "Policy Split"]
+    traces = response.context["charts"]["charts"][0]["traces"]
+    assert [t["name"] for t in traces] == ["GRPO", "Policy Split"]
+    assert traces[0]["band"] is not None  # two seeds: a band
+    content = response.content.decode()
+    for name in ("grpo s1", "grpo s2", "policy_split s1", "policy_split s2"):
+        assert name in content
+    assert "No finished evaluations yet" in content
+
+
+def test_the_final_metrics_table_compares_groups_with_the_baseline_group(client_for: Any,
+                                                                         vera: Any, study: Study) -> None:
+    table = client_for(vera).get(detail(study)).context["sv"].final
+    grpo, ps = table.rows
+    assert grpo.is_baseline
+    assert ps.cells[0].delta == pytest.approx(0.1) and ps.cells[0].tone == "pos"
+
+
+def test_the_paper_table_has_acc_ent_per_benchmark_an_average_and_an_he_row(
+        client_for: Any, vera: Any, evaluated: Study) -> None:
+    response = client_for(vera).get(detail(evaluated))
+    paper = response.context["sv"].paper
+    assert paper.benchmarks == ["MATH-500", "AIME-24/25"]  # the paper's column order
+    assert [r.label for r in paper.rows] == ["Original", "GRPO", "Policy Split", "+ HE prompt"]
+    original, grpo, ps, he = paper.rows
+    assert [c.acc for c in grpo.cells] == pytest.approx([50.0, 50.0])
+    assert grpo.cells[0].ent == pytest.approx(0.315)  # mean of the seeds' 0.31 and 0.32
+    assert grpo.avg_acc == pytest.approx(50.0)
+    assert [c.acc for c in ps.cells] == pytest.approx([100.0, 50.0]) and ps.avg_acc == pytest.approx(75.0)
+    assert [c.acc for c in he.cells] == pytest.approx([75.0, 25.0]) and he.avg_ent == pytest.approx(1.0)
+    assert [c.acc for c in original.cells] == pytest.approx([25.0, 0.0])
+    assert ps.best and not grpo.best
+    content = response.content.decode()
+    assert content.count("Acc / Ent") == 3  # two benchmarks and the average
+    assert "Average" in content and "+ HE prompt" in content
+    assert '<span class="pt-acc">100.00</span><sup class="sig">‡</sup>' in content
+
+
+def test_significance_is_tested_against_the_baseline_and_marked(client_for: Any, vera: Any,
+                                                                evaluated: Study) -> None:
+    paper = client_for(vera).get(detail(evaluated)).context["sv"].paper
+    _, grpo, ps, he = paper.rows
+    assert grpo.is_baseline and grpo.test is None
+    # MATH: +50 points on 40 questions, all one way: p < 0.01. AIME: identical: p = 1, no mark.
+    assert ps.cells[0].test.p_value < 0.01 and ps.cells[0].mark == "‡"
+    assert ps.cells[1].test.p_value == 1.0 and ps.cells[1].mark == ""
+    # The row-level test weighs the two benchmarks equally: Δ = (50 + 0) / 2 points.
+    assert ps.delta == pytest.approx(25.0)
+    assert ps.ci[0] <= 25.0 <= ps.ci[1]
+    assert ps.test.p_value < 0.01 and ps.mark == "‡"
+    assert he.test is not None and he.test.test == "permutation"
+
+
+def test_the_page_states_which_test_is_used_with_a_legend(client_for: Any, vera: Any,
+                                                          evaluated: Study) -> None:
+    content = client_for(vera).get(detail(evaluated)).content.decode()
+    assert "paired sign-flip permutation test on per-question mean accuracy" in content
+    assert '<sup class="sig">†</sup> p &lt; 0.05, <sup class="sig">‡</sup> p &lt; 0.01' in content
+    assert 'class="active">Permutation (sign-flip)</a>' in content
+
+
+def test_mcnemar_can_be_chosen_instead(client_for: Any, vera: Any, evaluated: Study) -> None:
+    response = client_for(vera).get(detail(evaluated, test="mcnemar"))
+    ps = response.context["sv"].paper.rows[2]
+    # MATH: 20 questions only Policy Split solves (majority of 4), none the other way: p = 2 · 0.5^20.
+    assert ps.cells[0].test.test == "mcnemar"
+    assert ps.cells[0].test.p_value == pytest.approx(2 * 0.5**20)
+    assert "exact McNemar test on per-question correctness" in response.content.decode()
+
+
+def test_seeds_are_averaged_per_question_before_pairing(client_for: Any, vera: Any,
+                                                        study: Study) -> None:
+    runs = runs_of(study)
+    evaluate(runs["grpo s1"], "MATH-500", [4, 0])
+    evaluate(runs["grpo s2"], "MATH-500", [2, 2])
+    evaluate(runs["policy_split s1"], "MATH-500", [4, 4])
+    paper = client_for(vera).get(detail(study)).context["sv"].paper
+    grpo = paper.rows[0]
+    assert grpo.questions == {("MATH-500", "q0"): 0.75, ("MATH-500", "q1"): 0.25}
+    assert paper.rows[1].test.n == 2
+
+
+def test_unfinished_evaluations_and_a_missing_baseline_give_no_significance(
+        client_for: Any, vera: Any, study: Study) -> None:
+    runs = runs_of(study)
+    evaluate(runs["grpo s1"], "MATH-500", [4, 0])
+    evaluate(runs["policy_split s1"], "MATH-500", [4, 4], status="running")
+    Study.objects.filter(pk=study.pk).update(baseline=None)
+    response = client_for(vera).get(detail(study))
+    paper = response.context["sv"].paper
+    assert [r.label for r in paper.rows] == ["GRPO"]
+    assert not paper.has_baseline
+    assert b"Set a baseline run to see deltas" in response.content
+
+
+def test_the_review_thread_is_optional(client_for: Any, vera: Any, study: Study,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_for(vera)
+    monkeypatch.setattr(studies_view, "REVIEW_PARTIAL", "webapp/partials/no_such_partial.html")
+    response = client.get(detail(study))
+    assert response.status_code == 200 and response.context["has_review"] is False
+
+
+# --- baseline --------------------------------------------------------------------------------------------
+
+
+def test_members_set_the_baseline(client_for: Any, bob: Any, study: Study) -> None:
+    target = runs_of(study)["policy_split s2"]
+    response = client_for(bob).post(reverse("webapp-study-baseline", args=[study.pk]), {"run": target.pk})
+    assert response.status_code == 302
+    study.refresh_from_db()
+    assert study.baseline == target
+
+
+def test_viewers_cannot_set_the_baseline(client_for: Any, vera: Any, study: Study) -> None:
+    target = runs_of(study)["policy_split s2"]
+    response = client_for(vera).post(reverse("webapp-study-baseline", args=[study.pk]), {"run": target.pk})
+    assert response.status_code == 403
+    study.refresh_from_db()
+    assert study.baseline.name == "grpo s1"
+
+
+def test_outsiders_cannot_set_the_baseline(client_for: Any, eve: Any, study: Study) -> None:
+    target = runs_of(study)["policy_split s2"]
+    assert client_for(eve).post(reverse("webapp-study-baseline", args=[study.pk]),
+                                {"run": target.pk}).status_code == 404
+
+
+def test_the_baseline_must_be_a_run_of_the_study(client_for: Any, bob: Any, study: Study,
+                                                 make_run: Callable[..., Run]) -> None:
+    stranger = make_run(name="not in the study")
+    url = reverse("webapp-study-baseline", args=[study.pk])
+    assert client_for(bob).post(url, {"run": stranger.pk}).status_code == 404
+    assert client_for(bob).post(url, {"run": "x"}).status_code == 400
+
+
+# --- export ----------------------------------------------------------------------------------------------
+
+
+def export(study: Study, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return reverse("webapp-study-export", args=[study.pk]) + "?" + query
+
+
+def test_the_paper_table_exports_as_latex_with_escaping(client_for: Any, vera: Any,
+                                                        evaluated: Study) -> None:
+    response = client_for(vera).get(export(evaluated, table="paper", format="tex"))
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="ps_vs_grpo-100-paper.tex"'
+    tex = response.content.decode()
+    assert r"\toprule" in tex and r"\bottomrule" in tex
+    assert r"\caption{ps\_vs\_grpo 100\%: Evaluation results" in tex
+    assert r"Policy Split (2 seeds) & 100.00\textsuperscript{\ddag} / 0.60 & 50.00 / 0.70" in tex
+    assert r"+ HE prompt & 75.00\textsuperscript{\ddag} / 0.90" in tex
+
+
+def test_the_paper_table_exports_as_markdown_and_csv(client_for: Any, vera: Any,
+                                                     evaluated: Study) -> None:
+    client = client_for(vera)
+    md = client.get(export(evaluated, table="paper", format="md")).content.decode()
+    assert "| Method | MATH-500 | AIME-24/25 | Average | Δ Acc [95% CI] | p |" in md
+    assert "| GRPO (2 seeds) | 50.00 / 0.32 | 50.00 / 0.35 | 50.00 / 0.33 | baseline | – |" in md
+    csv_text = client.get(export(evaluated, table="paper", format="csv")).content.decode()
+    assert csv_text.splitlines()[0].startswith("method,row,runs,MATH-500 acc,MATH-500 ent,MATH-500 p,")
+    assert "Policy Split + HE prompt,he,2," in csv_text
+
+
+def test_the_final_metrics_table_exports_too(client_for: Any, vera: Any, study: Study) -> None:
+    response = client_for(vera).get(export(study, table="final", format="md", keys="normal/accuracy"))
+    md = response.content.decode()
+    assert "| GRPO (baseline) | 2 | 0.5 ± 0 |" in md
+    assert "| Policy Split | 2 | 0.6 ± 0 (+0.1) |" in md
+
+
+def test_export_rejects_bad_parameters_and_empty_tables(client_for: Any, vera: Any,
+                                                        study: Study) -> None:
+    client = client_for(vera)
+    assert client.get(export(study, table="paper", format="docx")).status_code == 400
+    assert client.get(export(study, table="nope", format="csv")).status_code == 400
+    assert client.get(export(study, table="paper", format="csv")).status_code == 400  # no evaluations yet
+
+
+def test_outsiders_cannot_export(client_for: Any, eve: Any, evaluated: Study) -> None:
+    assert client_for(eve).get(export(evaluated, table="paper", format="csv")).status_code == 404
+
+
+def test_the_study_page_runs_a_bounded_number_of_queries(client_for: Any, vera: Any,
+                                                         evaluated: Study,
+                                                         django_assert_max_num_queries: Any) -> None:
+    client = client_for(vera)
+    with django_assert_max_num_queries(25):
+        client.get(detail(evaluated))
