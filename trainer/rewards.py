@@ -28,6 +28,7 @@ a millisecond per response) and importing this module is cheap.
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import threading
@@ -38,7 +39,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-SYMBOLIC_TIME_LIMIT = 1.0
+SYMBOLIC_TIME_LIMIT = 2.0
 """Seconds one symbolic comparison may take before it counts as "not equal"."""
 
 MAX_SYMBOLIC_CHARS = 200
@@ -321,7 +322,9 @@ _TUPLE_CHARS = "()[]"
 _FRACTION_RE = re.compile(r"-?[0-9]+.?/0*[1-9][0-9]*.?")
 _NUMBER_RE = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:/-?\d+)?")
 _EVAL_SAFE_RE = re.compile(r"[0-9a-z+\-*/^().,! ]*")
-_RISKY_RE = re.compile(r"\^\(|\^\{|\^[0-9]+\^|\^[0-9][0-9]+|!")
+# Exponents sympy could spend minutes on inside one uninterruptible C call (9**9**9, 2^-99999999):
+# only a single digit or letter may follow "^", never a group, a sign, a tower or a factorial.
+_RISKY_RE = re.compile(r"\*\*|\^[^0-9a-z]|\^[0-9]+\^|\^[0-9][0-9]+|!")
 
 
 def split_tuple(s: str) -> list[str]:
@@ -405,30 +408,40 @@ def symbolic_equal(given: str, truth: str) -> bool:
     """sympy parse of both normalised texts, then ``math_verify.verify``; False on any failure."""
     if not (allows_symbolic(given) and allows_symbolic(truth)):
         return False
-    # Import before the clock starts: a slow first import must not count as a timeout (nor be
-    # interrupted half-way).
+    parse, verify = _symbolic_backend()  # imported and warmed up before the clock starts
+    try:
+        return run_with_time_limit(lambda: verify(parse(truth), parse(given)), SYMBOLIC_TIME_LIMIT)
+    except Exception:
+        return False
+
+
+@functools.cache
+def _symbolic_backend() -> tuple[Callable[[str], Any], Callable[[Any, Any], bool]]:
+    """The parser and comparer of the symbolic step, imported lazily and warmed up once.
+
+    sympy's first simplification in a process takes about a second of cache building; that must
+    not count against :data:`SYMBOLIC_TIME_LIMIT` (nor an import be interrupted half-way).
+    """
     import math_verify.grader
     from sympy.parsing import sympy_parser
 
+    transformations = (
+        *sympy_parser.standard_transformations,
+        sympy_parser.implicit_multiplication_application,
+    )
+
     def parse(text: str) -> Any:
-        transformations = (
-            *sympy_parser.standard_transformations,
-            sympy_parser.implicit_multiplication_application,
-        )
         return sympy_parser.parse_expr(text.replace("^", "**"), transformations=transformations)
 
-    def compare() -> bool:
+    def verify(gold: Any, target: Any) -> bool:
         # run_with_time_limit guards this call, so math-verify's own signal-based limit stays off:
-        # it would cancel our timer, and it refuses to run outside the main thread. That also makes
-        # its one-time "timeout is disabled" warning moot, so it is marked as shown.
+        # it would cancel our timer, and it refuses to run outside the main thread. That makes its
+        # one-time "timeout is disabled" warning moot, so it is marked as shown.
         math_verify.grader.TIMEOUT_WARNING_SHOWN = True
-        gold, target = parse(truth), parse(given)
         return bool(math_verify.grader.verify(gold, target, timeout_seconds=None, raise_on_error=False))
 
-    try:
-        return run_with_time_limit(compare, SYMBOLIC_TIME_LIMIT)
-    except Exception:
-        return False
+    verify(parse("(x+1)**2"), parse("x**2+2*x+1"))
+    return parse, verify
 
 
 def run_with_time_limit(fn: Callable[[], T], seconds: float) -> T:

@@ -217,7 +217,7 @@ def allocate(total: int, mix: Mapping[int, float]) -> dict[int, int]:
     return counts
 
 
-_NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"  # 42, -7, 1,000, 2.5; not the comma in "29, not"
 _ANSWER_IS_RE = re.compile(rf"answer\s+is\s*:?\s*\$?\s*(?:[a-z]\s*=\s*)?({_NUMBER})", re.IGNORECASE)
 _LAST_NUMBER_RE = re.compile(_NUMBER)
 
@@ -235,7 +235,7 @@ def lenient_answer(response: str) -> str | None:
     if said:
         return str(said[-1])
     numbers = _LAST_NUMBER_RE.findall(response)
-    return numbers[-1].rstrip(",") if numbers else None
+    return numbers[-1] if numbers else None
 
 
 def arith_grade(question: Question, response_text: str) -> float:
