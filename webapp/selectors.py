@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, FloatField, Max, Min, Q, QuerySet
+from django.db.models import F, FloatField, Max, Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Lower
 
@@ -225,28 +225,39 @@ def metric_series(run: Run, key: str, *, min_step: int | None = None, max_step: 
     (or returns raw points) at the finer resolution.
     """
     max_points = max(2, max_points)
-    total, lo, hi = _range_stats(run.pk, key, min_step, max_step)
-    if total == 0:
+    lo, hi = _step_bounds(run.pk, key, min_step, max_step)
+    if lo is None or hi is None:
         return Series(key, [], [], False, 0)
-    if total <= max_points:
-        points = _raw_points(run.pk, key, lo, hi)
-        return Series(key, [s for s, _ in points], [v for _, v in points], False, total)
+    if hi - lo + 1 <= max_points:  # steps are unique per key, so this range cannot hold more points
+        return _raw_series(run.pk, key, lo, hi)
     buckets = max_points // 2
     if connection.vendor == "postgresql":
-        points = _pg_bucketed(run.pk, key, lo, hi, buckets)
+        points, total = _pg_bucketed(run.pk, key, lo, hi, buckets)
     else:
-        points = bucket_min_max(_raw_points(run.pk, key, lo, hi), lo=lo, hi=hi, buckets=buckets)
+        raw = _raw_points(run.pk, key, lo, hi)
+        if len(raw) <= max_points:
+            return Series(key, [s for s, _ in raw], [v for _, v in raw], False, len(raw))
+        points, total = bucket_min_max(raw, lo=lo, hi=hi, buckets=buckets), len(raw)
+    if total <= max_points:  # a sparse line (e.g. evaluated every 100 steps): every point fits
+        return _raw_series(run.pk, key, lo, hi)
     return Series(key, [s for s, _ in points], [v for _, v in points], True, total)
 
 
-def _range_stats(run_id: int, key: str, min_step: int | None, max_step: int | None) -> tuple[int, int, int]:
+def _step_bounds(run_id: int, key: str, min_step: int | None,
+                 max_step: int | None) -> tuple[int | None, int | None]:
+    # Two probes of the (run, key, step) index, however long the line is.
     qs = MetricPoint.objects.filter(run_id=run_id, key=key)
     if min_step is not None:
         qs = qs.filter(step__gte=min_step)
     if max_step is not None:
         qs = qs.filter(step__lte=max_step)
-    stats = qs.aggregate(n=Count("*"), lo=Min("step"), hi=Max("step"))
-    return stats["n"] or 0, stats["lo"] or 0, stats["hi"] or 0
+    bounds = qs.aggregate(lo=Min("step"), hi=Max("step"))
+    return bounds["lo"], bounds["hi"]
+
+
+def _raw_series(run_id: int, key: str, lo: int, hi: int) -> Series:
+    points = _raw_points(run_id, key, lo, hi)
+    return Series(key, [s for s, _ in points], [v for _, v in points], False, len(points))
 
 
 def _raw_points(run_id: int, key: str, lo: int, hi: int) -> list[Point]:
@@ -254,24 +265,25 @@ def _raw_points(run_id: int, key: str, lo: int, hi: int) -> list[Point]:
     return list(qs.values_list("step", "value"))
 
 
-def _pg_bucketed(run_id: int, key: str, lo: int, hi: int, buckets: int) -> list[Point]:
-    # One pass over the index range: a hash aggregate keeps, per bucket, the smallest and the
-    # largest (value, step) pair. Arrays compare element by element, so min() picks the lowest
-    # value and, on ties, its earliest step; no sort of the whole range is needed.
-    table = MetricPoint._meta.db_table
+def _pg_bucketed(run_id: int, key: str, lo: int, hi: int, buckets: int) -> tuple[list[Point], int]:
+    """Per bucket, the min- and max-value points (earliest step on ties), and the points in range."""
+    # One pass over the index range and a hash aggregate: arrays compare element by element, so
+    # min(ARRAY[value, step]) is the lowest value with its earliest step, and max over
+    # ARRAY[value, -step] the highest value with its earliest step. No sort of the range.
     sql = f"""
-        SELECT DISTINCT p[2]::int AS step, p[1] AS value FROM (
-            SELECT min(ARRAY[value, step::float8]) AS lo_p, max(ARRAY[value, -step::float8]) AS hi_p
-            FROM {table}
-            WHERE run_id = %s AND key = %s AND step BETWEEN %s AND %s
-            GROUP BY ((step - %s)::bigint * %s) / %s
-        ) b, LATERAL (VALUES (lo_p), (ARRAY[hi_p[1], -hi_p[2]])) AS v(p)
-        ORDER BY 1
+        SELECT min(ARRAY[value, step::float8]), max(ARRAY[value, -step::float8]), count(*)
+        FROM {MetricPoint._meta.db_table}
+        WHERE run_id = %s AND key = %s AND step BETWEEN %s AND %s
+        GROUP BY ((step - %s)::bigint * %s) / %s
     """
-    span = hi - lo + 1
     with connection.cursor() as cur:
-        cur.execute(sql, [run_id, key, lo, hi, lo, buckets, span])
-        return [(int(s), float(v)) for s, v in cur.fetchall()]
+        cur.execute(sql, [run_id, key, lo, hi, lo, buckets, hi - lo + 1])
+        rows = cur.fetchall()
+    points: set[Point] = set()
+    for low, high, _ in rows:
+        points.add((int(low[1]), float(low[0])))
+        points.add((int(-high[1]), float(high[0])))
+    return sorted(points), sum(n for _, _, n in rows)
 
 
 def bucket_min_max(points: Iterable[Point], *, lo: int, hi: int, buckets: int) -> list[Point]:

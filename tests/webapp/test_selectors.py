@@ -101,8 +101,9 @@ def test_the_postgresql_path_agrees_with_the_fallback(make_run: Callable[..., An
     points = [(17 + i, v) for i, v in enumerate(values)]
     for lo, hi, buckets in [(17, 17 + 7918, 500), (1000, 2500, 37), (17, 17 + 7918, 1)]:
         window = [p for p in points if lo <= p[0] <= hi]
-        assert selectors._pg_bucketed(run.pk, "k", lo, hi, buckets) == bucket_min_max(window, lo=lo, hi=hi,
-                                                                                       buckets=buckets)
+        bucketed, total = selectors._pg_bucketed(run.pk, "k", lo, hi, buckets)
+        assert bucketed == bucket_min_max(window, lo=lo, hi=hi, buckets=buckets)
+        assert total == len(window)
 
 
 def test_it_filters_and_sorts_the_runs_list(project: Any, make_run: Callable[..., Any]) -> None:
