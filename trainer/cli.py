@@ -64,6 +64,7 @@ def _train(args: argparse.Namespace) -> int:
         cb.should_stop = lambda: Path(args.stop_file).exists()
     cb = _with_console(cb, out / "metrics.jsonl", cfg.steps, progress=is_main and not args.no_progress,
                        enabled=is_main)
+    _stop_on_sigterm(cb)
     try:
         result = train(cfg, cb, resume=args.resume, dist=dist)
     except Exception as exc:
@@ -78,6 +79,23 @@ def _train(args: argparse.Namespace) -> int:
         writer.sync()
         writer.close()
     return 0
+
+
+def _stop_on_sigterm(cb: Any) -> None:
+    """First SIGTERM: stop at the next safe point (and checkpoint); a second one kills at once."""
+    import signal
+
+    received: list[int] = []
+    inner = cb.should_stop
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
+        received.append(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    cb.should_stop = lambda: bool(received) or inner()
 
 
 def _with_console(cb: Any, metrics_path: Path, total: int, *, progress: bool, enabled: bool) -> Any:

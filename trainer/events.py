@@ -83,13 +83,22 @@ class JsonlEventWriter:
             self.write("progress", step=done, total=total)
             self.sync()
 
+        acknowledged = []
+
+        def should_stop() -> bool:
+            requested = bool(self.stop_file and self.stop_file.exists())
+            if requested and not acknowledged:
+                acknowledged.append(True)
+                self.write("stopping")  # tells the worker the request arrived (no need to escalate)
+            return requested
+
         return Callbacks(
             on_metrics=on_metrics,
             on_samples=lambda step, samples: self.write("samples", step=step, samples=[s.to_dict() for s in samples]),
             on_checkpoint=lambda step, path: self.write("checkpoint", step=step, path=path),
             on_progress=on_progress,
             on_log=lambda level, message: self.write("log", level=level, message=message),
-            should_stop=lambda: bool(self.stop_file and self.stop_file.exists()),
+            should_stop=should_stop,
         )
 
 

@@ -72,15 +72,18 @@ def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool 
     last_ckpt: str | None = None
     cb.on_progress(state.step, cfg.steps)
     while state.step < cfg.steps:
-        stop = cb.should_stop()
-        if dist is not None:
-            stop = dist.agree(stop)
-        if stop:
+        if _stop_requested(state, cb):
             stopped = True
             cb.on_log("info", f"stop requested; stopping after step {state.step}")
             break
         state.step += 1
-        metrics = train_step(state, cb)
+        try:
+            metrics = train_step(state, cb)
+        except StepAborted:
+            state.step -= 1  # abandoned before any optimizer step: the model is still that of the last step
+            stopped = True
+            cb.on_log("info", f"stop requested; abandoned step {state.step + 1} before its update")
+            break
         cb.on_metrics(state.step, metrics)
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
             last_ckpt = _checkpoint(state, cb)
@@ -115,9 +118,11 @@ def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
     questions = questions_for_step(state.pool, cfg, state.step, dist=state.dist)
     rollouts = generate(state, questions)
     t_gen = time.perf_counter()
+    _safe_point(state, cb)
     rewards = grade(state.task, state.tokenizer, rollouts)  # (S, G)
     scores = score_contexts(state, rollouts)
     t_score = time.perf_counter()
+    _safe_point(state, cb)
     rows, adv_stats = build_rows(cfg, rollouts, scores, rewards)
     gen = torch.Generator().manual_seed(_step_seed(cfg, state.step) + 1)
     grad_sync = state.dist.all_reduce_grads if state.dist else None
@@ -138,6 +143,21 @@ def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
     if cfg.samples_per_step:
         cb.on_samples(state.step, make_samples(state, rollouts, scores, rewards, rows))
     return metrics
+
+
+class StepAborted(Exception):
+    """A stop request arrived before the step's first optimizer step; the step is dropped."""
+
+
+def _stop_requested(state: TrainState, cb: Callbacks) -> bool:
+    stop = cb.should_stop()
+    return state.dist.agree(stop) if state.dist is not None else stop
+
+
+def _safe_point(state: TrainState, cb: Callbacks) -> None:
+    """Generation and scoring can be long; a cancel need not wait for them to be used."""
+    if _stop_requested(state, cb):
+        raise StepAborted
 
 
 def questions_for_step(pool: list[Question], cfg: TrainConfig, step: int, *, dist: Any = None) -> list[Question]:

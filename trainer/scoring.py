@@ -54,17 +54,21 @@ def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *
 
 
 def response_logits(model: Any, packed: Packed) -> torch.Tensor:
-    """Logits that predict each response token: (B, T, V)."""
+    """Logits that predict each response token: (B, T, V).
+
+    Only the last T+1 positions go through the LM head (``logits_to_keep``): the prompt's logits
+    are never needed, and with a 50k vocabulary they would dominate time and memory.
+    """
     device = next(model.parameters()).device
+    t = packed.responses.shape[1]
     out = model(
         input_ids=packed.input_ids.to(device),
         attention_mask=packed.attention_mask.to(device),
         position_ids=packed.position_ids.to(device),
         use_cache=False,
+        logits_to_keep=t + 1,
     )
-    t = packed.responses.shape[1]
-    p = packed.prompt_width
-    return out.logits[:, p - 1 : p - 1 + t].float()  # (B, T, V)
+    return out.logits[:, :t].float()  # (B, T, V): position P-1+j predicts response token j
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -546,10 +546,14 @@ TASKS: Mapping[str, Callable[[], Task]] = {"arith": ArithTask, "creative": Creat
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 
 
-def get_task(name: str) -> Task:
-    """A task by registry name or ``file:<path>``; ValueError lists the valid names."""
+def get_task(name: str, *, require_think: bool = False) -> Task:
+    """A task by registry name or ``file:<path>``; ValueError lists the valid names.
+
+    ``require_think`` turns on the spec §6.1 think gate for dataset files (thinking models); the
+    arith grader is lenient by design and ignores it.
+    """
     if name.startswith("file:"):
-        return FileTask(Path(name[len("file:") :]))
+        return FileTask(Path(name[len("file:") :]), require_think=require_think)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_NAMES)} or file:<path>")
     return TASKS[name]()

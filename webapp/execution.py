@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from trainer.checkpoint import latest_checkpoint
 from trainer.events import read_events
 from webapp import ingest
 from webapp.models import Run, RunStatus, Worker
+from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
 DB_ERRORS = (DatabaseError, InterfaceError)
@@ -86,8 +88,12 @@ class EventPump:
     pending_summary: dict[str, float] = field(default_factory=dict)
     summary_step: int = 0
     done: bool = False
+    stop_acknowledged: bool = False
     failures: int = 0
     next_try: float = 0.0
+    # Called with each batch once the database has accepted it (the W&B mirror), so it sees
+    # every event exactly once even when a batch is retried.
+    on_ingested: Callable[[list[dict[str, Any]]], None] | None = None
 
     def pump(self, *, drain: bool = False) -> bool:
         """Ingest available complete events; returns False while the database is unreachable."""
@@ -108,6 +114,8 @@ class EventPump:
                 return False
             self.failures = 0
             self.offset = new_offset
+            if self.on_ingested is not None:
+                self.on_ingested(events)
 
     def _ingest(self, events: list[dict[str, Any]]) -> None:
         metrics: list[ingest.MetricRow] = []
@@ -132,6 +140,8 @@ class EventPump:
                 logs.append((ev.get("level", "info"), ev["message"]))
             elif kind == "done":
                 self.done = True
+            elif kind == "stopping":
+                self.stop_acknowledged = True
         ingest.metrics_record(metrics)
         if logs:
             ingest.logs_record(self.run_id, self.attempt, self.log_seq, logs)
@@ -170,10 +180,12 @@ class Supervisor:
         self.events = self.folder / f"events-{self.run.attempt}.jsonl"
         self.stop_file = self.folder / "STOP"
         self.output_log = self.folder / f"attempt-{self.run.attempt}.log"
-        self.pump = EventPump(self.run.pk, self.run.attempt, self.events)
+        self.mirror = WandbMirror(self.run, directory=self.folder / "wandb")
+        self.pump = EventPump(self.run.pk, self.run.attempt, self.events, on_ingested=self.mirror.events)
 
     def execute(self) -> str:
         resume = self._prepare()
+        self.mirror.start()
         with self.output_log.open("ab") as out:
             child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 self._command(resume), stdout=out, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
@@ -220,22 +232,32 @@ class Supervisor:
                     self.stop_file.touch()
                     log.info("run %s: cancel requested; asked the trainer to stop", self.run.pk)
             if cancel_at is not None:
+                # A trainer that acknowledged the stop is finishing its current update and will
+                # checkpoint; escalate only if it is silent (hung) or takes unreasonably long.
                 waited = time.monotonic() - cancel_at
-                if waited > grace and not term_sent:
+                patience = grace if not self.pump.stop_acknowledged else settings.PSL_CANCEL_MAX_SECONDS
+                if waited > patience and not term_sent:
                     _signal_group(child, signal.SIGTERM)
-                    term_sent = True
-                elif waited > 2 * grace and not kill_sent:
+                    term_sent, cancel_at = True, time.monotonic()
+                elif term_sent and waited > grace and not kill_sent:
                     _signal_group(child, signal.SIGKILL)
                     kill_sent = True
             time.sleep(self.poll_seconds)
         self._drain()
         return "cancelled" if cancel_at is not None else ""
 
+    def _mine(self) -> Any:
+        """This attempt's run, also when a sweep marked it lost while the database was unreachable."""
+        return Run.objects.filter(pk=self.run.pk, attempt=self.run.attempt, host=self.run.host,
+                                  status__in=[RunStatus.RUNNING, RunStatus.LOST])
+
     def _beat(self) -> bool:
         """Refresh the run's heartbeat; returns True when a cancel has been requested."""
         try:
             close_old_connections()
-            Run.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+            # Reclaims the run if a sweep took it for lost during a database outage: it is alive.
+            self._mine().update(status=RunStatus.RUNNING, heartbeat_at=timezone.now(), finished_at=None, error="")
+            Worker.objects.filter(name=self.worker_name).update(current_run=self.run.pk, last_seen_at=timezone.now())
             return Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
         except DB_ERRORS:
             _reset_connection()
@@ -258,14 +280,15 @@ class Supervisor:
         while True:
             try:
                 close_old_connections()
-                Run.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(
-                    status=final, finished_at=timezone.now(), error=error, heartbeat_at=timezone.now()
-                )
+                self._mine().update(status=final, finished_at=timezone.now(), error=error,
+                                    heartbeat_at=timezone.now())
+                Worker.objects.filter(name=self.worker_name).update(current_run=None)
                 break
             except DB_ERRORS:
                 _reset_connection()
                 time.sleep(1.0)
         self.stop_file.unlink(missing_ok=True)
+        self.mirror.finish(str(final))
         return str(final)
 
 
@@ -335,12 +358,15 @@ def gpu_inventory() -> list[dict[str, Any]]:
     return gpus
 
 
-def sweep_lost_runs() -> list[int]:
-    """Mark running runs whose heartbeat went stale as lost (their data is kept)."""
+def sweep_lost_runs(*, exclude: int | None = None) -> list[int]:
+    """Mark running runs whose heartbeat went stale as lost (their data is kept).
+
+    ``exclude`` is the run this worker is executing itself: it knows that one is alive.
+    """
     from datetime import timedelta
 
     stale = list(Run.objects.stale(older_than=timedelta(seconds=settings.PSL_LOST_AFTER_SECONDS))
-                 .values_list("pk", flat=True))
+                 .exclude(pk=exclude).values_list("pk", flat=True))
     lost = []
     for pk in stale:
         if Run.objects.filter(pk=pk, status=RunStatus.RUNNING).update(

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from trainer.config import ConfigError, TrainConfig
@@ -215,7 +216,7 @@ def verdict_set(*, target: Run | Study | Sample, author: Any, verdict: str, note
 
 def _target_url(target: Run | Study | Sample) -> str:
     if isinstance(target, Sample):
-        return target.run.get_absolute_url() + f"side-by-side/?step={target.step}&q={target.question_id}"
+        return reverse("webapp-sample-review", args=[target.pk])
     return target.get_absolute_url()
 
 

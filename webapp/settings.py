@@ -157,6 +157,8 @@ PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 10, minimum=1)
 # A running run whose heartbeat is older than this is marked lost by the periodic sweep.
 PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 90, minimum=5)
 PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 5, minimum=1)
+# A trainer that acknowledged a cancel may finish its current update for this long before SIGTERM.
+PSL_CANCEL_MAX_SECONDS = env_int("PSL_CANCEL_MAX_SECONDS", 300, minimum=1)
 PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
 
 WANDB_API_KEY = env_secret("WANDB_API_KEY")

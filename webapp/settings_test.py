@@ -9,7 +9,18 @@ import os
 os.environ.setdefault("PSL_DEMO", "1")
 os.environ.setdefault("PSL_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
 
+from webapp.env import env_int  # noqa: E402
 from webapp.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WANDB_MODE = "offline"
+
+# Real worker processes in the execution tests must see the test database: on SQLite that
+# needs a file instead of pytest-django's default in-memory database.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+# Faster failure detection for the crash-recovery tests; still overridable from the environment.
+PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 2, minimum=1)
+PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 8, minimum=5)
+PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 3, minimum=1)
+PSL_RUNS_DIR = VAR_DIR / "runs"

@@ -61,7 +61,7 @@ class _Heartbeat(threading.Thread):
                 close_old_connections()
                 execution.worker_heartbeat(name=execution.worker_identity(), queues=self.queues,
                                            current_run_id=_current_run["id"])
-                execution.sweep_lost_runs()
+                execution.sweep_lost_runs(exclude=_current_run["id"])
             except Exception:  # the database may be briefly away; the next beat retries
                 log.warning("worker heartbeat failed", exc_info=True)
             self.stopped.wait(settings.PSL_HEARTBEAT_SECONDS)

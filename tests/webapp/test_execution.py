@@ -1,0 +1,205 @@
+"""Runs execute on real Celery worker processes: metrics land, cancel is fast, crashes are recovered.
+
+These tests use committed data (``transactional_db``) so that the worker processes, which
+connect to the same test database, see it; the broker is the configured one (Redis in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.db.models import Count
+
+from trainer.config import TrainConfig
+from webapp import execution
+from webapp.models import Checkpoint, MetricPoint, Run, RunStatus, Sample, Worker
+from webapp.services import run_cancel, run_create, run_resume
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def _database_url() -> str:
+    """The test database, as the URL a worker process is configured with."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'])}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, name: str) -> None:
+        env = dict(os.environ)
+        env.update(DJANGO_SETTINGS_MODULE="webapp.settings_test", DATABASE_URL=_database_url(),
+                   CELERY_BROKER_URL=settings.CELERY_BROKER_URL, PSL_VAR_DIR=str(settings.VAR_DIR),
+                   PSL_RUNS_DIR=str(settings.PSL_RUNS_DIR))
+        self.log = Path(settings.VAR_DIR) / f"worker-{name}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool=solo", "-Q", "cpu", "-n",
+             f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip"],
+            cwd=REPO, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
+    from django.test import override_settings
+
+    from webapp.celery import app
+
+    overrides = override_settings(PSL_RUNS_DIR=tmp_path / "runs")  # run ids restart with each test database
+    overrides.enable()
+
+    app.control.purge()  # messages left by an earlier, interrupted session would name stale run ids
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "test") -> WorkerProcess:
+        worker = WorkerProcess(name)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    overrides.disable()
+
+
+def _config(**overrides: Any) -> TrainConfig:
+    base: dict[str, Any] = dict(model="tiny-random", algorithm="policy_split", steps=6, n=2, questions_per_step=2,
+                                mini_batch_size=8, micro_batch_size=8, max_new_tokens=8, checkpoint_every=2,
+                                samples_per_step=1, lr=1e-3)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def _wait(predicate: Callable[[], bool], *, timeout: float, what: str, worker: WorkerProcess | None = None) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        close_old_connections()
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    detail = f"\nworker output:\n{worker.output()}" if worker else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+
+
+def _status(run: Run) -> str:
+    return Run.objects.values_list("status", flat=True).get(pk=run.pk)
+
+
+def test_a_submitted_run_executes_on_a_worker_and_its_metrics_and_samples_appear(
+    start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
+) -> None:
+    run = run_create(project=project, user=alice, config=_config(steps=3))
+    worker = start_worker("w1")
+
+    _wait(lambda: _status(run) == RunStatus.SUCCEEDED, timeout=240, what="the run to succeed", worker=worker)
+
+    run.refresh_from_db()
+    assert run.step == 3 and run.host.startswith("w1@")
+    per_key = MetricPoint.objects.filter(run=run, key="train/reward").values_list("step", flat=True)
+    assert sorted(per_key) == [1, 2, 3]
+    assert set(Sample.objects.filter(run=run).values_list("mode", flat=True)) == {"normal", "he"}
+    assert run.summary["normal/entropy"] > 0
+    assert Checkpoint.objects.filter(run=run, step=3).exists()
+    assert Worker.objects.filter(name__startswith="w1@").exists()
+
+
+def test_a_running_run_is_cancelled_within_ten_seconds_keeping_its_data(
+    start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
+) -> None:
+    run = run_create(project=project, user=alice, config=_config(steps=200, checkpoint_every=50))
+    worker = start_worker("w2")
+    _wait(lambda: Run.objects.get(pk=run.pk).step >= 2, timeout=240, what="two steps", worker=worker)
+
+    run_cancel(run=Run.objects.get(pk=run.pk), user=alice)
+    took = _wait(lambda: _status(run) == RunStatus.CANCELLED, timeout=30, what="the cancel", worker=worker)
+
+    assert took <= 10, f"cancel took {took:.1f}s"
+    run.refresh_from_db()
+    assert 2 <= run.step < 200
+    assert Checkpoint.objects.filter(run=run, step=run.step).exists()  # a final checkpoint on cancel
+    assert MetricPoint.objects.filter(run=run, key="train/reward").count() == run.step
+
+
+def test_a_queued_run_is_cancelled_before_any_worker_takes_it(project: Any, alice: Any) -> None:
+    run = run_create(project=project, user=alice, config=_config(), enqueue=False)
+    run_cancel(run=run, user=alice)
+    assert execution.claim(run.pk, run.attempt, host="late-worker") is None
+    assert _status(run) == RunStatus.CANCELLED
+
+
+def test_a_killed_worker_leaves_a_lost_run_that_resumes_without_duplicate_or_missing_steps(
+    start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
+) -> None:
+    run = run_create(project=project, user=alice, config=_config(steps=8, checkpoint_every=2))
+    worker = start_worker("w3")
+    _wait(lambda: Run.objects.get(pk=run.pk).step >= 3, timeout=240, what="three steps", worker=worker)
+
+    worker.kill()
+    time.sleep(settings.PSL_LOST_AFTER_SECONDS + 1)
+    assert execution.sweep_lost_runs() == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.LOST
+    assert MetricPoint.objects.filter(run=run, key="train/reward").count() >= 3  # data kept
+
+    run_resume(run=run, user=alice)
+    worker2 = start_worker("w4")
+    _wait(lambda: _status(run) == RunStatus.SUCCEEDED, timeout=300, what="the resumed run", worker=worker2)
+
+    run.refresh_from_db()
+    assert run.attempt == 1 and run.step == 8
+    counts = MetricPoint.objects.filter(run=run).values("key").annotate(n=Count("id"), steps=Count("step",
+                                                                                                   distinct=True))
+    assert counts and all(row["n"] == row["steps"] == 8 for row in counts if row["key"].startswith("train/"))
+    steps = sorted(MetricPoint.objects.filter(run=run, key="train/reward").values_list("step", flat=True))
+    assert steps == list(range(1, 9))
+
+
+def test_no_metric_is_lost_while_postgresql_is_down(
+    start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
+) -> None:
+    if connection.vendor != "postgresql" or os.geteuid() != 0:
+        pytest.skip("needs the local PostgreSQL cluster that bin/services controls (root)")
+    run = run_create(project=project, user=alice, config=_config(steps=10, checkpoint_every=0))
+    worker = start_worker("w5")
+    _wait(lambda: Run.objects.get(pk=run.pk).step >= 2, timeout=240, what="two steps", worker=worker)
+
+    connection.close()
+    subprocess.run(["pg_ctlcluster", "15", "main", "stop", "-m", "fast"], check=True)
+    try:
+        time.sleep(6)  # the trainer keeps training; the worker buffers and retries
+    finally:
+        subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True)
+    _wait(lambda: _status(run) == RunStatus.SUCCEEDED, timeout=300, what="the run to finish", worker=worker)
+
+    steps = sorted(MetricPoint.objects.filter(run=run, key="train/reward").values_list("step", flat=True))
+    assert steps == list(range(1, 11))
+    assert Run.objects.get(pk=run.pk).step == 10
