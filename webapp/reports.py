@@ -213,10 +213,11 @@ def metric_direction(key: str) -> int:
     return 0
 
 
-def fmt_number(value: float | None, *, signed: bool = False) -> str:
+def fmt_number(value: float | None, *, signed: bool = False, digits: int = 4) -> str:
+    """Significant digits, with a real minus sign for signed values (deltas)."""
     if value is None:
         return "–"
-    text = f"{value:+.4g}" if signed else f"{value:.4g}"
+    text = f"{value:+.{digits}g}" if signed else f"{value:.{digits}g}"
     return text.replace("-", "−") if signed else text
 
 
@@ -234,11 +235,11 @@ class FinalCell:
 
     @property
     def std_text(self) -> str:
-        return fmt_number(self.std) if self.std is not None else ""
+        return fmt_number(self.std, digits=2) if self.std is not None else ""
 
     @property
     def delta_text(self) -> str:
-        return fmt_number(self.delta, signed=True) if self.delta is not None else ""
+        return fmt_number(self.delta, signed=True, digits=3) if self.delta is not None else ""
 
 
 @dataclass
@@ -343,6 +344,7 @@ class PaperRow:
     test: PairedResult | None = None
     best: bool = False
     questions: dict[QuestionKey, float] = field(default_factory=dict, repr=False)
+    run_ids: set[int] = field(default_factory=set)  # the runs whose evaluations the row averages
 
     @property
     def avg_acc(self) -> float | None:
@@ -357,7 +359,8 @@ class PaperRow:
 
     @property
     def n_runs(self) -> int:
-        return len(self.group.runs) if self.group else 0
+        """Runs (seeds) with evaluations in this row; a group's unfinished seeds do not count."""
+        return len(self.run_ids)
 
     @property
     def step_text(self) -> str:
@@ -475,6 +478,7 @@ def _build_row(label: str, kind: str, evals: Mapping[str, list[Evaluation]], ben
                 pooled[qid].append(acc)
         row.questions.update({(bench, qid): statistics.fmean(v) for qid, v in pooled.items()})
         row.steps.extend(ev.step for ev in evs)
+        row.run_ids.update(ev.run_id for ev in evs)
     return row
 
 

@@ -70,6 +70,8 @@
         let update = null;
         if (ev["xaxis.range[0]"] !== undefined) {
           update = { "xaxis.range": [ev["xaxis.range[0]"], ev["xaxis.range[1]"]] };
+        } else if (Array.isArray(ev["xaxis.range"])) {
+          update = { "xaxis.range": ev["xaxis.range"].slice() };
         } else if (ev["xaxis.autorange"]) {
           update = { "xaxis.autorange": true, "yaxis.autorange": true };
         }

@@ -214,7 +214,7 @@ def test_final_export_writes_mean_std_and_delta() -> None:
     ps = RunGroup(("ps",), "Policy_Split", [run(3, summary={"normal/accuracy": 0.8})])
     table = final_table([grpo, ps], ["normal/accuracy"], grpo)
     md = to_markdown(final_export(table))
-    assert "| GRPO (baseline) | 2 | 0.6 ± 0.1414 |" in md
+    assert "| GRPO (baseline) | 2 | 0.6 ± 0.14 |" in md
     assert "| Policy\\_Split | 1 | 0.8 (+0.2) |" in md
     rows = list(csv.reader(io.StringIO(to_csv(final_export(table, split=True)))))
     assert rows[0] == ["Group", "Runs", "normal/accuracy", "normal/accuracy std", "normal/accuracy delta"]

@@ -191,6 +191,8 @@ def test_seeds_are_averaged_per_question_before_pairing(client_for: Any, vera: A
     paper = client_for(vera).get(detail(study)).context["sv"].paper
     grpo = paper.rows[0]
     assert grpo.questions == {("MATH-500", "q0"): 0.75, ("MATH-500", "q1"): 0.25}
+    assert grpo.n_runs == 2
+    assert paper.rows[1].n_runs == 1  # the second Policy Split seed has no evaluation yet
     assert paper.rows[1].test.n == 2
 
 
