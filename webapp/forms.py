@@ -31,6 +31,7 @@ from webapp.selectors import (
     CONFIG_FIELDS,
     DEFAULT_COLUMNS,
     RunFilters,
+    display,
     field_kind,
     is_column,
     sort_expression,
@@ -53,6 +54,14 @@ LABELS = {
     "questions_per_step": "Questions per step", "mini_batch_size": "Mini-batch size",
     "micro_batch_size": "Micro-batch size", "lr": "Learning rate", "max_new_tokens": "Max new tokens",
     "gpus": "GPUs", "seed": "Seed(s)", "extra": "Extra (JSON notes)",
+}
+
+# Shown instead of the trainer's docstring where that one speaks to developers.
+UI_HELP = {
+    "model": "A registry name (suggested as you type), a local folder with a config.json, or a hub id "
+             "such as Qwen/Qwen3-1.7B.",
+    "algorithm": "Policy Split trains a normal and a high-entropy mode in one model; the others are "
+                 "single-mode baselines.",
 }
 
 EXTRA_HELP = {
@@ -111,7 +120,8 @@ def _config_form_field(name: str) -> forms.Field:
     """A form field converting the request string to the config field's type (no range rules here)."""
     kind = field_kind(name)
     common: dict[str, Any] = {"label": LABELS.get(name, name.replace("_", " ").capitalize()),
-                              "help_text": TrainConfig.field_help().get(name) or EXTRA_HELP.get(name, ""),
+                              "help_text": UI_HELP.get(name) or TrainConfig.field_help().get(name)
+                              or EXTRA_HELP.get(name, ""),
                               "initial": _default(name)}
     if name == "algorithm":
         return forms.ChoiceField(choices=[(a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHM_NAMES], **common)
@@ -230,6 +240,10 @@ FACTOR_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
 class GridCell:
     values: dict[str, Any]
     error: str = ""
+
+    @property
+    def shown(self) -> list[Any]:
+        return [display(v) for v in self.values.values()]
 
 
 def _typed(name: str, raw: str) -> Any:

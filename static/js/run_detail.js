@@ -128,5 +128,6 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
+  logs.scrollTop = logs.scrollHeight;  // newest lines at the bottom, in view
   loadAll().then(function () { if (!finished) schedule(); });
 })();

@@ -81,7 +81,7 @@ def test_it_shows_no_action_buttons_to_viewers(client_for: Callable[..., Any], v
                                                make_run: Callable[..., Any]) -> None:
     run = make_run(status="failed")
     body = client_for(vera).get(reverse("webapp-run-detail", args=[run.pk])).content.decode()
-    assert "Resume from step" not in body and "?clone=" not in body
+    assert "Resume from" not in body and "?clone=" not in body
     listing = client_for(vera).get(reverse("webapp-run-list", args=[run.project_id])).content.decode()
     assert "New run" not in listing and "Cancel selected" not in listing
 

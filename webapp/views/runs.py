@@ -314,7 +314,7 @@ def _config_rows(run: Run, reference: Run | None) -> list[dict[str, Any]]:
     except Exception:  # an old row whose config no longer validates still shows what it stored
         values = {k: v for k, v in run.config.items() if not k.startswith("_")}
     ref = reference.config if reference else {}
-    return [{"name": name, "value": value, "ref": ref.get(name),
+    return [{"name": name, "value": selectors.display(value), "ref": selectors.display(ref.get(name)),
              "changed": bool(reference) and name in ref and ref.get(name) != value}
             for name, value in values.items()]
 
