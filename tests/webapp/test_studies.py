@@ -233,7 +233,7 @@ def test_viewers_cannot_set_the_baseline(client_for: Any, vera: Any, study: Stud
     response = client_for(vera).post(reverse("webapp-study-baseline", args=[study.pk]), {"run": target.pk})
     assert response.status_code == 403
     study.refresh_from_db()
-    assert study.baseline.name == "grpo s1"
+    assert study.baseline is not None and study.baseline.name == "grpo s1"
 
 
 def test_outsiders_cannot_set_the_baseline(client_for: Any, eve: Any, study: Study) -> None:

@@ -151,8 +151,9 @@ def _run_queryset() -> QuerySet[Run]:
 
 @api_view("GET")
 def projects(request: HttpRequest) -> HttpResponse:
-    roles = dict(Membership.objects.filter(user=request.user).values_list("team_id", "role"))
-    qs = Project.objects.for_user(request.user).select_related("team").order_by("team__name", "name")
+    user: Any = request.user  # authenticated by api_view
+    roles = dict(Membership.objects.filter(user=user).values_list("team_id", "role"))
+    qs = Project.objects.for_user(user).select_related("team").order_by("team__name", "name")
     return JsonResponse({"results": [_project_json(p, roles.get(p.team_id, "")) for p in qs]})
 
 
