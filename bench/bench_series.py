@@ -87,6 +87,15 @@ def median_ms(fn: Callable[[str], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def bucketed(run: Any, lo: int, hi: int) -> Callable[[str], Any]:
+    from webapp.selectors import metric_series
+
+    def fn(key: str) -> Any:
+        return metric_series(run, key, min_step=lo, max_step=hi)
+
+    return fn
+
+
 def fallback(run_id: int, lo: int, hi: int, points: int) -> Callable[[str], Any]:
     from webapp.selectors import _raw_points, bucket_min_max
 
@@ -137,8 +146,6 @@ def main() -> None:
         print("note: DATABASE_URL is not PostgreSQL; measuring the portable fallback path only",
               file=sys.stderr)
 
-    from webapp.selectors import metric_series
-
     setup_test_environment()
     old_name = create_database()
     try:
@@ -156,8 +163,7 @@ def main() -> None:
         print("-" * len(header))
         full_ms = 0.0
         for label, lo, hi in ranges:
-            sql, series = median_ms(lambda k, lo=lo, hi=hi: metric_series(run, k, min_step=lo, max_step=hi),
-                                    args.repeat)
+            sql, series = median_ms(bucketed(run, lo, hi), args.repeat)
             py, _ = median_ms(fallback(run.pk, lo, hi, 2000), args.repeat)
             raw, _ = median_ms(naive(run.pk, lo, hi), args.repeat)
             full_ms = full_ms or sql

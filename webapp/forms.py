@@ -172,8 +172,10 @@ class RunForm(forms.Form):
         for name in CONFIG_FIELDS:
             if name not in NOT_IN_FORM and name != "seed":
                 self.fields[name] = _config_form_field(name)
-        self.fields["queue"].choices = [(q, q) for q in settings.PSL_QUEUES]
-        self.fields["queue"].initial = settings.CELERY_TASK_DEFAULT_QUEUE
+        queue = self.fields["queue"]
+        assert isinstance(queue, forms.ChoiceField)
+        queue.choices = [(q, q) for q in settings.PSL_QUEUES]
+        queue.initial = settings.CELERY_TASK_DEFAULT_QUEUE
         self._configs: list[TrainConfig] = []
 
     # --- layout helpers for the template ---------------------------------------------------------
@@ -198,7 +200,7 @@ class RunForm(forms.Form):
         return [t.strip()[:50] for t in self.cleaned_data["tags"].split(",") if t.strip()]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or self.cleaned_data
         if self.errors:  # some field did not even convert: the config cannot be built yet
             return data
         try:
@@ -315,7 +317,7 @@ class GridForm(RunForm):
         return factors
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or self.cleaned_data
         if self.errors:
             return data
         factors = dict(data["factors"])
@@ -415,12 +417,12 @@ class RunListForm(forms.Form):
         return {name: values}
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or self.cleaned_data
         config = dict(data.get("where") or {})
         for param in self.query:
             if param.startswith("cfg."):
                 try:
-                    config.update(self._config_filter(param[4:], self.query[param]))
+                    config.update(self._config_filter(param[4:], str(self.query.get(param, ""))))
                 except forms.ValidationError as exc:
                     self.add_error(None, exc)
         data["config"] = config

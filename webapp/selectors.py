@@ -62,7 +62,8 @@ def field_kind(name: str) -> str:
 
 def runs_for_list(project: Project, *, filters: RunFilters, sort: str = "-created") -> QuerySet[Run]:
     """The project's runs for the list page: filtered, sorted, tags prefetched (constant query count)."""
-    qs = Run.objects.filter(project=project).select_related("created_by").prefetch_related("tags")
+    qs: QuerySet[Run] = Run.objects.filter(project=project)
+    qs = qs.select_related("created_by").prefetch_related("tags")
     qs = _apply_filters(qs, filters)
     return qs.order_by(*sort_order(sort))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django import forms
 from django.http import QueryDict
 
 from trainer.config import TrainConfig
@@ -83,7 +84,9 @@ def test_it_mentions_the_released_codes_double_bonus_in_the_eta_help() -> None:
 
 
 def test_it_offers_every_algorithm_with_a_human_label() -> None:
-    labels = dict(RunForm().fields["algorithm"].choices)
+    field = RunForm().fields["algorithm"]
+    assert isinstance(field, forms.ChoiceField)
+    labels = dict(field.choices)
     assert labels["policy_split"] == "Policy Split"
     assert labels["eda"] == "Entropy-driven advantage"
     assert len(labels) == 8
