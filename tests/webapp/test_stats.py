@@ -133,6 +133,14 @@ def test_paired_question_test_binarises_by_majority_for_mcnemar() -> None:
     assert result.p_value == pytest.approx(2 * 0.5**8)
 
 
+def test_repeating_a_test_on_the_same_data_reuses_the_result() -> None:
+    a = {("m", str(i)): i % 3 / 2 for i in range(40)}
+    b = {("m", str(i)): i % 2 / 2 for i in range(40)}
+    first = paired_question_test(a, b)
+    assert paired_question_test(dict(a), dict(b)) is first
+    assert paired_question_test(b, a) != first
+
+
 def test_it_rejects_an_unknown_test_name() -> None:
     with pytest.raises(ValueError, match="unknown test"):
         paired_question_test({("m", "q"): 1.0}, {("m", "q"): 0.0}, test="t-test")
