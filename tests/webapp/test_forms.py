@@ -86,7 +86,7 @@ def test_it_mentions_the_released_codes_double_bonus_in_the_eta_help() -> None:
 def test_it_offers_every_algorithm_with_a_human_label() -> None:
     field = RunForm().fields["algorithm"]
     assert isinstance(field, forms.ChoiceField)
-    labels = dict(field.choices)
+    labels = dict(field.choices)  # type: ignore[arg-type]
     assert labels["policy_split"] == "Policy Split"
     assert labels["eda"] == "Entropy-driven advantage"
     assert len(labels) == 8
