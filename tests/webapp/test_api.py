@@ -299,6 +299,12 @@ def test_an_unknown_api_path_is_a_json_404(api_for: ApiFor, vera: Any) -> None:
     assert response.status_code == 404 and "no API endpoint" in response.json()["error"]
 
 
+def test_a_missing_trailing_slash_is_pointed_out(api_for: ApiFor, vera: Any) -> None:
+    response = api_for(vera).get("/api/projects")
+    assert response.status_code == 404
+    assert response.json()["error"] == "no API endpoint at /api/projects; did you mean /api/projects/ ?"
+
+
 # --- run data ----------------------------------------------------------------------------------------------
 
 

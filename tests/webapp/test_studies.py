@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from webapp.models import EvalResult, Evaluation, MetricPoint, Run, Study
+from webapp.models import Activity, EvalResult, Evaluation, MetricPoint, Run, Study
 from webapp.views import studies as studies_view
 
 pytestmark = pytest.mark.django_db
@@ -226,6 +226,9 @@ def test_members_set_the_baseline(client_for: Any, bob: Any, study: Study) -> No
     assert response.status_code == 302
     study.refresh_from_db()
     assert study.baseline == target
+    activity = Activity.objects.get()
+    assert activity.verb == "set the study baseline to"
+    assert activity.target == "policy_split s2 (ps_vs_grpo 100%)"
 
 
 def test_viewers_cannot_set_the_baseline(client_for: Any, vera: Any, study: Study) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path, re_path, reverse
+from django.urls import Resolver404, path, re_path, resolve, reverse
 
 from trainer.algos import ALGORITHM_NAMES
 from trainer.config import ConfigError, TrainConfig
@@ -285,6 +285,13 @@ def run_evaluations(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    # This catch-all also swallows APPEND_SLASH's redirect, so point at the slashed path instead.
+    try:
+        match = resolve(request.path + "/") if not request.path.endswith("/") else None
+    except Resolver404:
+        match = None
+    if match is not None and match.func is not not_found:
+        return error_response(404, f"no API endpoint at {request.path}; did you mean {request.path}/ ?")
     return error_response(404, f"no API endpoint at {request.path}; see docs/api.md")
 
 

@@ -421,8 +421,8 @@ def study_baseline(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponseBadRequest("pick a run of this study")
     # A one-field update of the study itself; nothing else changes with it.
     Study.objects.filter(pk=study.pk).update(baseline=run)
-    activity_record(project=study.project, actor=request.user, verb=f"set the baseline of {study.name} to",
-                    target=run.name, url=study.get_absolute_url())
+    activity_record(project=study.project, actor=request.user, verb="set the study baseline to",
+                    target=f"{run.name} ({study.name})", url=study.get_absolute_url())
     messages.success(request, f"Baseline set to “{run.name}”.")
     return redirect(study)
 
