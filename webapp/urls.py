@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("webapp.views.side_by_side")),
     path("", include("webapp.views.studies")),
     path("", include("webapp.views.review")),
+    path("", include("webapp.views.evaluations")),
     path("api/", include("webapp.views.api")),
 ]
