@@ -282,8 +282,17 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
+# The header's "latest values" tiles: (metric key, label, mode class).
+LATEST = [("normal/accuracy", "normal accuracy", "mode-normal"), ("he/accuracy", "HE accuracy", "mode-he"),
+          ("train/reward", "mean reward", ""), ("normal/entropy", "normal entropy", "mode-normal"),
+          ("he/entropy", "HE entropy", "mode-he"), ("split/he_normal_kl", "KL(HE‖normal)", ""),
+          ("actor/grad_norm", "grad norm", ""), ("perf/tokens_per_s", "tokens/s", "")]
+
+
 def _header_context(request: HttpRequest, run: Run) -> dict[str, Any]:
-    return {"run": run, "can_write": can(request.user, run.project, Role.MEMBER),
+    latest = [(label, selectors.display(run.summary[key]), css)
+              for key, label, css in LATEST if key in run.summary]
+    return {"run": run, "can_write": can(request.user, run.project, Role.MEMBER), "latest": latest,
             "eta": human_duration(run.eta()), "duration": human_duration(run.duration()),
             "algorithm_label": selectors.ALGORITHM_LABELS.get(run.algorithm, run.algorithm)}
 
