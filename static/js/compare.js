@@ -11,6 +11,22 @@
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
+  // W&B-style debiased exponential moving average (alpha = weight of the past; 0 = raw).
+  function ema(values, alpha) {
+    if (!alpha || !values) return values;
+    const out = new Array(values.length);
+    let last = 0;
+    let weight = 0;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v === null || !isFinite(v)) { out[i] = null; continue; }
+      last = last * alpha + (1 - alpha) * v;
+      weight = weight * alpha + (1 - alpha);
+      out[i] = last / weight;
+    }
+    return out;
+  }
+
   function rgba(hex, alpha) {
     const n = parseInt(hex.slice(1), 16);
     return "rgba(" + ((n >> 16) & 255) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
@@ -54,7 +70,9 @@
     document.querySelectorAll("[data-chart]").forEach(function (el) {
       const chart = data.charts[Number(el.dataset.chart)];
       if (!chart) return;
-      Plotly.newPlot(el, traces(chart), layout(), config);
+      const lines = traces(chart);
+      el.pslRaw = lines.map(function (t) { return t.y; });
+      Plotly.newPlot(el, lines, layout(), config);
       plots.push(el);
     });
     syncZoom(plots);
@@ -101,6 +119,32 @@
     });
   }
 
+  function smooth(plots, alpha) {
+    plots.forEach(function (el) {
+      Plotly.restyle(el, { y: el.pslRaw.map(function (y) { return ema(y, alpha); }) });
+    });
+  }
+
+  // The slider smooths in place; the URL keeps the value so that the link reproduces the view.
+  function wireSmoothing(plots) {
+    const input = document.getElementById("cmp-smooth");
+    if (!input) return;
+    const output = input.parentElement.querySelector("output");
+    const apply = function () {
+      const alpha = Number(input.value) || 0;
+      if (output) output.textContent = String(alpha);
+      smooth(plots, alpha);
+    };
+    input.addEventListener("input", apply);
+    input.addEventListener("change", function () {
+      const url = new URL(window.location.href);
+      if (Number(input.value)) url.searchParams.set("smooth", input.value);
+      else url.searchParams.delete("smooth");
+      window.history.replaceState(null, "", url.pathname + url.search.replace(/%2C/g, ",").replace(/%2F/g, "/") + url.hash);
+    });
+    if (Number(input.value)) apply();
+  }
+
   function wireForm() {
     const form = document.getElementById("compare-form");
     if (form) {
@@ -127,7 +171,7 @@
           button.textContent = "Link copied";
           setTimeout(function () { button.textContent = label; }, 1500);
         };
-        if (navigator.clipboard) navigator.clipboard.writeText(button.dataset.copy).then(done);
+        if (navigator.clipboard) navigator.clipboard.writeText(window.location.href).then(done);
       });
     });
   }
@@ -138,6 +182,7 @@
     if (!dataEl) return;
     const plots = drawCharts(JSON.parse(dataEl.textContent));
     wireLegend(plots);
+    wireSmoothing(plots);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -201,3 +201,16 @@ def test_the_page_runs_a_bounded_number_of_queries(client_for: Any, vera: Any, p
     client = client_for(vera)
     with django_assert_max_num_queries(12):
         client.get(url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm"))
+
+
+def test_smoothing_is_part_of_the_permalink_and_clamped(client_for: Any, vera: Any, project: Any,
+                                                        seeds: dict[str, Run]) -> None:
+    client = client_for(vera)
+    a = seeds["grpo1"]
+    base = reverse("webapp-compare", args=[project.pk])
+    response = client.get(f"{base}?runs={a.pk}&runs={a.pk}&smooth=0.6")
+    assert response["Location"].endswith(f"?runs={a.pk}&smooth=0.6")
+    response = client.get(url(project, runs=ids(a), smooth="5"))
+    assert response.context["state"].smooth == 0.99
+    assert b'min="0" max="0.99" step="0.01" value="0.99"' in response.content
+    assert client.get(url(project, runs=ids(a), smooth="nan")).context["state"].smooth == 0.0

@@ -88,6 +88,7 @@ class CompareState:
     group: tuple[str, ...] = ()
     band: str = "minmax"
     baseline: int | None = None
+    smooth: float = 0.0  # EMA weight applied in the browser (W&B-style), 0 = raw
 
     @classmethod
     def from_query(cls, qd: QueryDict) -> CompareState:
@@ -99,6 +100,7 @@ class CompareState:
             group=tuple(f for f in _split(qd.getlist("group")) if f in CONFIG_FIELD_NAMES and f != "seed"),
             band=qd.get("band", "") if qd.get("band") in BANDS else "minmax",
             baseline=baseline if baseline in runs else None,
+            smooth=parse_smooth(qd.get("smooth", "")),
         )
 
     def query(self, **changes: Any) -> str:
@@ -115,7 +117,17 @@ class CompareState:
             pairs.append(("band", s.band))
         if s.baseline:
             pairs.append(("baseline", s.baseline))
+        if s.smooth:
+            pairs.append(("smooth", f"{s.smooth:g}"))
         return urlencode(pairs, safe=",/")
+
+
+def parse_smooth(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        return 0.0
+    return round(min(max(value, 0.0), 0.99), 2) if value == value else 0.0  # value == value: not NaN
 
 
 def _is_canonical(qd: QueryDict) -> bool:
@@ -272,7 +284,7 @@ def compare(request: HttpRequest, project_id: int) -> HttpResponse:
         "picker": _picker(project, c), "group_choices": _group_choices(c.runs, state),
         "key_choices": [(k, True) for k in c.keys] + [(k, False) for k in c.available_keys
                                                         if k not in c.keys],
-        "bands": BANDS, "grouped": grouped,
+        "bands": BANDS, "grouped": grouped, "smooth": state.smooth,
         "charts": chart_payload(c.groups, c.keys, band=state.band, grouped=grouped),
         "permalink": request.build_absolute_uri(request.path + "?" + state.query()),
         "export_links": _export_links(reverse("webapp-compare-export", args=[project.pk]), state.query()),
@@ -384,14 +396,15 @@ def _review_context(study: Study, user: Any) -> dict[str, Any]:
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = study_for(request.user, pk)
     band = request.GET.get("band", "") if request.GET.get("band") in BANDS else "minmax"
+    smooth = parse_smooth(request.GET.get("smooth", ""))
     sv = build_study(study, request.GET)
     factors = _factor_rows(study, sv.runs)
-    query = {"keys": ",".join(sv.keys), "test": sv.test}
+    query = {"keys": ",".join(sv.keys), "test": sv.test, **({"smooth": f"{smooth:g}"} if smooth else {})}
     compare_state = CompareState(runs=tuple(r.pk for r in sv.runs)[:MAX_RUNS], keys=tuple(sv.keys),
                                  group=tuple(sv.group_fields), baseline=study.baseline_id)
     context = {
         "project": study.project, "nav": "studies", "study": study, "sv": sv, "factors": factors,
-        "factor_names": [name for name, _, _ in factors], "band": band, "bands": BANDS,
+        "factor_names": [name for name, _, _ in factors], "band": band, "bands": BANDS, "smooth": smooth,
         "run_rows": _study_run_rows(sv, [name for name, _, _ in factors]),
         "charts": chart_payload(sv.groups, sv.keys, band=band, grouped=True),
         "can_write": can(request.user, study.project, Role.MEMBER),
