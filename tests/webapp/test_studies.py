@@ -209,6 +209,13 @@ def test_unfinished_evaluations_and_a_missing_baseline_give_no_significance(
     assert b"Set a baseline run to see deltas" in response.content
 
 
+def test_a_baseline_without_evaluations_is_explained(client_for: Any, vera: Any, study: Study) -> None:
+    evaluate(runs_of(study)["policy_split s1"], "MATH-500", [4, 4])
+    response = client_for(vera).get(detail(study))
+    assert not response.context["sv"].paper.has_baseline
+    assert b"The baseline, GRPO, has no finished evaluations yet" in response.content
+
+
 def test_the_review_thread_is_optional(client_for: Any, vera: Any, study: Study,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     client = client_for(vera)
