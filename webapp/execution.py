@@ -12,6 +12,7 @@ SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -160,10 +161,8 @@ class EventPump:
 
 
 def _reset_connection() -> None:
-    try:
+    with contextlib.suppress(*DB_ERRORS):
         connection.close()
-    except DB_ERRORS:
-        pass
 
 
 @dataclass
@@ -187,7 +186,7 @@ class Supervisor:
         resume = self._prepare()
         self.mirror.start()
         with self.output_log.open("ab") as out:
-            child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            child = subprocess.Popen(
                 self._command(resume), stdout=out, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
                 env=self._env(), preexec_fn=_die_with_parent,
             )
@@ -293,10 +292,8 @@ class Supervisor:
 
 
 def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -365,8 +362,10 @@ def sweep_lost_runs(*, exclude: int | None = None) -> list[int]:
     """
     from datetime import timedelta
 
-    stale = list(Run.objects.stale(older_than=timedelta(seconds=settings.PSL_LOST_AFTER_SECONDS))
-                 .exclude(pk=exclude).values_list("pk", flat=True))
+    stale_runs = Run.objects.stale(older_than=timedelta(seconds=settings.PSL_LOST_AFTER_SECONDS))
+    if exclude is not None:
+        stale_runs = stale_runs.exclude(pk=exclude)
+    stale = list(stale_runs.values_list("pk", flat=True))
     lost = []
     for pk in stale:
         if Run.objects.filter(pk=pk, status=RunStatus.RUNNING).update(

@@ -292,6 +292,8 @@ class Checkpoint(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "step"], name="unique_checkpoint")]
         ordering = ["step"]
+    def __str__(self) -> str:
+        return f"run {self.run_id} step {self.step}"
 
 
 class RunLog(models.Model):
@@ -305,6 +307,8 @@ class RunLog(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "attempt", "seq"], name="unique_run_log")]
         ordering = ["created_at", "attempt", "seq"]
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:60]}"
 
 
 class EvalStatus(models.TextChoices):
@@ -333,6 +337,8 @@ class Evaluation(models.Model):
             models.UniqueConstraint(fields=["run", "step", "benchmark", "mode"], name="unique_evaluation"),
         ]
         ordering = ["benchmark", "mode"]
+    def __str__(self) -> str:
+        return f"{self.benchmark} ({self.mode}) @ step {self.step}"
 
 
 class EvalResult(models.Model):
@@ -350,6 +356,8 @@ class EvalResult(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["evaluation", "question_id", "index"], name="unique_eval_result"),
         ]
+    def __str__(self) -> str:
+        return f"{self.question_id}#{self.index}: {self.score}"
 
 
 class VerdictChoice(models.TextChoices):
@@ -371,6 +379,8 @@ class Comment(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+    def __str__(self) -> str:
+        return f"{self.author}: {self.body[:60]}"
 
 
 class Verdict(models.Model):
@@ -387,6 +397,8 @@ class Verdict(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+    def __str__(self) -> str:
+        return f"{self.author}: {self.verdict}"
 
 
 class Activity(models.Model):
@@ -402,6 +414,8 @@ class Activity(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "activities"
+    def __str__(self) -> str:
+        return f"{self.actor} {self.verb} {self.target}"
 
 
 class ApiToken(models.Model):

@@ -9,8 +9,8 @@ import os
 os.environ.setdefault("PSL_DEMO", "1")
 os.environ.setdefault("PSL_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
 
-from webapp.env import env_int  # noqa: E402
-from webapp.settings import *  # noqa: E402,F403
+from webapp.env import env_int
+from webapp.settings import *
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WANDB_MODE = "offline"

@@ -10,16 +10,17 @@ Run so that a resumed attempt continues the same W&B run.
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
 from webapp.models import Run, RunLog
 
 log = logging.getLogger(__name__)
-SAMPLE_COLUMNS = ["step", "question_id", "mode", "index", "question", "response", "reward", "num_tokens",
-                  "mean_entropy"]
+SAMPLE_COLUMNS: list[str | int] = ["step", "question_id", "mode", "index", "question", "response", "reward",
+                                   "num_tokens", "mean_entropy"]
 
 
 class WandbMirror:
@@ -35,7 +36,7 @@ class WandbMirror:
         try:
             import wandb
 
-            run_id = self.run.wandb_run_id or wandb.util.generate_id()
+            run_id = self.run.wandb_run_id or secrets.token_hex(4)  # W&B ids: short lowercase alphanumerics
             if not self.run.wandb_run_id:
                 Run.objects.filter(pk=self.run.pk).update(wandb_run_id=run_id)
                 self.run.wandb_run_id = run_id
@@ -43,7 +44,7 @@ class WandbMirror:
             self.wb = wandb.init(
                 id=run_id, resume="allow", project=settings.WANDB_PROJECT, entity=settings.WANDB_ENTITY or None,
                 name=self.run.name, config={k: v for k, v in self.run.config.items() if not k.startswith("_")},
-                dir=str(self.directory), mode=settings.WANDB_MODE, reinit="create_new",
+                dir=str(self.directory), mode=cast(Any, settings.WANDB_MODE), reinit="create_new",
                 tags=[self.run.algorithm, self.run.model_name], settings=wandb.Settings(silent=True),
             )
             self.wb.define_metric("*", step_metric="trainer/step")

@@ -24,7 +24,7 @@ needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (mak
 def test_it_refuses_the_vllm_backend_with_a_clear_error_when_vllm_is_absent() -> None:
     from trainer.rollout_vllm import VllmUnavailable
 
-    with pytest.raises(VllmUnavailable, match="needs vLLM: pip install -r requirements-gpu.txt"):
+    with pytest.raises(VllmUnavailable, match=r"needs vLLM: pip install -r requirements-gpu\.txt"):
         make_backend("vllm", model=None, tokenizer=None)
 
 
@@ -65,7 +65,7 @@ def test_it_returns_the_same_schema_as_the_transformers_backend(smol: tuple[Any,
 def test_it_samples_from_the_trainers_weights_after_a_sync(smol: tuple[Any, Any], engine: Any) -> None:
     import vllm
 
-    model, tok = smol
+    model, _tok = smol
     zeroed = type(model)(model.config)
     with torch.no_grad():
         for p in zeroed.parameters():

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_it_parses_a_postgres_url_with_an_escaped_password() -> None:
     db = parse_database_url("postgres://psl:p%40ss@db.internal:6543/lab?sslmode=require")
     assert db["ENGINE"] == "django.db.backends.postgresql"
-    assert (db["USER"], db["PASSWORD"], db["HOST"], db["PORT"], db["NAME"]) == ("psl", "p@ss", "db.internal", "6543", "lab")
+    parts = (db["USER"], db["PASSWORD"], db["HOST"], db["PORT"], db["NAME"])
+    assert parts == ("psl", "p@ss", "db.internal", "6543", "lab")
     assert db["OPTIONS"] == {"sslmode": "require"}
 
 

@@ -6,17 +6,18 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from webapp.access import AuthenticatedHttpRequest
 from webapp.models import ApiToken, Membership, Project, Role, RunStatus, Team, Worker
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     projects = (
         Project.objects.for_user(request.user).select_related("team")
         .annotate(n_runs=Count("runs", distinct=True),
@@ -40,7 +41,7 @@ class ProjectForm(forms.Form):
 
 @login_required
 @require_POST
-def project_create(request: HttpRequest) -> HttpResponse:
+def project_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     teams = Team.objects.filter(memberships__user=request.user, memberships__role__in=[Role.MEMBER, Role.ADMIN])
     form = ProjectForm(request.POST, teams=teams)
     if not form.is_valid():
@@ -57,7 +58,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     raw = None
     if request.method == "POST":
         name = request.POST.get("name", "").strip()[:100] or "token"
@@ -69,13 +70,13 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def token_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     ApiToken.objects.filter(user=request.user, pk=pk).delete()
     return redirect("webapp-tokens")
 
 
 @login_required
-def workers(request: HttpRequest) -> HttpResponse:
+def workers(request: AuthenticatedHttpRequest) -> HttpResponse:
     # Workers are shared infrastructure; only runs of the user's own teams are linked.
     visible = set(Membership.objects.filter(user=request.user).values_list("team_id", flat=True))
     rows = Worker.objects.select_related("current_run__project").order_by("-last_seen_at")

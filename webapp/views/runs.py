@@ -35,6 +35,7 @@ from webapp.services import (
     run_resume,
     study_create_grid,
 )
+from webapp.views.review import review_context
 
 PAGE_SIZE = 50
 LOG_LINES = 200
@@ -279,6 +280,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "page_data": {"statusUrl": reverse("webapp-run-status", args=[run.pk]),
                       "seriesUrl": reverse("webapp-run-series", args=[run.pk]),
                       "charts": charts_for(run), "finished": run.is_finished, "token": status_token(run)},
+        **review_context(run, request.user),
     })
 
 
