@@ -162,7 +162,8 @@ def grid_expand(base: TrainConfig, factors: dict[str, list[Any]]) -> list[TrainC
 
 
 def study_create_grid(*, project: Project, user: Any, name: str, base: TrainConfig, factors: dict[str, list[Any]],
-                      queue: str = "", description: str = "", wandb: bool = False) -> Study:
+                      queue: str = "", description: str = "", wandb: bool = False,
+                      tags: Iterable[str] = ()) -> Study:
     configs = grid_expand(base, factors)
     with transaction.atomic():
         study = Study.objects.create(project=project, name=name, description=description, factors=factors,
@@ -170,7 +171,7 @@ def study_create_grid(*, project: Project, user: Any, name: str, base: TrainConf
         for cfg in configs:
             label = ", ".join(f"{k}={cfg.to_dict()[k]}" for k in factors)
             run_create(project=project, user=user, config=cfg, name=f"{name}: {label}", queue=queue, study=study,
-                       wandb=wandb)
+                       wandb=wandb, tags=tags)
         first = study.runs.order_by("id").first()
         study.baseline = first
         study.save(update_fields=["baseline"])
@@ -179,7 +180,33 @@ def study_create_grid(*, project: Project, user: Any, name: str, base: TrainConf
     return study
 
 
+def study_set_baseline(*, study: Study, run: Run, user: Any) -> Study:
+    """Make ``run`` (a run of the study) the reference of its deltas and significance tests."""
+    if run.study_id != study.pk:
+        raise ServiceError("the baseline must be a run of this study")
+    Study.objects.filter(pk=study.pk).update(baseline=run)
+    study.baseline = run
+    activity_record(project=study.project, actor=user, verb="set the study baseline to",
+                    target=f"{run.name} ({study.name})", url=study.get_absolute_url())
+    return study
+
+
 # --- review -------------------------------------------------------------------------------------
+
+
+def run_tag_add(*, run: Run, name: str, user: Any) -> None:
+    tag, _ = Tag.objects.get_or_create(project=run.project, name=name)
+    run.tags.add(tag)
+    activity_record(project=run.project, actor=user, verb=f"tagged “{name}”", target=run.name,
+                    url=run.get_absolute_url())
+
+
+def run_tag_remove(*, run: Run, name: str, user: Any) -> None:
+    tag = Tag.objects.filter(project=run.project, name=name).first()
+    if tag is not None and run.tags.filter(pk=tag.pk).exists():
+        run.tags.remove(tag)
+        activity_record(project=run.project, actor=user, verb=f"removed tag “{name}” from", target=run.name,
+                        url=run.get_absolute_url())
 
 
 def _target_fields(target: Run | Study | Sample) -> dict[str, Any]:

@@ -180,21 +180,6 @@ def verdict_set(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     return _back(request, target)
 
 
-def _tag_add(run: Run, name: str, user: Any) -> None:
-    tag, _ = Tag.objects.get_or_create(project=run.project, name=name)
-    run.tags.add(tag)
-    services.activity_record(project=run.project, actor=user, verb=f"tagged “{name}”", target=run.name,
-                             url=run.get_absolute_url())
-
-
-def _tag_remove(run: Run, name: str, user: Any) -> None:
-    tag = Tag.objects.filter(project=run.project, name=name).first()
-    if tag is not None and run.tags.filter(pk=tag.pk).exists():
-        run.tags.remove(tag)
-        services.activity_record(project=run.project, actor=user, verb=f"removed tag “{name}” from",
-                                 target=run.name, url=run.get_absolute_url())
-
-
 @login_required
 @require_POST
 def run_tags(request: HttpRequest, pk: int) -> HttpResponse:
@@ -208,9 +193,9 @@ def run_tags(request: HttpRequest, pk: int) -> HttpResponse:
     if not name or len(name) > 50:
         messages.error(request, "A tag needs a name of 1 to 50 characters.")
     elif action == "add":
-        _tag_add(run, name, request.user)
+        services.run_tag_add(run=run, name=name, user=request.user)
     else:
-        _tag_remove(run, name, request.user)
+        services.run_tag_remove(run=run, name=name, user=request.user)
     return _back(request, run, anchor="#tags")
 
 

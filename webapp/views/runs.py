@@ -204,7 +204,7 @@ def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
         try:
             study = study_create_grid(project=project, user=request.user, name=data["name"],
                                       base=form.to_config(), factors=data["factors"], queue=data["queue"],
-                                      description=data["description"], wandb=data["wandb"])
+                                      description=data["description"], wandb=data["wandb"], tags=data["tags"])
         except ServiceError as exc:
             form.add_error(None, str(exc))
         else:

@@ -45,7 +45,7 @@ from webapp.reports import (
     varied_fields,
 )
 from webapp.selectors import metric_series
-from webapp.services import activity_record
+from webapp.services import study_set_baseline
 from webapp.stats import DEFAULT_TEST, TEST_LABELS, TESTS
 
 MAX_RUNS = 24
@@ -432,10 +432,7 @@ def study_baseline(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=int(run_id), study=study) if run_id.isdigit() else None
     if run is None:
         return HttpResponseBadRequest("pick a run of this study")
-    # A one-field update of the study itself; nothing else changes with it.
-    Study.objects.filter(pk=study.pk).update(baseline=run)
-    activity_record(project=study.project, actor=request.user, verb="set the study baseline to",
-                    target=f"{run.name} ({study.name})", url=study.get_absolute_url())
+    study_set_baseline(study=study, run=run, user=request.user)
     messages.success(request, f"Baseline set to “{run.name}”.")
     return redirect(study)
 

@@ -1,0 +1,116 @@
+"""Workflow services: state transitions are compare-and-set, and nothing is enqueued before commit."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from trainer.config import ConfigError, TrainConfig
+from webapp import services
+from webapp.models import Activity, Run, RunStatus, Study
+
+pytestmark = pytest.mark.django_db
+
+
+def _small(**overrides: Any) -> TrainConfig:
+    return TrainConfig(n=2, questions_per_step=2, mini_batch_size=8, micro_batch_size=8, steps=3).replace(**overrides)
+
+
+def test_it_enqueues_a_new_run_only_after_the_transaction_commits(
+    project: Any, alice: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with mock.patch("webapp.tasks.execute_run.apply_async") as send:
+        send.return_value.id = "task-1"
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            run = services.run_create(project=project, user=alice, config=_small(), queue="cpu", tags=["a", "b"])
+        send.assert_not_called()  # still inside the transaction: a worker would not find the row
+        for callback in callbacks:
+            callback()
+    send.assert_called_once_with(args=[run.pk, 0], queue="cpu")
+    run.refresh_from_db()
+    assert run.celery_task_id == "task-1"  # kept so that a cancel can revoke the message
+    assert run.status == RunStatus.QUEUED
+    assert sorted(run.tags.values_list("name", flat=True)) == ["a", "b"]
+    assert run.config["n"] == 2 and run.total_steps == 3
+    assert Activity.objects.filter(project=project, verb="launched").exists()
+
+
+def test_it_rejects_an_unknown_queue(project: Any, alice: Any) -> None:
+    with pytest.raises(services.ServiceError, match="unknown queue 'gpu-tpu'"):
+        services.run_create(project=project, user=alice, config=_small(), queue="gpu-tpu", enqueue=False)
+    assert not Run.objects.exists()
+
+
+def test_it_cancels_a_queued_run_at_once(make_run: Any, alice: Any) -> None:
+    run = services.run_cancel(run=make_run(status="queued"), user=alice)
+    assert run.status == RunStatus.CANCELLED and run.finished_at is not None
+
+
+def test_it_asks_a_running_run_to_stop_and_leaves_the_rest_to_the_worker(make_run: Any, alice: Any) -> None:
+    run = services.run_cancel(run=make_run(status="running"), user=alice)
+    assert run.status == RunStatus.RUNNING and run.cancel_requested
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled", "lost"])
+def test_it_refuses_to_cancel_a_finished_run(make_run: Any, alice: Any, status: str) -> None:
+    with pytest.raises(services.ServiceError, match="only queued or running runs can be cancelled"):
+        services.run_cancel(run=make_run(status=status), user=alice)
+
+
+def test_it_resumes_a_lost_run_as_a_new_attempt(
+    make_run: Any, alice: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    lost = make_run(status="lost")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = services.run_resume(run=lost, user=alice)
+    assert (run.status, run.attempt, run.cancel_requested) == (RunStatus.QUEUED, 1, False)
+    assert len(callbacks) == 1  # enqueued once, after commit
+
+
+def test_it_refuses_to_resume_a_succeeded_run(make_run: Any, alice: Any) -> None:
+    with pytest.raises(services.ServiceError, match="only failed, cancelled or lost runs resume"):
+        services.run_resume(run=make_run(status="succeeded"), user=alice)
+
+
+def test_it_expands_a_grid_into_every_combination() -> None:
+    configs = services.grid_expand(_small(), {"eta": [0.01, 0.1], "rollout_sharing": [True, False], "seed": [1, 2]})
+    assert len(configs) == 8
+    assert {(c.eta, c.rollout_sharing, c.seed) for c in configs} == {
+        (e, r, s) for e in (0.01, 0.1) for r in (True, False) for s in (1, 2)
+    }
+
+
+def test_it_reports_the_bad_cell_of_a_grid_by_field() -> None:
+    with pytest.raises(ConfigError) as err:
+        services.grid_expand(_small(), {"alpha": [0.5, 2.0]})
+    assert err.value.field == "alpha"
+
+
+def test_it_creates_a_study_with_its_runs_tags_and_a_baseline(
+    project: Any, alice: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False):
+        study = services.study_create_grid(project=project, user=alice, name="eta sweep", base=_small(),
+                                           factors={"eta": [0.01, 0.03, 0.1]}, tags=["sweep"])
+    runs = list(study.runs.order_by("id"))
+    assert [r.config["eta"] for r in runs] == [0.01, 0.03, 0.1]
+    assert all(list(r.tags.values_list("name", flat=True)) == ["sweep"] for r in runs)
+    assert study.baseline == runs[0]
+    assert runs[1].name == "eta sweep: eta=0.03"
+
+
+def test_it_only_accepts_a_baseline_from_the_study(project: Any, alice: Any, make_run: Any) -> None:
+    study = Study.objects.create(project=project, name="s")
+    inside, outside = make_run(), make_run()
+    inside.study = study
+    inside.save()
+    assert services.study_set_baseline(study=study, run=inside, user=alice).baseline == inside
+    with pytest.raises(services.ServiceError, match="must be a run of this study"):
+        services.study_set_baseline(study=study, run=outside, user=alice)
+
+
+def test_it_validates_config_data_with_the_trainers_rules() -> None:
+    assert services.config_errors({"alpha": 0.3}) == {}
+    assert services.config_errors({"alpha": 3}) == {"alpha": "must be in [0.0, 1.0], got 3.0"}
