@@ -36,9 +36,7 @@ def generate(
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chats = [
-            tok.apply_chat_template(
-                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
-            )
+            tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
             for p in prompts[start : start + batch_size]
         ]
         enc = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -48,9 +46,7 @@ def generate(
             else {"do_sample": False}
         )
         with torch.no_grad():
-            ids = model.generate(
-                **enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **sampling
-            )
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **sampling)
         out.extend(tok.decode(row[enc.input_ids.shape[1] :], skip_special_tokens=True) for row in ids)
     return out
 
@@ -89,6 +85,7 @@ def main() -> None:
     parser.add_argument("--temperatures", default="0.6,1.0")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--levels", default=",".join(map(str, ARITH_LEVELS)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dump", help="write every response to this JSON file")
     parser.add_argument("--regrade", help="re-grade a dump instead of generating")
@@ -108,7 +105,7 @@ def main() -> None:
     records: list[dict[str, Any]] = []
     for temperature in (float(t) for t in args.temperatures.split(",")):
         torch.manual_seed(args.seed)
-        for level in ARITH_LEVELS:
+        for level in (int(lvl) for lvl in args.levels.split(",")):
             started = time.monotonic()
             qs = arith_level_questions(level, args.per_level, split="test", seed=args.seed)
             responses = generate(

@@ -215,14 +215,15 @@ def normalize_sympy(answer: str) -> str:
 
 
 def _apply_scale_words(s: str) -> str:
-    """ "5 million" -> "5000000" (so it stays an integer), "x million" -> "x*10^6"."""
+    """Scale words: "5 million" -> "5000000" (so it stays an integer), "x million" -> "x*10^6"."""
     for word, factor in _SCALE_WORDS.items():
-        s = re.sub(rf"(\d+(?:\.\d+)?) *{word}", lambda m, f=factor: _scaled(m[1], f), s)
+        s = re.sub(rf"(\d+(?:\.\d+)?) *{word}", functools.partial(_scaled, factor=factor), s)
         s = s.replace(word, factor)
     return s
 
 
-def _scaled(number: str, factor: str) -> str:
+def _scaled(match: re.Match[str], *, factor: str) -> str:
+    number = match[1]
     value = Fraction(number) * 10 ** int(factor.rsplit("^", 1)[1])
     return str(value.numerator) if value.denominator == 1 else number + factor
 

@@ -24,9 +24,7 @@ from typing import Any, Protocol
 from trainer.rewards import answers_match, boxed_answer, choice_reward, math_reward
 
 # Spec §6.3, paraphrased: one instruction line, a blank line, then the problem.
-MATH_PROMPT_TEMPLATE = (
-    "Solve the following math problem. Put your final answer inside \\boxed{{}}.\n\n{question}"
-)
+MATH_PROMPT_TEMPLATE = "Solve the following math problem. Put your final answer inside \\boxed{{}}.\n\n{question}"
 # Spec §6.2, paraphrased: the instruction, then a question section and a choices section.
 CHOICE_PROMPT_TEMPLATE = (
     "Select the one option that answers the question below, and put the uppercase letter of the "
@@ -49,11 +47,12 @@ class Question:
 
 
 class Task(Protocol):
-    name: str
+    """What the trainer needs from a task; ``name`` is read-only so frozen dataclasses qualify."""
 
-    def questions(
-        self, split: str = "train", *, limit: int | None = None, seed: int = 0
-    ) -> list[Question]: ...
+    @property
+    def name(self) -> str: ...
+
+    def questions(self, split: str = "train", *, limit: int | None = None, seed: int = 0) -> list[Question]: ...
 
     def grade(self, question: Question, response_text: str) -> float: ...
 
@@ -117,13 +116,21 @@ class ArithProblem:
     answer: int
 
 
+_LEVEL1_PHRASINGS = (
+    "What is {a} + {b}?",
+    "What is {a} plus {b}?",
+    "What is the sum of {a} and {b}?",
+    "Add {a} and {b}.",
+)
+
+
 def _level1(rng: random.Random) -> ArithProblem:
-    a, b = rng.randint(1, 50), rng.randint(1, 50)
-    return ArithProblem(f"What is {a} + {b}?", a + b)
+    a, b = rng.randint(1, 20), rng.randint(1, 20)
+    return ArithProblem(rng.choice(_LEVEL1_PHRASINGS).format(a=a, b=b), a + b)
 
 
 def _level2(rng: random.Random) -> ArithProblem:
-    a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 20)
+    a, b, c = rng.randint(2, 6), rng.randint(2, 6), rng.randint(1, 12)
     if rng.random() < 0.5:
         return ArithProblem(f"What is {a} × {b} + {c}?", a * b + c)
     return ArithProblem(f"What is {c} + {a} × {b}?", a * b + c)
@@ -426,7 +433,7 @@ def _row_question(row: Mapping[str, Any], n: int, path: Path) -> Question:
     qid = str(raw_id) if id_field else f"{path.stem}-{n:05d}"
     if GPQA_CORRECT in row:
         choices, answer = _gpqa_choices(row, qid, n, path)
-        used = {GPQA_CORRECT, *GPQA_INCORRECT}
+        used: set[str | None] = {GPQA_CORRECT, *GPQA_INCORRECT}
     else:
         choices, answer, used = _plain_choices_and_answer(row, n, path)
     kind = str(row.get("kind") or ("choice" if choices else "math"))

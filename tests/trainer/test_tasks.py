@@ -35,7 +35,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "datasets"
 
 def solve(problem: str) -> int:
     """Recompute a problem's answer from its text, independently of the generator."""
-    if m := re.fullmatch(r"What is (\d+) \+ (\d+)\?", problem):
+    if m := re.fullmatch(r"(?:What is|What is the sum of|Add) (\d+) (?:\+|plus|and) (\d+)[?.]", problem):
         return int(m[1]) + int(m[2])
     if m := re.fullmatch(r"What is (\d+) × (\d+) \+ (\d+)\?", problem):
         return int(m[1]) * int(m[2]) + int(m[3])
@@ -253,15 +253,11 @@ def test_the_generic_schema_accepts_letters_indices_and_choice_texts_as_answers(
 
 
 def test_a_json_file_and_the_same_rows_as_jsonl_load_alike(tmp_path: Path) -> None:
-    rows = [
-        json.loads(line) for line in (FIXTURES / "generic.jsonl").read_text().splitlines() if line.strip()
-    ]
+    rows = [json.loads(line) for line in (FIXTURES / "generic.jsonl").read_text().splitlines() if line.strip()]
     (tmp_path / "generic.json").write_text(json.dumps(rows))
     from_json = load_questions(tmp_path / "generic.json")
     from_jsonl = load_questions(FIXTURES / "generic.jsonl")
-    assert [(q.prompt, q.answer, q.kind) for q in from_json] == [
-        (q.prompt, q.answer, q.kind) for q in from_jsonl
-    ]
+    assert [(q.prompt, q.answer, q.kind) for q in from_json] == [(q.prompt, q.answer, q.kind) for q in from_jsonl]
 
 
 def test_a_row_without_an_answer_is_reported_with_file_row_and_field() -> None:
@@ -283,9 +279,7 @@ def test_invalid_json_is_reported_with_its_row() -> None:
 
 
 def test_an_answer_that_is_not_one_of_the_choices_is_reported() -> None:
-    with pytest.raises(
-        ValueError, match=r"broken_bad_choice\.json: row 2: answer 'F' is not a choice letter"
-    ):
+    with pytest.raises(ValueError, match=r"broken_bad_choice\.json: row 2: answer 'F' is not a choice letter"):
         load_questions(FIXTURES / "broken_bad_choice.json")
 
 
