@@ -64,13 +64,16 @@ class TransformersBackend:
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> Generations:
         torch.manual_seed(params.seed)
         per_chunk = max(1, self.batch_size // params.n)
-        responses: list[list[list[int]]] = []
-        truncated: list[list[bool]] = []
-        for start in range(0, len(prompts), per_chunk):
-            chunk = prompts[start : start + per_chunk]
-            r, t = self._generate_chunk(chunk, params)
-            responses.extend(r)
-            truncated.extend(t)
+        # Chunks of similar prompt length: an HE prompt is ~85 tokens longer than a normal one,
+        # and mixing them would make every normal row carry that much left padding.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        responses: list[list[list[int]]] = [[] for _ in prompts]
+        truncated: list[list[bool]] = [[] for _ in prompts]
+        for start in range(0, len(order), per_chunk):
+            idx = order[start : start + per_chunk]
+            r, t = self._generate_chunk([prompts[i] for i in idx], params)
+            for i, ri, ti in zip(idx, r, t, strict=True):
+                responses[i], truncated[i] = ri, ti
         return Generations(responses, truncated)
 
     def _generate_chunk(

@@ -34,6 +34,9 @@ def ppo_update(model: Any, optimizer: Any, rows: TrainRows, cfg: TrainConfig, *,
         for start in range(0, len(order), cfg.mini_batch_size):
             mini = order[start : start + cfg.mini_batch_size]
             optimizer.zero_grad(set_to_none=True)
+            # Micro-batches of similar prompt length (normal vs HE contexts) waste less padding;
+            # the mini-batch, and so the optimizer step, is the same rows either way.
+            mini = sorted(mini, key=lambda i: len(rows.prompts[i]))
             micro_chunks = [mini[k : k + cfg.micro_batch_size] for k in range(0, len(mini), cfg.micro_batch_size)]
             for micro in micro_chunks:
                 loss, metrics = _micro_step(model, rows, micro, cfg, loss_fn, pad_id, width)
