@@ -1,13 +1,15 @@
 """Batched, idempotent writes of what a trainer emits: metric points, samples, logs, checkpoints.
 
-Metric points are upserted on (run, key, step): on PostgreSQL through COPY into a temporary
-table and one ``INSERT … ON CONFLICT``; elsewhere with a multi-row upsert. A retried batch, or
-a replayed events file, therefore never duplicates a row, and a re-run step after a resume
-replaces the values of the abandoned attempt.
+On PostgreSQL rows go through COPY into a temporary table and one ``INSERT … SELECT … ON
+CONFLICT DO NOTHING`` into the real one; elsewhere through ``bulk_create(ignore_conflicts)``.
+A retried batch, or a replayed events file, therefore never duplicates a row. (A resumed run
+first forgets what its previous attempt logged after the checkpoint, see ``run_rewind``, so a
+re-run step is written afresh rather than merged.)
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,43 +23,29 @@ MetricRow = tuple[int, str, int, float]  # (run_id, key, step, value)
 
 
 def metrics_record(rows: Sequence[MetricRow]) -> int:
-    """Upsert metric points; returns the number of rows sent. Non-finite values are dropped."""
-    clean = _dedupe([r for r in rows if math.isfinite(r[3])])
+    """Insert metric points, skipping ones already there; returns the number of rows sent."""
+    clean = [r for r in rows if math.isfinite(r[3])]
     if not clean:
         return 0
     if connection.vendor == "postgresql":
-        _pg_copy_upsert(clean)
+        _pg_copy_insert(MetricPoint, ["run_id", "key", "step", "value"], clean)
     else:
-        MetricPoint.objects.bulk_create(
-            [MetricPoint(run_id=r, key=k, step=s, value=v) for r, k, s, v in clean],
-            batch_size=500, update_conflicts=True, unique_fields=["run", "key", "step"], update_fields=["value"],
-        )
+        MetricPoint.objects.bulk_create([MetricPoint(run_id=r, key=k, step=s, value=v) for r, k, s, v in clean],
+                                        batch_size=500, ignore_conflicts=True)
     return len(clean)
 
 
-def _dedupe(rows: Iterable[MetricRow]) -> list[MetricRow]:
-    # ON CONFLICT cannot touch the same row twice in one statement; the last value wins.
-    latest: dict[tuple[int, str, int], float] = {}
-    for run_id, key, step, value in rows:
-        latest[(run_id, key, step)] = value
-    return [(r, k, s, v) for (r, k, s), v in latest.items()]
-
-
-def _pg_copy_upsert(rows: Sequence[MetricRow]) -> None:
-    table = MetricPoint._meta.db_table
+def _pg_copy_insert(model: Any, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
+    """COPY rows into a temp table shaped like ``model``'s, then insert those not already present."""
+    table = model._meta.db_table
+    cols = ", ".join(columns)
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _metric_in (run_id bigint, key varchar(80), step integer, "
-            "value double precision) ON COMMIT DELETE ROWS"
-        )
-        raw = cur.cursor  # the psycopg cursor behind Django's wrapper
-        with raw.copy("COPY _metric_in (run_id, key, step, value) FROM STDIN") as copy:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS _in_{table} ON COMMIT DELETE ROWS "
+                    f"AS SELECT {cols} FROM {table} WITH NO DATA")
+        with cur.cursor.copy(f"COPY _in_{table} ({cols}) FROM STDIN") as copy:  # the psycopg cursor
             for row in rows:
                 copy.write_row(row)
-        cur.execute(
-            f"INSERT INTO {table} (run_id, key, step, value) SELECT run_id, key, step, value FROM _metric_in "
-            "ON CONFLICT (run_id, key, step) DO UPDATE SET value = EXCLUDED.value"
-        )
+        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _in_{table} ON CONFLICT DO NOTHING")
 
 
 def summary_update(run_id: int, latest: dict[str, float], step: int) -> None:
@@ -70,22 +58,24 @@ def summary_update(run_id: int, latest: dict[str, float], step: int) -> None:
         run.save(update_fields=["summary"])
 
 
-SAMPLE_FIELDS = ("question_id", "mode", "context", "index", "prompt", "answer", "response", "reward", "advantage",
-                 "length", "entropy", "surprisal", "tokens")
+SAMPLE_COLUMNS = ["run_id", "step", "question_id", "mode", "context", "index", "prompt", "answer", "response",
+                  "reward", "advantage", "length", "entropy", "surprisal", "tokens"]
 
 
 def samples_record(run_id: int, step: int, samples: Iterable[dict[str, Any]]) -> int:
-    objs = [
-        Sample(
-            run_id=run_id, step=step, question_id=s["question_id"][:100], mode=s["mode"], context=s["context"],
-            index=s["index"], prompt=s.get("prompt", ""), answer=s.get("answer", ""), response=s["response"],
-            reward=s["reward"], advantage=s.get("advantage"), length=s["num_tokens"], entropy=s.get("mean_entropy"),
-            surprisal=s.get("surprisal", []), tokens=s.get("tokens", []),
-        )
+    rows = [
+        (run_id, step, s["question_id"][:100], s["mode"], s["context"], s["index"], s.get("prompt", ""),
+         s.get("answer", ""), s["response"], s["reward"], s.get("advantage"), s["num_tokens"], s.get("mean_entropy"),
+         s.get("surprisal", []), s.get("tokens", []))
         for s in samples
     ]
-    Sample.objects.bulk_create(objs, batch_size=200, ignore_conflicts=True)
-    return len(objs)
+    if connection.vendor == "postgresql":
+        # JSON columns go through COPY as their text; jsonb parses it server side.
+        _pg_copy_insert(Sample, SAMPLE_COLUMNS, [(*r[:-2], json.dumps(r[-2]), json.dumps(r[-1])) for r in rows])
+    else:
+        Sample.objects.bulk_create([Sample(**dict(zip(SAMPLE_COLUMNS, r, strict=True))) for r in rows],
+                                   batch_size=200, ignore_conflicts=True)
+    return len(rows)
 
 
 def logs_record(run_id: int, attempt: int, first_seq: int, lines: Sequence[tuple[str, str]]) -> None:
