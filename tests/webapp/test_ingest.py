@@ -32,7 +32,8 @@ def test_it_writes_metric_points_once_even_when_a_batch_is_replayed(make_run: An
 
 def test_it_drops_non_finite_values(make_run: Any) -> None:
     run = make_run()
-    sent = ingest.metrics_record([(run.pk, "a", 1, float("nan")), (run.pk, "a", 2, float("inf")), (run.pk, "a", 3, 1.0)])
+    rows = [(run.pk, "a", 1, float("nan")), (run.pk, "a", 2, float("inf")), (run.pk, "a", 3, 1.0)]
+    sent = ingest.metrics_record(rows)
     assert sent == 1
     assert list(MetricPoint.objects.filter(run=run).values_list("step", flat=True)) == [3]
 
