@@ -70,6 +70,8 @@ def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool 
     metrics: dict[str, float] = {}
     stopped = False
     last_ckpt: str | None = None
+    if dist is not None:
+        cb.on_log("info", f"data parallel over {dist.world_size} processes ({dist.device})")
     cb.on_progress(state.step, cfg.steps)
     while state.step < cfg.steps:
         if _stop_requested(state, cb):
