@@ -33,9 +33,15 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "datasets"
 # --- arith -------------------------------------------------------------------------------------------
 
 
+LEVEL1_PATTERN = (
+    r"(?:What is |What is the sum of |Add |Compute |Calculate |How much is |)"
+    r"(\d+) (?:\+|plus|and) (\d+)(?:\?| = \?|\.)"
+)
+
+
 def solve(problem: str) -> int:
     """Recompute a problem's answer from its text, independently of the generator."""
-    if m := re.fullmatch(r"(?:What is|What is the sum of|Add) (\d+) (?:\+|plus|and) (\d+)[?.]", problem):
+    if m := re.fullmatch(LEVEL1_PATTERN, problem):
         return int(m[1]) + int(m[2])
     if m := re.fullmatch(r"What is (\d+) × (\d+) \+ (\d+)\?", problem):
         return int(m[1]) * int(m[2]) + int(m[3])
