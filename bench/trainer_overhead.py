@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.events import Callbacks  # noqa: E402
-from trainer.loop import setup, train_step  # noqa: E402
+from trainer.config import TrainConfig
+from trainer.events import Callbacks
+from trainer.loop import setup, train_step
 
 
 class PeakRss:

@@ -149,6 +149,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Every worker's heartbeat thread already sweeps lost runs; beat covers the case of no live worker.
+CELERY_BEAT_SCHEDULE = {"sweep-lost-runs": {"task": "webapp.tasks.sweep_lost_runs", "schedule": 30.0}}
 
 # --- Product settings -----------------------------------------------------------------------------
 # Queues a run can target (one per GPU pool). The run form offers exactly these.

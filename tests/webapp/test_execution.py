@@ -138,3 +138,27 @@ def test_no_metric_is_lost_while_postgresql_is_down(
     steps = sorted(MetricPoint.objects.filter(run=run, key="train/reward").values_list("step", flat=True))
     assert steps == list(range(1, 11))
     assert Run.objects.get(pk=run.pk).step == 10
+
+
+def test_a_multi_gpu_run_is_launched_under_torchrun(make_run: Any, tmp_path: Any) -> None:
+    run = make_run()
+    run.gpus = 4
+    cmd = execution.trainer_command(run, tmp_path / "c.json", tmp_path / "e.jsonl", tmp_path / "STOP", resume=True)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"]
+    assert cmd[-1] == "--resume"
+    run.gpus = 1
+    single = execution.trainer_command(run, tmp_path / "c.json", tmp_path / "e.jsonl", tmp_path / "STOP", resume=False)
+    assert single[1:4] == ["-m", "trainer", "train"]
+
+
+def test_the_sweep_marks_only_stale_running_runs_lost(make_run: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    stale, fresh, queued = make_run(status="running"), make_run(status="running"), make_run(status="queued")
+    Run.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    Run.objects.filter(pk=fresh.pk).update(heartbeat_at=timezone.now())
+    assert execution.sweep_lost_runs() == [stale.pk]
+    assert execution.sweep_lost_runs(exclude=stale.pk) == []
+    assert [_status(r) for r in (stale, fresh, queued)] == ["lost", "running", "queued"]
