@@ -21,9 +21,31 @@ def logout(page: Page) -> None:
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
 
 
+# Per plotly chart: its traces as {name, points held in the trace data, points plotly computed and drew}.
+PLOT_TRACES = """els => els.map(el => (el.data || []).map((t, i) => ({
+  name: t.name || "", points: (t.x || []).length,
+  drawn: ((el.calcdata || [])[i] || []).filter(p => p && p.x !== undefined && p.x !== false).length,
+})))"""
+
+
 def plot_traces(page: Page, selector: str) -> list[list[dict[str, Any]]]:
-    """Per plotly chart matched by ``selector``: its traces as [{"name", "points"}] (from the live DOM)."""
-    return page.eval_on_selector_all(
-        selector,
-        """els => els.map(el => (el.data || []).map(t => ({name: t.name || "", points: (t.x || []).length})))""",
-    )
+    """The traces of every plotly chart matched by ``selector``, read from the live DOM (see PLOT_TRACES)."""
+    return page.eval_on_selector_all(selector, PLOT_TRACES)
+
+
+def wait_for_drawn_points(page: Page, selector: str, *, trace: str, points: int, timeout_ms: float = 30_000,
+                          ) -> list[list[dict[str, Any]]]:
+    """Wait until a trace named ``trace`` holds ``points`` points and every trace of every chart is drawn
+    in full (plotly computed as many points as the trace holds); returns the traces."""
+    condition = f"""() => {{
+      const charts = ({PLOT_TRACES})([...document.querySelectorAll({selector!r})]);
+      const all = charts.flat();
+      return all.some(t => t.name === {trace!r} && t.points === {points})
+          && all.every(t => t.drawn === t.points);
+    }}"""
+    try:
+        page.wait_for_function(condition, timeout=timeout_ms)
+    except Exception as exc:  # report what the charts hold and draw instead of a bare timeout
+        raise AssertionError(f"charts never drew {points} points of {trace!r}: {plot_traces(page, selector)}"
+                             ) from exc
+    return plot_traces(page, selector)
