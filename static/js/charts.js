@@ -100,7 +100,10 @@
     const traces = [];
     const stacked = !!this.spec.stacked;
     this.spec.lines.forEach(function (line) {
-      const s = this.visible(line.key);
+      // Fresh arrays on every render: Plotly.react compares data arrays by reference, so points
+      // appended in place by live polling would not be drawn until a reload.
+      const v = this.visible(line.key);
+      const s = { steps: v.steps.slice(), values: v.values.slice() };
       const smooth = smoothing > 0 && !stacked;
       if (smooth) {
         traces.push({ x: s.steps, y: s.values, type: "scatter", mode: "lines", name: line.label,
