@@ -140,6 +140,8 @@ def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
         "perf/tokens_per_s": n_tokens / max(t_gen - t0, 1e-9), "perf/trained_rows": float(len(rows)),
         "perf/peak_rss_mb": _peak_rss_mb(),
     })
+    if cfg.eval_every and state.step % cfg.eval_every == 0:
+        metrics.update(held_out_accuracy(state))
     if state.dist:
         metrics = state.dist.average_metrics(metrics)
     if cfg.samples_per_step:
@@ -199,6 +201,26 @@ def generate(state: TrainState, questions: list[Question]) -> StepRollouts:
     truncated = [[t for m in range(len(modes)) for t in out.truncated[m * s + q]] for q in range(s)]
     gen_modes = [mode for mode in modes for _ in range(cfg.n)]
     return StepRollouts(questions, prompts, responses, gen_modes, truncated)
+
+
+def held_out_accuracy(state: TrainState) -> dict[str, float]:
+    """One sample per question and mode on held-out questions, with the paper's evaluation sampling
+    (T=0.6, top-k 20, top-p 0.95); the full k-sample evaluation is ``trainer.evaluate``."""
+    cfg = state.cfg
+    questions = state.task.questions("test", limit=cfg.eval_questions, seed=cfg.seed)
+    if not questions:
+        return {}
+    params = SamplingParams(n=1, temperature=0.6, top_k=20, top_p=0.95, max_new_tokens=cfg.max_new_tokens,
+                            seed=_step_seed(cfg, state.step) + 7)
+    out = {}
+    for mode in ("normal", "he"):
+        prompts = encode_prompts(state.tokenizer, [q.prompt for q in questions], mode,
+                                 max_prompt_length=cfg.max_prompt_length, enable_thinking=cfg.enable_thinking)
+        gen = state.backend.generate(prompts, params)
+        texts = [state.tokenizer.decode(r[0], skip_special_tokens=True) for r in gen.responses]
+        out[f"eval/{mode}/accuracy"] = float(np.mean([state.task.grade(q, t) for q, t in zip(questions, texts,
+                                                                                               strict=True)]))
+    return out
 
 
 def grade(task: Task, tokenizer: Any, ro: StepRollouts) -> torch.Tensor:

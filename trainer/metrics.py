@@ -47,7 +47,8 @@ METRICS: dict[str, str] = {
     "perf/trained_rows": "(context, response) rows trained this step",
     "perf/peak_rss_mb": "peak resident memory of the trainer process (MB)",
     # held-out evaluation during training (eval_every > 0)
-    "eval/{mode}/accuracy": "held-out accuracy of the mode (greedy-free sampling, eval settings)",
+    "eval/{mode}/accuracy": "held-out accuracy (test split, 1 sample per question at T=0.6, top-k 20, top-p 0.95); "
+    "single-mode algorithms are evaluated with and without the HE prompt too",
 }
 
 MODE_PREFIXES = ("normal", "he")

@@ -126,3 +126,12 @@ def test_it_trains_each_mode_on_its_own_rollouts_without_sharing(tmp_path: Path,
     cfg = tiny_config(tmp_path, rollout_sharing=False)
     train(cfg, rec.callbacks(), task=parity_task)
     assert rec.metrics[1]["perf/trained_rows"] == 2 * cfg.n * cfg.questions_per_step
+
+
+def test_it_evaluates_both_modes_on_held_out_questions_when_asked(tmp_path: Path, parity_task: Any) -> None:
+    rec = Recorder()
+    train(tiny_config(tmp_path, algorithm="grpo", steps=2, eval_every=2, eval_questions=3), rec.callbacks(),
+          task=parity_task)
+    assert "eval/normal/accuracy" not in rec.metrics[1]
+    assert 0.0 <= rec.metrics[2]["eval/normal/accuracy"] <= 1.0
+    assert 0.0 <= rec.metrics[2]["eval/he/accuracy"] <= 1.0
