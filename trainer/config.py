@@ -234,6 +234,26 @@ class TrainConfig:
         return dict(_FIELD_HELP)
 
 
+def config_errors(data: dict[str, Any]) -> list[ConfigError]:
+    """Every field the config rejects, not only the first (for forms that show all errors at once).
+
+    Each offending field is set back to its default and the config rebuilt, until it builds or an
+    error repeats (a constraint between fields that no default resolves).
+    """
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    values = dict(data)
+    errors: list[ConfigError] = []
+    while True:
+        try:
+            TrainConfig.from_dict(values)
+            return errors
+        except ConfigError as exc:
+            if any(e.field == exc.field for e in errors) or exc.field not in defaults:
+                return errors if any(e.field == exc.field for e in errors) else [*errors, exc]
+            errors.append(exc)
+            values[exc.field] = defaults[exc.field]
+
+
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply ``key=value`` strings (values parsed as YAML scalars) to a config."""
     data = config.to_dict()

@@ -70,6 +70,8 @@ def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool 
     metrics: dict[str, float] = {}
     stopped = False
     last_ckpt: str | None = None
+    cb.on_log("info", f"{cfg.algorithm} on {cfg.model}, task {cfg.task}: steps {state.step + 1}..{cfg.steps}, "
+                      f"{cfg.rows_per_step} trained rows per step")
     if dist is not None:
         cb.on_log("info", f"data parallel over {dist.world_size} processes ({dist.device})")
     cb.on_progress(state.step, cfg.steps)
@@ -92,6 +94,7 @@ def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool 
         cb.on_progress(state.step, cfg.steps)
     if state.step > 0 and (last_ckpt is None or not last_ckpt.endswith(f"{state.step:06d}")):
         last_ckpt = _checkpoint(state, cb)
+    cb.on_log("info", f"{'stopped' if stopped else 'finished'} at step {state.step}; last checkpoint {last_ckpt}")
     return TrainResult(state.step, stopped, metrics, last_ckpt)
 
 

@@ -23,7 +23,7 @@ from django.utils.safestring import SafeString
 
 from trainer import config as trainer_config
 from trainer.algos import ALGORITHM_NAMES
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import ConfigError, TrainConfig, config_errors
 from trainer.models import MODEL_NAMES
 from webapp.models import RunStatus
 from webapp.selectors import (
@@ -50,6 +50,9 @@ CONFIG_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 LABELS = {
+    "kl_cov_coef": "KL-Cov coefficient", "ppo_epochs": "PPO epochs", "top_k": "Top-k", "top_p": "Top-p",
+    "cov_lb": "Clip-Cov lower bound", "cov_ub": "Clip-Cov upper bound", "cov_ratio": "Covariance token ratio",
+    "entropy_adv_alpha": "Entropy-advantage α", "q4_context": "Q4 context", "dtype": "Dtype",
     "eta": "η (HE bonus)", "eta_normal": "η_normal", "alpha": "α", "kappa": "κ", "n": "Rollouts per mode (n)",
     "questions_per_step": "Questions per step", "mini_batch_size": "Mini-batch size",
     "micro_batch_size": "Micro-batch size", "lr": "Learning rate", "max_new_tokens": "Max new tokens",
@@ -205,8 +208,9 @@ class RunForm(forms.Form):
             return data
         try:
             self._configs = [self._build(seed) for seed in data["seed"]]
-        except ConfigError as exc:
-            self.add_config_error(exc)
+        except ConfigError:
+            for exc in config_errors({**self.config_data(), "seed": data["seed"][0]}):
+                self.add_config_error(exc)
         return data
 
     def config_data(self) -> dict[str, Any]:

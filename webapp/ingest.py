@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -88,6 +89,9 @@ def logs_record(run_id: int, attempt: int, first_seq: int, lines: Sequence[tuple
 
 def checkpoint_record(run_id: int, step: int, path: str) -> None:
     Checkpoint.objects.update_or_create(run_id=run_id, step=step, defaults={"path": path})
+    # The trainer keeps only the last few checkpoint folders; forget the ones it pruned.
+    gone = [c.pk for c in Checkpoint.objects.filter(run_id=run_id, step__lt=step) if not os.path.isdir(c.path)]
+    Checkpoint.objects.filter(pk__in=gone).delete()
     Run.objects.filter(pk=run_id).update(last_checkpoint_step=step, last_checkpoint_path=path)
 
 

@@ -7,6 +7,7 @@ updates, so two actors (a user and a worker, or two workers) can never both win.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import subprocess
 from collections.abc import Iterable
@@ -18,7 +19,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import TrainConfig
+from trainer.config import config_errors as trainer_config_errors
 from webapp.models import (
     Activity,
     Comment,
@@ -169,7 +171,7 @@ def study_create_grid(*, project: Project, user: Any, name: str, base: TrainConf
         study = Study.objects.create(project=project, name=name, description=description, factors=factors,
                                      created_by=user)
         for cfg in configs:
-            label = ", ".join(f"{k}={cfg.to_dict()[k]}" for k in factors)
+            label = ", ".join(f"{k}={json.dumps(cfg.to_dict()[k])}" for k in factors)  # true/false as typed
             run_create(project=project, user=user, config=cfg, name=f"{name}: {label}", queue=queue, study=study,
                        wandb=wandb, tags=tags)
         first = study.runs.order_by("id").first()
@@ -249,8 +251,4 @@ def _target_url(target: Run | Study | Sample) -> str:
 
 def config_errors(data: dict[str, Any]) -> dict[str, str]:
     """Validate config data with the trainer's own rules; returns {field: message} (empty = valid)."""
-    try:
-        TrainConfig.from_dict(data)
-    except ConfigError as exc:
-        return {exc.field: exc.message}
-    return {}
+    return {exc.field: exc.message for exc in trainer_config_errors(data)}

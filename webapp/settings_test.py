@@ -5,6 +5,7 @@ runs on SQLite + filesystem locally and on PostgreSQL + Redis in CI.
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("PSL_DEMO", "1")
 os.environ.setdefault("PSL_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
@@ -23,4 +24,5 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 2, minimum=1)
 PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 8, minimum=5)
 PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 3, minimum=1)
-PSL_RUNS_DIR = VAR_DIR / "runs"
+# Worker processes started by the tests get a folder per test through the environment.
+PSL_RUNS_DIR = Path(os.environ.get("PSL_RUNS_DIR") or VAR_DIR / "runs")

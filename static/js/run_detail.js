@@ -10,6 +10,7 @@
   const page = JSON.parse(document.getElementById("run-page-data").textContent);
   const header = document.getElementById("run-header");
   const logs = document.getElementById("run-logs");
+  const checkpoints = document.getElementById("run-checkpoints");
   const live = document.getElementById("live-indicator");
   let token = page.token;
   let attempt = null;
@@ -70,6 +71,7 @@
     token = data.token;
     if (data.header_html !== undefined) header.innerHTML = data.header_html;  // escaped server partial
     if (data.logs_html !== undefined) swapLogs(data.logs_html);
+    if (data.checkpoints_html !== undefined) checkpoints.innerHTML = data.checkpoints_html;  // escaped server partial
     const newAttempt = attempt !== null && data.attempt !== attempt;
     attempt = data.attempt;
     if (data.reset || newAttempt) return loadAll();

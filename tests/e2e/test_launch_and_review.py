@@ -94,6 +94,8 @@ def test_alice_launches_a_run_watches_it_train_live_then_reviews_it_side_by_side
     states = page.evaluate("window.__e2eHeaderStates")
     assert states[0] == "Queued | step 0 / 4" and states[-1] == "Succeeded | step 4 / 4", states
     expect(page.locator("#live-indicator")).to_have_text("")  # polling stopped
+    # The checkpoints panel follows the run live too (every 2 steps, and the final one).
+    expect(page.locator("#run-checkpoints tbody tr")).to_have_count(2)
 
     # Charts: every chart is a plotly plot with traces, and the points that arrived live are drawn.
     charts = wait_for_drawn_points(page, "#run-charts .chart", trace="mean reward", points=4)

@@ -46,8 +46,6 @@ def test_an_out_of_range_alpha_is_reported_next_to_its_field_and_no_run_is_creat
     assert Run.objects.count() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: RunForm.clean reports only the first ConfigError, so a "
-                                       "second invalid field (κ) shows no error until α is fixed")
 def test_an_invalid_alpha_and_an_invalid_kappa_are_both_reported_at_once_and_no_run_is_created(
     page: Page, browser_log: BrowserLog, shot: Callable[[str], Any], project: Any, alice: Any,
 ) -> None:

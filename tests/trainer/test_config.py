@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import ConfigError, TrainConfig, apply_overrides
+from trainer.config import ConfigError, TrainConfig, apply_overrides, config_errors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,3 +108,9 @@ def test_the_cli_rejects_a_bad_config_before_loading_a_model(tmp_path: Path) -> 
     assert out.returncode == 2
     assert "alpha: must be in [0.0, 1.0], got 3" in out.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_it_reports_every_invalid_field_at_once() -> None:
+    errors = config_errors({"alpha": 1.5, "kappa": -1, "steps": 0})
+    assert [e.field for e in errors] == ["alpha", "kappa", "steps"]  # in the order the config checks them
+    assert config_errors({"alpha": 0.2}) == []

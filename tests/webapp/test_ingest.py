@@ -102,3 +102,14 @@ def test_the_event_pump_ingests_a_file_exactly_once_across_calls(make_run: Any, 
         fh.write('ep": 2, "values": {"train/reward": 1.0}}\n')
     assert pump.pump()
     assert MetricPoint.objects.filter(run=run, key="train/reward").count() == 2
+
+
+def test_it_forgets_checkpoints_whose_folders_the_trainer_pruned(make_run: Any, tmp_path: Path) -> None:
+    run = make_run()
+    kept, pruned = tmp_path / "step_000004", tmp_path / "step_000002"
+    kept.mkdir()
+    ingest.checkpoint_record(run.pk, 2, str(pruned))  # already gone from disk
+    ingest.checkpoint_record(run.pk, 4, str(kept))
+    ingest.checkpoint_record(run.pk, 6, str(tmp_path / "step_000006"))
+    assert sorted(Checkpoint.objects.filter(run=run).values_list("step", flat=True)) == [4, 6]
+    assert Run.objects.get(pk=run.pk).last_checkpoint_step == 6

@@ -332,7 +332,8 @@ def _config_rows(run: Run, reference: Run | None) -> list[dict[str, Any]]:
 
 def status_token(run: Run) -> str:
     """Changes whenever the header or the logs would render differently (and on a new attempt)."""
-    return f"{run.status}:{run.attempt}:{run.step}:{run.cancel_requested:d}:{selectors.last_log_id(run)}"
+    return (f"{run.status}:{run.attempt}:{run.step}:{run.cancel_requested:d}:{run.last_checkpoint_step}:"
+            f"{selectors.last_log_id(run)}")
 
 
 @login_required
@@ -352,6 +353,8 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
         ctx = {**_header_context(request, run), "logs": selectors.recent_logs(run, limit=LOG_LINES)}
         data["header_html"] = render_to_string("webapp/partials/run_header.html", ctx, request=request)
         data["logs_html"] = render_to_string("webapp/partials/run_logs.html", ctx, request=request)
+        data["checkpoints_html"] = render_to_string("webapp/partials/run_checkpoints.html",
+                                                    {"run": run, "checkpoints": run.checkpoints.all()}, request=request)
     if since is not None:
         keys = request.GET.getlist("key")[:MAX_SERIES_KEYS] or chart_keys(run)
         rows = selectors.new_points(run, keys, after_step=since, limit=MAX_NEW_POINTS + 1)
