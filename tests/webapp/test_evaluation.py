@@ -334,3 +334,20 @@ def test_the_status_endpoint_changes_its_token_when_an_evaluation_finishes(clien
     service.evaluations_fail([ev.pk], "boom")
     after = client.get(status_url).json()
     assert after["active"] == 0 and after["token"] != before["token"]
+
+
+def test_creative_details_show_per_prompt_diversity_and_judge_errors(client_for: Any, vera: Any, run: Run) -> None:
+    ev = Evaluation.objects.create(run=run, step=2, benchmark="creative", mode="he", status="succeeded",
+                                   settings={"k": 2}, metrics={
+                                       "graded": False, "creative_per_prompt": {"creative-01": {
+                                           "div_ngram": 81.25, "div_bleu": 90.5, "embedding_diversity": None}},
+                                       "judge_errors": [{"question_id": "creative-01", "index": 1,
+                                                         "error": "judge answer lacks imagery"}]})
+    EvalResult.objects.bulk_create([EvalResult(evaluation=ev, question_id="creative-01", index=i,
+                                               response="Once <i>upon</i> a time", score=0.0, length=6)
+                                    for i in range(2)])
+    html = client_for(vera).get(reverse("webapp-evaluation-detail", args=[run.pk, ev.pk])).content.decode()
+    assert "Div-N-Gram 81.3" in html and "Div-BLEU 90.5" in html
+    assert "creative-01#1: judge answer lacks imagery" in html
+    assert "correct" not in html.split("eval-question")[1].split("</h3>")[0]  # creative samples are not graded
+    assert "door" in html  # the prompt text, from the built-in prompts
