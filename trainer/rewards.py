@@ -24,6 +24,13 @@ Grading order of :func:`math_reward` (spec §6.1; PRM800K's grader logic, re-imp
 
 The symbolic step imports sympy and math-verify lazily, so grading numbers stays fast (well under
 a millisecond per response) and importing this module is cheap.
+
+Deliberate differences from the released grader: a small LaTeX-to-text converter stands in for
+pylatexenc (not installed); unit words are stripped only as whole words; "5 million" becomes an
+integer; the symbolic step uses math-verify's comparison (which also accepts a float agreeing to 6
+decimals with a symbolic value, e.g. 0.707107 for √2/2; plain numbers still compare
+exactly); and the arguments are not swapped (spec §6.1 step 4: only the bracket check could notice,
+and it compares both brackets).
 """
 
 from __future__ import annotations

@@ -253,7 +253,11 @@ def arith_grade(question: Question, response_text: str) -> float:
 
 @dataclass(frozen=True)
 class ArithTask:
-    """Procedural arithmetic: level 1 a+b (1–50); 2 a×b+c; 3 one-step word problems; 4 ax±b=c.
+    """Procedural arithmetic in four levels of difficulty.
+
+    Level 1: a + b with a, b in 1..12, in eight phrasings; 2: a × b + c (a, b in 2..6, c in 1..12);
+    3: one-step word problems (+, −, ×, ÷); 4: solve ax + b = c or ax − b = c for an integer x.
+    ``mix`` weights the levels (default :data:`ARITH_DEFAULT_MIX`, chosen by calibration, above).
 
     Deterministic in (split, seed): the same arguments give the same questions and ids. Train and
     test are disjoint because each problem text belongs to one split by hash (:func:`in_test_split`)
