@@ -4,30 +4,11 @@
 (function () {
   "use strict";
 
-  const FONT = { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 11, color: "#495057" };
+  const FONT = window.PSLPlot.FONT;
+  const ema = window.PSLPlot.ema;
+  const hexToRgba = window.PSLPlot.rgba;
   let smoothing = 0;
   const charts = [];
-
-  // W&B-style debiased exponential moving average.
-  function ema(values, alpha) {
-    if (!alpha) return values;
-    const out = new Array(values.length);
-    let last = 0;
-    let weight = 0;
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (v === null || !isFinite(v)) { out[i] = null; continue; }
-      last = last * alpha + (1 - alpha) * v;
-      weight = weight * alpha + (1 - alpha);
-      out[i] = last / weight;
-    }
-    return out;
-  }
-
-  function hexToRgba(hex, alpha) {
-    const n = parseInt(hex.slice(1), 16);
-    return "rgba(" + ((n >> 16) & 255) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
-  }
 
   function Chart(el, spec, options) {
     this.el = el;

@@ -4,32 +4,13 @@
 (function () {
   "use strict";
 
-  const FONT = { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 11, color: "#495057" };
+  const FONT = window.PSLPlot.FONT;
+  const ema = window.PSLPlot.ema;
+  const rgba = window.PSLPlot.rgba;
 
   // Plotly renders a small HTML subset in labels; run names must stay plain text.
   function plain(text) {
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  }
-
-  // W&B-style debiased exponential moving average (alpha = weight of the past; 0 = raw).
-  function ema(values, alpha) {
-    if (!alpha || !values) return values;
-    const out = new Array(values.length);
-    let last = 0;
-    let weight = 0;
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (v === null || !isFinite(v)) { out[i] = null; continue; }
-      last = last * alpha + (1 - alpha) * v;
-      weight = weight * alpha + (1 - alpha);
-      out[i] = last / weight;
-    }
-    return out;
-  }
-
-  function rgba(hex, alpha) {
-    const n = parseInt(hex.slice(1), 16);
-    return "rgba(" + ((n >> 16) & 255) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
   }
 
   // Per group: an invisible lower edge, the filled upper edge, then the mean line on top.
