@@ -87,3 +87,12 @@ def _start_heartbeat(sender: object = None, **kwargs: object) -> None:
 def _stop_heartbeat(**kwargs: object) -> None:
     if _heartbeat is not None:
         _heartbeat.stopped.set()
+
+
+# acks_late is safe: a redelivered message finds the evaluations already claimed and skips them.
+@shared_task(acks_late=True, ignore_result=True)
+def evaluate_run_checkpoint(evaluation_ids: list[int]) -> str:
+    """Evaluate one checkpoint (rows of one run and step) in a child process; see webapp.evaluation."""
+    from webapp.evaluation import evaluations_execute
+
+    return evaluations_execute(evaluation_ids, host=execution.worker_identity())
