@@ -1,7 +1,10 @@
-"""Real Celery worker processes for tests, connected to the test database and the test broker.
+"""Real Celery worker processes for tests, connected to the test database and the test broker,
+and the ``broker`` fixture that reads what waits on the test broker's queues.
 
 Use the ``start_worker`` fixture from tests that need runs to really execute; the data they
 create must be committed (``transactional_db`` / ``live_server``) for the worker to see it.
+Use ``broker`` to assert what was sent: ``broker.messages("cpu")`` takes the waiting task
+messages off the queue (Redis or kombu's filesystem transport, whichever CELERY_BROKER_URL names).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -80,3 +85,50 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
     for worker in started:
         worker.stop()
     overrides.disable()
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """One Celery (protocol 2) task message as it waited on a queue."""
+
+    task: str
+    id: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+class Broker:
+    """The test broker seen from the test process: purge queues, take the messages waiting on one."""
+
+    def purge(self, *queues: str) -> None:
+        """Empty ``queues`` (default: every queue a run can target, PSL_QUEUES)."""
+        from kombu import Queue
+
+        from webapp.celery import app
+
+        with app.connection_for_write() as conn:
+            for name in queues or settings.PSL_QUEUES:
+                Queue(name, channel=conn.default_channel).purge()
+
+    def messages(self, queue: str) -> list[TaskMessage]:
+        """The task messages waiting on ``queue``, oldest first; they are removed from it."""
+        from kombu import Queue
+
+        from webapp.celery import app
+
+        out: list[TaskMessage] = []
+        with app.connection_for_read() as conn:
+            bound = Queue(queue, channel=conn.default_channel)
+            while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+                args, kwargs, _embed = message.decode()  # protocol 2: the body is (args, kwargs, embed)
+                out.append(TaskMessage(message.headers["task"], message.headers["id"], args, kwargs))
+        return out
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    """The real test broker, with every run queue empty before and after the test."""
+    broker = Broker()
+    broker.purge()  # nothing left by an earlier test may count as sent by this one
+    yield broker
+    broker.purge()  # nor may this test's messages reach a later test's worker

@@ -4,18 +4,22 @@ the final evaluation of a finished run, and the pages (tables, analysis, escaped
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from django.urls import reverse
 
+from tests.workers import Broker
+from trainer.models import resolve
 from webapp import evaluation as service
+from webapp.execution import run_dir, worker_identity
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run
 from webapp.reports import question_accuracy
 from webapp.services import ServiceError
+from webapp.tasks import evaluate_run_checkpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +44,14 @@ def run(make_run: Callable[..., Run], tmp_path: Path) -> Run:
     run.last_checkpoint_step = 2
     run.save()
     return run
+
+
+@pytest.fixture
+def model_checkpoint(run: Run) -> Path:
+    """The run's checkpoint folder holds a real model (a copy of tiny-random) that the evaluator loads."""
+    folder = Path(run.checkpoints.get().path)
+    shutil.copytree(resolve("tiny-random"), folder, dirs_exist_ok=True)
+    return folder
 
 
 def url(run: Run) -> str:
@@ -72,22 +84,25 @@ def test_outsiders_get_404(client_for: Any, eve: Any, run: Run) -> None:
     assert client.get(reverse("webapp-run-evaluations-status", args=[run.pk])).status_code == 404
 
 
-def test_members_queue_one_task_per_checkpoint_after_commit(client_for: Any, bob: Any, run: Run,
+def test_members_queue_one_task_per_checkpoint_after_commit(client_for: Any, bob: Any, run: Run, broker: Broker,
                                                             django_capture_on_commit_callbacks: Any) -> None:
     client = client_for(bob)
     form_page = client.get(url(run))
     assert b"Evaluate a checkpoint" in form_page.content and b"untrained base model" in form_page.content
-    with mock.patch("webapp.tasks.evaluate_run_checkpoint.apply_async") as send, \
-            django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(url(run), FORM)
     assert response.status_code == 302
+    assert broker.messages(run.queue) == []  # not before commit
+    for callback in callbacks:
+        callback()
     evals = list(Evaluation.objects.order_by("pk"))
     assert [(e.benchmark, e.mode, e.step, e.status) for e in evals] == [
         ("math500", "normal", 2, "queued"), ("math500", "he", 2, "queued"),
         ("arith", "normal", 2, "queued"), ("arith", "he", 2, "queued")]
     assert evals[0].settings == {"k": 4, "limit": 2, "max_new_tokens": 16, "temperature": 0.6, "top_k": 20,
                                  "top_p": 0.95, "judge": False}
-    send.assert_called_once_with(args=[[e.pk for e in evals]], queue=run.queue)
+    (message,) = broker.messages(run.queue)
+    assert (message.task, message.args, message.kwargs) == (evaluate_run_checkpoint.name, [[e.pk for e in evals]], {})
 
 
 def test_it_names_the_file_a_missing_benchmark_needs(client_for: Any, bob: Any, run: Run, settings: Any,
@@ -143,14 +158,14 @@ def test_the_judge_key_travels_in_the_environment_only(settings: Any, tmp_path: 
 
 
 def test_a_finished_run_is_evaluated_on_its_task_at_the_last_checkpoint(
-        run: Run, django_capture_on_commit_callbacks: Any) -> None:
-    with mock.patch("webapp.tasks.evaluate_run_checkpoint.apply_async") as send, \
-            django_capture_on_commit_callbacks(execute=True):
+        run: Run, broker: Broker, django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
         evals = service.evaluations_schedule_final(run)
     assert sorted((e.benchmark, e.mode, e.step) for e in evals) == [("arith", "he", 2), ("arith", "normal", 2)]
     assert evals[0].settings["k"] == 4 and evals[0].settings["limit"] == 64
     assert evals[0].settings["max_new_tokens"] == 16  # the run's own
-    send.assert_called_once()
+    (message,) = broker.messages(run.queue)
+    assert (message.task, message.args) == (evaluate_run_checkpoint.name, [[e.pk for e in evals]])
     assert service.evaluations_schedule_final(run) == []  # idempotent
 
 
@@ -165,10 +180,11 @@ def test_unfinished_runs_and_runs_without_a_benchmark_task_are_not_evaluated(run
     assert sorted((e.benchmark, e.mode, e.step) for e in evals) == [("math500", "he", 0), ("math500", "he", 2)]
 
 
-# --- execution in the worker (the evaluator child is faked here; see test_evaluation_e2e.py) ------------
+# --- execution in the worker: the real evaluator child process on tiny-random --------------------------
 
 
-def fake_report(mode: str, scores: list[list[float]], response: str = "The answer is 5.") -> dict[str, Any]:
+def report(mode: str, scores: list[list[float]], response: str = "The answer is 5.") -> dict[str, Any]:
+    """One (benchmark, mode) report as trainer.evaluate writes it: the input of evaluation_store."""
     samples = [{"question_id": f"q{q}", "index": i, "response": response, "score": s, "length": 5,
                 "entropy_bits": 0.5, "kl": 0.01, "truncated": False, "judge": None, "judge_error": ""}
                for q, row in enumerate(scores) for i, s in enumerate(row)]
@@ -178,76 +194,93 @@ def fake_report(mode: str, scores: list[list[float]], response: str = "The answe
                         "pass_at_k": {"1": sum(flat) / len(flat)}, "accuracy_ci": [0.1, 0.9]}}
 
 
-def fake_child(doc: dict[str, Any] | None, code: int = 0, log: str = "") -> Callable[..., int]:
-    def run_child(cmd: list[str], log_path: Path, **kwargs: Any) -> int:
-        run_child.cmd = cmd  # type: ignore[attr-defined]
-        log_path.write_text(log)
-        if doc is not None:
-            Path(cmd[cmd.index("--out") + 1]).write_text(json.dumps(doc))
-        return code
-
-    return run_child
-
-
 def queued(run: Run, benchmarks: tuple[str, ...] = ("math500",)) -> list[Evaluation]:
     return service.evaluations_create(run=run, request=service.EvalRequest(
-        step=2, benchmarks=benchmarks, k=2, limit=2), enqueue=False)
+        step=2, benchmarks=benchmarks, k=2, limit=2, max_new_tokens=8), enqueue=False)
 
 
-def test_execution_stores_samples_and_metrics_the_study_table_reads(run: Run) -> None:
-    evals = queued(run)
-    doc = {"benchmarks": {"math500": {"title": "MATH-500", "modes": {
-        "normal": fake_report("normal", [[1.0, 1.0], [0.0, 1.0]]),
-        "he": fake_report("he", [[0.0, 0.0], [1.0, 0.0]], response="nul\x00byte <b>")}}}}
-    with mock.patch.object(service, "run_child", fake_child(doc)) as child:
-        assert service.evaluations_execute([e.pk for e in evals], host="w1") == "succeeded"
-    cmd = child.cmd  # type: ignore[attr-defined]
-    assert cmd[1:3] == ["-m", "trainer.evaluate"] and cmd[cmd.index("--model") + 1] == run.checkpoints.get().path
-    assert cmd[cmd.index("--modes") + 1] == "normal,he" and cmd[cmd.index("--limit") + 1] == "2"
-    normal, he = (Evaluation.objects.get(run=run, mode=m) for m in ("normal", "he"))
+def test_storing_a_report_writes_the_samples_and_metrics_the_study_table_reads(run: Run) -> None:
+    normal, he = queued(run)
+    service.evaluation_store(normal, report("normal", [[1.0, 1.0], [0.0, 1.0]]), title="MATH-500")
+    service.evaluation_store(he, report("he", [[0.0, 0.0], [1.0, 0.0]], response="nul\x00byte <b>"))
     assert normal.status == he.status == EvalStatus.SUCCEEDED
     assert normal.metrics["accuracy"] == 0.75 and normal.metrics["title"] == "MATH-500"
-    assert normal.settings["model"] == run.checkpoints.get().path and normal.settings["host"] == "w1"
     assert EvalResult.objects.filter(evaluation=normal).count() == 4
-    assert EvalResult.objects.filter(evaluation=he).first().response == "nul\ufffdbyte <b>"
+    assert EvalResult.objects.filter(evaluation=he)[0].response == "nul\ufffdbyte <b>"  # PostgreSQL has no NUL
     assert question_accuracy([normal.pk, he.pk]) == {normal.pk: {"q0": 1.0, "q1": 0.5},
                                                      he.pk: {"q0": 0.0, "q1": 0.5}}
 
 
-def test_a_crashed_evaluator_fails_its_evaluations_with_the_log_tail(run: Run) -> None:
+@pytest.mark.slow
+def test_the_celery_task_evaluates_the_checkpoint_and_stores_what_the_study_table_reads(
+        run: Run, model_checkpoint: Path) -> None:
     evals = queued(run)
-    with mock.patch.object(service, "run_child", fake_child(None, code=-9, log="loading\nKilled: out of memory")):
-        assert service.evaluations_execute([e.pk for e in evals]) == "failed"
+    assert evaluate_run_checkpoint.run([e.pk for e in evals]) == "succeeded"
+    normal, he = (Evaluation.objects.get(run=run, mode=m) for m in ("normal", "he"))
+    assert normal.status == he.status == EvalStatus.SUCCEEDED, normal.error or he.error
+    assert normal.settings["model"] == str(model_checkpoint) and normal.settings["host"] == worker_identity()
+    folder = Path(normal.settings["folder"])
+    assert f"loaded {model_checkpoint}" in (folder / "evaluate.log").read_text()  # the command named the checkpoint
+    doc = json.loads((folder / "results.json").read_text())
+    assert {key: doc["settings"][key] for key in ("k", "limit", "max_new_tokens", "modes")} == {
+        "k": 2, "limit": 2, "max_new_tokens": 8, "modes": ["normal", "he"]}
+    for ev in (normal, he):
+        assert ev.metrics["title"] == "MATH-500" and set(ev.metrics["pass_at_k"]) == {"1", "2"}
+        assert {"accuracy", "accuracy_ci", "entropy_bits", "kl_to_other", "unique_correct"} <= set(ev.metrics)
+        rows = list(EvalResult.objects.filter(evaluation=ev))
+        assert sorted((r.question_id, r.index) for r in rows) == sorted(
+            (q["id"], i) for q in doc["benchmarks"]["math500"]["questions"] for i in range(2))
+        correct = {q: [r.score > 0.5 for r in rows if r.question_id == q] for q in {r.question_id for r in rows}}
+        assert question_accuracy([ev.pk])[ev.pk] == {q: sum(c) / 2 for q, c in correct.items()}
+        assert ev.metrics["accuracy"] == sum(r.score > 0.5 for r in rows) / 4
+
+
+@pytest.mark.slow
+def test_a_killed_evaluator_fails_its_evaluations_with_the_log_tail(run: Run, model_checkpoint: Path,
+                                                                    settings: Any) -> None:
+    settings.PSL_EVAL_TIMEOUT_SECONDS = 1  # run_child kills the child's process group, as the OOM killer would
+    evals = queued(run)
+    assert service.evaluations_execute([e.pk for e in evals]) == "failed"
     for ev in Evaluation.objects.all():
-        assert ev.status == EvalStatus.FAILED and "exited with code -9" in ev.error and "out of memory" in ev.error
+        assert ev.status == EvalStatus.FAILED and "exited with code -9" in ev.error
+        assert "killed after 1 s (PSL_EVAL_TIMEOUT_SECONDS)" in ev.error
+    assert not EvalResult.objects.exists()
 
 
-def test_one_failed_benchmark_does_not_fail_the_others(run: Run) -> None:
-    evals = queued(run, ("math500", "creative"))
-    doc = {"benchmarks": {"math500": {"modes": {"normal": fake_report("normal", [[1.0]]),
-                                                "he": fake_report("he", [[1.0]])}},
-                          "creative": {"benchmark": "creative", "error": "ValueError: boom"}}}
-    with mock.patch.object(service, "run_child", fake_child(doc, code=1)):
-        assert service.evaluations_execute([e.pk for e in evals]) == "succeeded"
+@pytest.mark.slow
+def test_one_failed_benchmark_does_not_fail_the_others(run: Run, model_checkpoint: Path, settings: Any,
+                                                       tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "math500", data / "math500")
+    broken = data / "aime" / "aime24.jsonl"
+    broken.parent.mkdir()
+    broken.write_text("{not json\n")
+    settings.PSL_DATA_DIR = data
+    evals = queued(run, ("math500", "aime"))
+    assert service.evaluations_execute([e.pk for e in evals]) == "succeeded"
     status = dict(Evaluation.objects.values_list("benchmark", "status").distinct())
-    assert status == {"math500": "succeeded", "creative": "failed"}
-    assert Evaluation.objects.filter(benchmark="creative").first().error == "ValueError: boom"
+    assert status == {"math500": "succeeded", "aime": "failed"}
+    assert EvalResult.objects.filter(evaluation__benchmark="math500").count() == 8  # 2 modes × 2 questions × k=2
+    aime = Evaluation.objects.filter(benchmark="aime")[0]
+    doc = json.loads(Path(aime.settings["folder"], "results.json").read_text())
+    assert aime.error == doc["benchmarks"]["aime"]["error"]  # the evaluator's own message, not "exited with code 1"
+    assert aime.error.startswith(f"ValueError: {broken}: row 1: invalid JSON")
 
 
 def test_a_redelivered_task_skips_claimed_evaluations(run: Run) -> None:
     evals = queued(run)
     Evaluation.objects.update(status=EvalStatus.RUNNING)
-    with mock.patch.object(service, "run_child") as child:
-        assert service.evaluations_execute([e.pk for e in evals]) == "skipped"
-    child.assert_not_called()
+    assert service.evaluations_execute([e.pk for e in evals]) == "skipped"
+    assert not (run_dir(run.pk) / "evaluations").exists()  # no evaluator was started
+    assert set(Evaluation.objects.values_list("status", flat=True)) == {EvalStatus.RUNNING}
 
 
-def test_the_celery_task_calls_the_service(run: Run) -> None:
-    from webapp.tasks import evaluate_run_checkpoint
-
-    with mock.patch("webapp.evaluation.evaluations_execute", return_value="succeeded") as execute:
-        assert evaluate_run_checkpoint.run([1, 2]) == "succeeded"
-    assert execute.call_args.args == ([1, 2],)
+def test_the_celery_task_fails_evaluations_whose_checkpoint_was_pruned_meanwhile(run: Run) -> None:
+    evals = queued(run)
+    Path(run.checkpoints.get().path, "config.json").unlink()
+    assert evaluate_run_checkpoint.run([e.pk for e in evals]) == "failed"
+    for ev in Evaluation.objects.all():
+        assert ev.status == EvalStatus.FAILED and "no longer on disk" in ev.error
 
 
 # --- the pages ------------------------------------------------------------------------------------------

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from unittest import mock
 
 import pytest
 
+from tests.workers import Broker
 from trainer.config import ConfigError, TrainConfig
 from webapp import services
 from webapp.models import Activity, Run, RunStatus, Study
@@ -19,18 +19,17 @@ def _small(**overrides: Any) -> TrainConfig:
 
 
 def test_it_enqueues_a_new_run_only_after_the_transaction_commits(
-    project: Any, alice: Any, django_capture_on_commit_callbacks: Any
+    project: Any, alice: Any, broker: Broker, django_capture_on_commit_callbacks: Any
 ) -> None:
-    with mock.patch("webapp.tasks.execute_run.apply_async") as send:
-        send.return_value.id = "task-1"
-        with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            run = services.run_create(project=project, user=alice, config=_small(), queue="cpu", tags=["a", "b"])
-        send.assert_not_called()  # still inside the transaction: a worker would not find the row
-        for callback in callbacks:
-            callback()
-    send.assert_called_once_with(args=[run.pk, 0], queue="cpu")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = services.run_create(project=project, user=alice, config=_small(), queue="cpu", tags=["a", "b"])
+    assert broker.messages("cpu") == []  # still inside the transaction: a worker would not find the row
+    for callback in callbacks:
+        callback()
+    (message,) = broker.messages("cpu")
+    assert (message.task, message.args, message.kwargs) == ("webapp.tasks.execute_run", [run.pk, 0], {})
     run.refresh_from_db()
-    assert run.celery_task_id == "task-1"  # kept so that a cancel can revoke the message
+    assert run.celery_task_id == message.id  # kept so that a cancel can revoke the message
     assert run.status == RunStatus.QUEUED
     assert sorted(run.tags.values_list("name", flat=True)) == ["a", "b"]
     assert run.config["n"] == 2 and run.total_steps == 3
