@@ -350,7 +350,8 @@ def question_counts(evaluation_ids: Sequence[int]) -> dict[int, dict[str, tuple[
 
 def _num(value: Any, scale: float = 1.0, digits: int = 2) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{scale * value:.{digits}f}"
+        scaled = scale * value
+        return f"{0.0 if round(scaled, digits) == 0 else scaled:.{digits}f}"  # never "-0.00" (float noise)
     return "–"
 
 
