@@ -98,6 +98,12 @@ BENCHMARKS: Mapping[str, BenchmarkSpec] = {
 BENCHMARK_NAMES: tuple[str, ...] = tuple(BENCHMARKS)
 
 
+def benchmark_title(name: str) -> str:
+    """The paper-style display name of a benchmark ('math500' -> 'MATH-500'); unknown names unchanged."""
+    spec = BENCHMARKS.get(name)
+    return spec.title if spec else name
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """A loaded benchmark: its questions and how to grade one response."""

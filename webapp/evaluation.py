@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Sum, When
 from django.utils import timezone
 
-from trainer.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem
+from trainer.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, benchmark_title
 from trainer.diversity import pass_at_k_curve
 from trainer.prompts import MODES
 from webapp.execution import run_dir
@@ -418,11 +418,6 @@ class BenchmarkTable:
     title: str
     graded: bool
     rows: list[EvalRow] = field(default_factory=list)
-
-
-def benchmark_title(name: str) -> str:
-    spec = BENCHMARKS.get(name)
-    return spec.title if spec else name
 
 
 def evaluation_tables(evaluations: Sequence[Evaluation]) -> list[BenchmarkTable]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.db.models import Avg, Case, FloatField, Value, When
 
+from trainer.benchmarks import benchmark_title
 from trainer.config import TrainConfig
 from webapp.models import EvalResult, EvalStatus, Evaluation, Mode, Run
 from webapp.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_question_test
@@ -408,6 +409,11 @@ class PaperTable:
     baseline_label: str = ""
 
     @property
+    def titles(self) -> list[str]:
+        """Column headings as in the paper (MATH-500, AIME-24/25, …); exports for machines keep the keys."""
+        return [benchmark_title(b) for b in self.benchmarks]
+
+    @property
     def test_description(self) -> str:
         return TESTS[self.test]
 
@@ -574,7 +580,7 @@ def paper_export(table: PaperTable, *, split: bool = False) -> ExportTable:
     """The paper table: "Acc / Ent" cells for Markdown/LaTeX, one number per column for CSV (``split``)."""
     if split:
         return _paper_export_split(table)
-    header = ["Method", *table.benchmarks, "Average"]
+    header = ["Method", *table.titles, "Average"]
     if table.has_baseline:
         header += ["Δ Acc [95% CI]", "p"]
     rows = []

@@ -139,7 +139,7 @@ def paper() -> PaperTable:
                  test=sig, best=True),
         PaperRow("+ HE prompt", "he", [PaperCell(87.38, 0.65), PaperCell(None, None)]),
     ]
-    return PaperTable(["MATH-500", "AIME_24/25"], rows, "permutation", "GRPO")
+    return PaperTable(["math500", "aime"], rows, "permutation", "GRPO")
 
 
 def test_paper_table_averages_the_benchmark_columns_only_when_all_are_present() -> None:
@@ -152,7 +152,7 @@ def test_paper_table_averages_the_benchmark_columns_only_when_all_are_present() 
 def test_markdown_export_is_a_table_with_acc_ent_cells_marks_and_a_legend() -> None:
     md = to_markdown(paper_export(paper()))
     lines = md.splitlines()
-    assert lines[2] == "| Method | MATH-500 | AIME\\_24/25 | Average | Δ Acc [95% CI] | p |"
+    assert lines[2] == "| Method | MATH-500 | AIME-24/25 | Average | Δ Acc [95% CI] | p |"  # paper titles, not keys
     assert lines[3] == "| :--- | :---: | :---: | :---: | :---: | :---: |"
     assert lines[4] == "| GRPO | 89.12 / 0.31 | 41.04 / 0.35 | 65.08 / 0.33 | baseline | – |"
     assert lines[5] == ("| Policy Split | 89.33‡ / 0.59 | 43.25 / 0.68 | **66.29‡ / 0.64** "
@@ -189,13 +189,13 @@ def test_latex_paper_export_marks_significance_as_superscripts() -> None:
 def test_csv_export_has_one_number_per_column() -> None:
     rows = list(csv.reader(io.StringIO(to_csv(paper_export(paper(), split=True)))))
     header = rows[0]
-    assert header[:6] == ["method", "row", "runs", "MATH-500 acc", "MATH-500 ent", "MATH-500 p"]
+    assert header[:6] == ["method", "row", "runs", "math500 acc", "math500 ent", "math500 p"]  # keys, for scripts
     ps = dict(zip(header, rows[2], strict=True))
     assert ps["method"] == "Policy Split"
-    assert ps["MATH-500 acc"] == "89.3300"
-    assert ps["MATH-500 p"] == "0.003000"
+    assert ps["math500 acc"] == "89.3300"
+    assert ps["math500 p"] == "0.003000"
     assert ps["delta acc"] == "1.2300" and ps["p"] == "0.003000" and ps["test"] == "permutation"
-    assert dict(zip(header, rows[3], strict=True))["AIME_24/25 acc"] == ""
+    assert dict(zip(header, rows[3], strict=True))["aime acc"] == ""
 
 
 def test_csv_neutralises_spreadsheet_formulas_in_labels_but_not_negative_numbers() -> None:

@@ -2,7 +2,7 @@
 sampled responses of one evaluation.
 
 Reads and writes go through ``webapp.evaluation``; the page's charts are drawn by
-``static/js/evaluations.js`` from one JSON blob (``json_script``), so no model text ever reaches
+``static/js/evaluation.js`` from one JSON blob (``json_script``), so no model text ever reaches
 JavaScript as markup.
 """
 
