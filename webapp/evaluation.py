@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE = (EvalStatus.QUEUED, EvalStatus.RUNNING)
 MAX_K = 64
-# What a run gets when it succeeds (evaluations_schedule_final); PSL_EVAL_FINAL overrides keys.
+# What a run gets when it succeeds (evaluations_schedule_final); settings.PSL_EVAL_FINAL overrides keys.
 FINAL_DEFAULTS: dict[str, Any] = {"k": 4, "limit": 64, "temperature": 0.6, "top_k": 20, "top_p": 0.95,
                                   "modes": list(MODES), "benchmarks": None, "include_base": False}
 
@@ -172,7 +172,7 @@ def evaluations_schedule_final(run: Run, *, user: Any = None) -> list[Evaluation
     """
     if run.status != RunStatus.SUCCEEDED:
         return []
-    cfg = {**FINAL_DEFAULTS, **getattr(settings, "PSL_EVAL_FINAL", {})}
+    cfg = {**FINAL_DEFAULTS, **{k: v for k, v in settings.PSL_EVAL_FINAL.items() if v is not None}}
     task = str(run.config.get("task", ""))
     names = cfg["benchmarks"] if cfg["benchmarks"] is not None else ([task] if task in BENCHMARKS else [])
     names = [b for b in names if benchmark_problem(b, settings.PSL_DATA_DIR) is None]
@@ -279,7 +279,7 @@ def _child_setup() -> None:  # pragma: no cover - runs in the child between fork
 
 def run_child(cmd: list[str], log_path: Path, *, env: dict[str, str], timeout: float | None = None) -> int:
     """Run the evaluator with its output in ``log_path``; a timeout kills its process group."""
-    timeout = timeout or float(getattr(settings, "PSL_EVAL_TIMEOUT_SECONDS", 12 * 3600))
+    timeout = timeout or float(settings.PSL_EVAL_TIMEOUT_SECONDS)
     with log_path.open("ab") as fh:
         child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=env,
                                  preexec_fn=_child_setup)

@@ -288,7 +288,18 @@ class Supervisor:
                 time.sleep(1.0)
         self.stop_file.unlink(missing_ok=True)
         self.mirror.finish(str(final))
+        if final == RunStatus.SUCCEEDED and settings.PSL_EVAL_AFTER_TRAINING:
+            self._schedule_final_evaluation()
         return str(final)
+
+    def _schedule_final_evaluation(self) -> None:
+        """Queue the end-of-training evaluation; best effort: it never changes the run's outcome."""
+        from webapp.evaluation import evaluations_schedule_final  # evaluation imports this module
+
+        try:
+            evaluations_schedule_final(Run.objects.get(pk=self.run.pk))
+        except Exception:
+            log.exception("run %s: could not schedule its final evaluation", self.run.pk)
 
 
 def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:

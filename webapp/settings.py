@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from trainer.benchmarks import BENCHMARK_NAMES
 from webapp.env import (
     check_broker_url,
     env_bool,
@@ -163,6 +164,20 @@ PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 5, minimum=1)
 # A trainer that acknowledged a cancel may finish its current update for this long before SIGTERM.
 PSL_CANCEL_MAX_SECONDS = env_int("PSL_CANCEL_MAX_SECONDS", 300, minimum=1)
 PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
+# Evaluation of a succeeded run's last checkpoint (both modes) on the run's own task, or on these benchmarks.
+PSL_EVAL_AFTER_TRAINING = env_bool("PSL_EVAL_AFTER_TRAINING", True)
+_final_benchmarks = env_list("PSL_EVAL_FINAL_BENCHMARKS")
+if unknown := sorted(set(_final_benchmarks) - set(BENCHMARK_NAMES)):
+    raise ImproperlyConfigured(f"PSL_EVAL_FINAL_BENCHMARKS: unknown benchmark(s) {', '.join(unknown)}; "
+                               f"choose from {', '.join(BENCHMARK_NAMES)}")
+PSL_EVAL_FINAL = {
+    "benchmarks": _final_benchmarks or None,
+    "k": env_int("PSL_EVAL_FINAL_K", 4, minimum=1),
+    "limit": env_int("PSL_EVAL_FINAL_LIMIT", 64, minimum=1),
+    "include_base": env_bool("PSL_EVAL_FINAL_INCLUDE_BASE", False),
+}
+# An evaluator child process running longer than this is killed and its evaluations fail.
+PSL_EVAL_TIMEOUT_SECONDS = env_int("PSL_EVAL_TIMEOUT_SECONDS", 12 * 3600, minimum=1)
 
 WANDB_API_KEY = env_secret("WANDB_API_KEY")
 WANDB_PROJECT = env_str("WANDB_PROJECT", "policy-split-lab")

@@ -10,7 +10,7 @@ from pathlib import Path
 os.environ.setdefault("PSL_DEMO", "1")
 os.environ.setdefault("PSL_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
 
-from webapp.env import env_int
+from webapp.env import env_bool, env_int
 from webapp.settings import *
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -24,5 +24,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 2, minimum=1)
 PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 8, minimum=5)
 PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 3, minimum=1)
+# A succeeded run queues its evaluation on the same worker; only the tests of that feature want it.
+PSL_EVAL_AFTER_TRAINING = env_bool("PSL_EVAL_AFTER_TRAINING", False)
 # Worker processes started by the tests get a folder per test through the environment.
 PSL_RUNS_DIR = Path(os.environ.get("PSL_RUNS_DIR") or VAR_DIR / "runs")

@@ -20,7 +20,7 @@ from django.db.models import Count
 from tests.workers import WorkerProcess
 from trainer.config import TrainConfig
 from webapp import execution
-from webapp.models import Checkpoint, MetricPoint, Run, RunStatus, Sample, Worker
+from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, MetricPoint, Run, RunStatus, Sample, Worker
 from webapp.services import run_cancel, run_create, run_resume
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -65,6 +65,27 @@ def test_a_submitted_run_executes_on_a_worker_and_its_metrics_and_samples_appear
     assert run.summary["normal/entropy"] > 0
     assert Checkpoint.objects.filter(run=run, step=3).exists()
     assert Worker.objects.filter(name__startswith="w1@").exists()
+
+
+def test_a_succeeded_run_is_then_evaluated_in_both_modes_by_the_worker(
+    start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"PSL_EVAL_AFTER_TRAINING": "1", "PSL_EVAL_FINAL_K": "2", "PSL_EVAL_FINAL_LIMIT": "3"}.items():
+        monkeypatch.setenv(name, value)  # read by the worker process's settings
+    run = run_create(project=project, user=alice, config=_config(steps=2, task="arith"))
+    worker = start_worker("w-eval")
+
+    _wait(lambda: Evaluation.objects.filter(run=run, status=EvalStatus.SUCCEEDED).count() == 2, timeout=240,
+          what="both final evaluations", worker=worker)
+
+    assert _status(run) == RunStatus.SUCCEEDED
+    evals = {ev.mode: ev for ev in Evaluation.objects.filter(run=run)}
+    assert set(evals) == {"normal", "he"}
+    for ev in evals.values():
+        assert (ev.benchmark, ev.step, ev.settings["k"], ev.settings["limit"]) == ("arith", 2, 2, 3)
+        assert ev.settings["host"].startswith("w-eval@")
+        assert EvalResult.objects.filter(evaluation=ev).count() == 3 * 2  # questions × k
+        assert 0.0 <= ev.metrics["accuracy"] <= 1.0
 
 
 def test_a_running_run_is_cancelled_within_ten_seconds_keeping_its_data(

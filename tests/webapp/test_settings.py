@@ -92,3 +92,9 @@ def test_it_passes_the_deploy_checks_with_production_like_variables() -> None:
         "BEHIND_HTTPS_PROXY": "1",
     }, "--deploy", "--fail-level", "WARNING")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_it_rejects_an_unknown_final_evaluation_benchmark_naming_the_variable() -> None:
+    out = _check({"PSL_DEMO": "1", "PSL_EVAL_FINAL_BENCHMARKS": "arith,math5000"})
+    assert out.returncode != 0
+    assert "PSL_EVAL_FINAL_BENCHMARKS: unknown benchmark(s) math5000" in out.stderr
