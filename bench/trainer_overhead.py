@@ -7,7 +7,8 @@ GRPO generates and trains n=8 rows per question (spec §0, §11). Both get the s
 same model and the same number of optimizer steps per training step. Steps alternate between the
 two algorithms (A B A B …) so that machine load affects both alike. Peak memory is the highest
 resident set size sampled during an algorithm's steps, above the process's resident size before
-it started (both models stay loaded, so the difference is the step's own working memory).
+it started, after returning freed memory to the OS (both models stay loaded, so the difference is
+the step's own working memory).
 
 Prints the step-time ratio, the peak-memory ratio and where the time goes (generate, score,
 update). Target: ≤ 1.4× time (the paper's reported cost).
@@ -16,6 +17,9 @@ update). Target: ≤ 1.4× time (the paper's reported cost).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import os
 import statistics
 import sys
@@ -44,6 +48,11 @@ class PeakRss:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakRss:
+        # The other algorithm's step ran just before: hand its freed memory back to the OS first, or
+        # this step would reuse it unseen and look smaller than it is.
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         self.base = self.proc.memory_info().rss
         self.peak = self.base
         self._stop.clear()
