@@ -7,7 +7,9 @@ batches. If the database is unreachable the pump keeps its file offset, backs of
 while the child keeps training: the file is the buffer, so nothing is lost and memory stays flat.
 
 Cancel is cooperative first (a STOP file the trainer checks between steps), then SIGTERM, then
-SIGKILL after a grace period.
+SIGKILL after a grace period. A warm shutdown of the worker (SIGTERM: a deploy, Ctrl-C of the
+demo, ``docker compose stop``) stops the trainer the same way, and the run goes back to its queue
+as a new attempt that resumes from the checkpoint the trainer wrote on its way out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,9 @@ from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
 DB_ERRORS = (DatabaseError, InterfaceError)
+# Set by the worker_shutting_down signal (webapp.tasks): the running attempt stops and is requeued.
+SHUTDOWN = threading.Event()
+INTERRUPTED = "interrupted"
 
 
 def run_dir(run_id: int) -> Path:
@@ -217,8 +223,10 @@ class Supervisor:
         return env
 
     def _supervise(self, child: subprocess.Popen[bytes]) -> str:
-        """Pump events and heartbeats until the child exits; returns 'cancelled' if a cancel arrived."""
+        """Pump events and heartbeats until the child exits; returns 'cancelled' if a cancel arrived,
+        'interrupted' if the worker is shutting down, else ''."""
         cancel_at: float | None = None
+        reason = ""
         last_beat = 0.0
         term_sent = kill_sent = False
         grace = settings.PSL_CANCEL_GRACE_SECONDS
@@ -226,10 +234,12 @@ class Supervisor:
             self.pump.pump()
             if time.monotonic() - last_beat >= min(2.0, settings.PSL_HEARTBEAT_SECONDS):
                 last_beat = time.monotonic()
-                if self._beat() and cancel_at is None:
-                    cancel_at = time.monotonic()
+                cancelled = self._beat()
+                if cancel_at is None and (cancelled or SHUTDOWN.is_set()):
+                    cancel_at, reason = time.monotonic(), "cancelled" if cancelled else INTERRUPTED
                     self.stop_file.touch()
-                    log.info("run %s: cancel requested; asked the trainer to stop", self.run.pk)
+                    log.info("run %s: %s; asked the trainer to stop", self.run.pk,
+                             "cancel requested" if cancelled else "worker shutting down")
             if cancel_at is not None:
                 # A trainer that acknowledged the stop is finishing its current update and will
                 # checkpoint; escalate only if it is silent (hung) or takes unreasonably long.
@@ -243,7 +253,7 @@ class Supervisor:
                     kill_sent = True
             time.sleep(self.poll_seconds)
         self._drain()
-        return "cancelled" if cancel_at is not None else ""
+        return reason
 
     def _mine(self) -> Any:
         """This attempt's run, also when a sweep marked it lost while the database was unreachable."""
@@ -270,6 +280,8 @@ class Supervisor:
             delay = min(delay * 2, 10.0)
 
     def _finish(self, returncode: int, status: str) -> str:
+        if status == INTERRUPTED and self._requeue():
+            return INTERRUPTED
         if status == "cancelled":
             final, error = RunStatus.CANCELLED, ""
         elif returncode == 0:
@@ -291,6 +303,30 @@ class Supervisor:
         if final == RunStatus.SUCCEEDED and settings.PSL_EVAL_AFTER_TRAINING:
             self._schedule_final_evaluation()
         return str(final)
+
+    def _requeue(self) -> bool:
+        """Send an interrupted attempt back to its queue as the next attempt (it resumes from its last
+        checkpoint). False if that fails: the run then ends as usual and can be resumed by hand."""
+        from webapp.services import run_enqueue  # services imports the tasks, which import this module
+
+        try:
+            close_old_connections()
+            run = Run.objects.get(pk=self.run.pk)
+            if run.total_steps and run.step >= run.total_steps:
+                return False  # it trained to the end before it saw the stop: it simply finished
+            if not self._mine().update(status=RunStatus.QUEUED, attempt=self.run.attempt + 1, queued_at=timezone.now(),
+                                       heartbeat_at=None, finished_at=None, host="", error=""):
+                return False
+            Worker.objects.filter(name=self.worker_name).update(current_run=None)
+            run = Run.objects.get(pk=self.run.pk)
+            run_enqueue(run=run)  # no transaction is open here, so it is sent at once
+        except Exception:
+            log.exception("run %s: could not requeue the interrupted attempt", self.run.pk)
+            return False
+        self.stop_file.unlink(missing_ok=True)
+        self.mirror.finish("interrupted")
+        log.info("run %s: interrupted by the worker's shutdown; requeued as attempt %s", run.pk, run.attempt)
+        return True
 
     def _schedule_final_evaluation(self) -> None:
         """Queue the end-of-training evaluation; best effort: it never changes the run's outcome."""

@@ -85,6 +85,8 @@ def _start_heartbeat(sender: object = None, **kwargs: object) -> None:
 
 @worker_shutting_down.connect
 def _stop_heartbeat(**kwargs: object) -> None:
+    # A warm shutdown waits for the running task: tell it to stop its trainer and requeue the run.
+    execution.SHUTDOWN.set()
     if _heartbeat is not None:
         _heartbeat.stopped.set()
 

@@ -7,10 +7,14 @@ and the worker executes it. No PostgreSQL, no Redis.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,3 +78,68 @@ def test_it_refuses_to_start_with_a_malformed_database_url(tmp_path: Path) -> No
     assert out.returncode != 0
     assert "ImproperlyConfigured" in out.stderr
     assert "DATABASE_URL" in out.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keeping_the_run(tmp_path: Path) -> None:
+    env = {**_embedded_env(tmp_path), "PSL_MODEL_CACHE": str(REPO / "var" / "models")}  # converted once per machine
+    port = _free_port()
+    demo = subprocess.Popen([sys.executable, "manage.py", "demo", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output: list[str] = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # blocks until the demo prints its URL
+            output.append(line)
+            if "Policy Split Lab is running" in line:
+                break
+        assert f"http://127.0.0.1:{port}/projects/1/runs/" in "".join(output), "".join(output)
+        assert "user: demo   password: policy-split-demo" in demo.stdout.readline()
+        login = _get(f"http://127.0.0.1:{port}/login/", timeout=60)
+        assert "Log in" in login
+
+        db = sqlite3.connect(tmp_path / "db.sqlite3")
+        names = [r[0] for r in db.execute("SELECT name FROM webapp_run ORDER BY id")]
+        assert names == ["demo: Policy Split, tiny-random (fast)", "demo: Policy Split, SmolLM2-135M",
+                         "demo: GRPO, SmolLM2-135M"]
+        _until(lambda: db.execute("SELECT step FROM webapp_run WHERE id = 1").fetchone()[0] >= 2, timeout=240,
+               what="the worker to train the fast demo run")
+
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        rest, _ = demo.communicate(timeout=150)
+        assert demo.returncode == 0 and "Stopped." in rest, rest
+        status, attempt, step = db.execute("SELECT status, attempt, step FROM webapp_run WHERE id = 1").fetchone()
+        assert (status, attempt) == ("queued", 1)  # checkpointed and requeued, to resume at the next start
+        assert 2 <= step < 40
+        with pytest.raises(OSError):  # the web server went down with it
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=5)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+
+
+def _get(url: str, *, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)

@@ -139,6 +139,31 @@ def test_a_killed_worker_leaves_a_lost_run_that_resumes_without_duplicate_or_mis
     assert steps == list(range(1, 9))
 
 
+def test_a_worker_shutting_down_checkpoints_its_run_and_requeues_it_for_the_next_worker(
+    start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
+) -> None:
+    run = run_create(project=project, user=alice, config=_config(steps=10, checkpoint_every=50))
+    worker = start_worker("w-deploy")
+    _wait(lambda: Run.objects.get(pk=run.pk).step >= 2, timeout=240, what="two steps", worker=worker)
+
+    worker.proc.terminate()  # SIGTERM: Celery's warm shutdown, as on a deploy or Ctrl-C of the demo
+    worker.proc.wait(timeout=60)
+
+    run.refresh_from_db()
+    assert (run.status, run.attempt) == (RunStatus.QUEUED, 1), worker.output()
+    stopped_at = run.step
+    assert 2 <= stopped_at < 10
+    assert Checkpoint.objects.filter(run=run, step=stopped_at).exists()  # written on the way out, not by schedule
+    worker2 = start_worker("w-after-deploy")  # no one resumes it by hand: the requeued message is waiting
+    _wait(lambda: _status(run) == RunStatus.SUCCEEDED, timeout=300, what="the requeued run", worker=worker2)
+
+    run.refresh_from_db()
+    assert run.attempt == 1 and run.step == 10 and run.host.startswith("w-after-deploy@")
+    assert run.config["_resumed_from_step"] == stopped_at
+    steps = sorted(MetricPoint.objects.filter(run=run, key="train/reward").values_list("step", flat=True))
+    assert steps == list(range(1, 11))
+
+
 def test_no_metric_is_lost_while_postgresql_is_down(
     start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
 ) -> None:

@@ -6,6 +6,7 @@ and one run worker, submits demo runs and prints the URL. Ctrl-C stops everythin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -115,13 +116,22 @@ def _submit_demo_runs(project: Any) -> None:
     run_create(project=project, user=user, config=grpo, name="demo: GRPO, SmolLM2-135M", tags=["demo"])
 
 
+# A worker stops its trainer at the next safe point (after the current step) and requeues the run.
+STOP_PATIENCE_SECONDS = 120
+
+
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     for child in children:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
+    print("Stopping: a run in training is checkpointed and put back in its queue for the next start "
+          "(up to a training step; Ctrl-C again to kill at once).", flush=True)
+    deadline = time.monotonic() + STOP_PATIENCE_SECONDS
+    try:
+        for child in children:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
