@@ -309,23 +309,33 @@ class Supervisor:
         checkpoint). False if that fails: the run then ends as usual and can be resumed by hand."""
         from webapp.services import run_enqueue  # services imports the tasks, which import this module
 
+        queued = False
         try:
             close_old_connections()
             run = Run.objects.get(pk=self.run.pk)
             if run.total_steps and run.step >= run.total_steps:
                 return False  # it trained to the end before it saw the stop: it simply finished
-            if not self._mine().update(status=RunStatus.QUEUED, attempt=self.run.attempt + 1, queued_at=timezone.now(),
-                                       heartbeat_at=None, finished_at=None, host="", error=""):
+            queued = bool(self._mine().update(status=RunStatus.QUEUED, attempt=self.run.attempt + 1,
+                                              queued_at=timezone.now(), heartbeat_at=None, finished_at=None,
+                                              host="", error=""))
+            if not queued:
                 return False
             Worker.objects.filter(name=self.worker_name).update(current_run=None)
             run = Run.objects.get(pk=self.run.pk)
             run_enqueue(run=run)  # no transaction is open here, so it is sent at once
-        except Exception:
+        except Exception as exc:
             log.exception("run %s: could not requeue the interrupted attempt", self.run.pk)
-            return False
+            if not queued:
+                return False
+            # Queued without a message, no worker would ever take it: leave it resumable by hand.
+            with contextlib.suppress(*DB_ERRORS):
+                Run.objects.filter(pk=self.run.pk, status=RunStatus.QUEUED).update(
+                    status=RunStatus.LOST, finished_at=timezone.now(),
+                    error=f"the worker shut down and could not requeue the run ({exc}); resume it")
+        else:
+            log.info("run %s: interrupted by the worker's shutdown; requeued as attempt %s", run.pk, run.attempt)
         self.stop_file.unlink(missing_ok=True)
         self.mirror.finish("interrupted")
-        log.info("run %s: interrupted by the worker's shutdown; requeued as attempt %s", run.pk, run.attempt)
         return True
 
     def _schedule_final_evaluation(self) -> None:
