@@ -321,7 +321,7 @@ class Supervisor:
             if not queued:
                 return False
             Worker.objects.filter(name=self.worker_name).update(current_run=None)
-            run = Run.objects.get(pk=self.run.pk)
+            run.attempt = self.run.attempt + 1  # what the update wrote; the message names this attempt
             run_enqueue(run=run)  # no transaction is open here, so it is sent at once
         except Exception as exc:
             log.exception("run %s: could not requeue the interrupted attempt", self.run.pk)

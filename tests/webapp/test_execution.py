@@ -49,6 +49,15 @@ def _status(run: Run) -> str:
     return Run.objects.values_list("status", flat=True).get(pk=run.pk)
 
 
+def _training(start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any, worker_name: str, *,
+              steps: int, checkpoint_every: int, reached: int) -> tuple[Run, WorkerProcess]:
+    """A run submitted to a new worker, once that worker has trained ``reached`` of its steps."""
+    run = run_create(project=project, user=alice, config=_config(steps=steps, checkpoint_every=checkpoint_every))
+    worker = start_worker(worker_name)
+    _wait(lambda: Run.objects.get(pk=run.pk).step >= reached, timeout=240, what=f"{reached} steps", worker=worker)
+    return run, worker
+
+
 def test_a_submitted_run_executes_on_a_worker_and_its_metrics_and_samples_appear(
     start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
 ) -> None:
@@ -91,9 +100,7 @@ def test_a_succeeded_run_is_then_evaluated_in_both_modes_by_the_worker(
 def test_a_running_run_is_cancelled_within_ten_seconds_keeping_its_data(
     start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
 ) -> None:
-    run = run_create(project=project, user=alice, config=_config(steps=200, checkpoint_every=50))
-    worker = start_worker("w2")
-    _wait(lambda: Run.objects.get(pk=run.pk).step >= 2, timeout=240, what="two steps", worker=worker)
+    run, worker = _training(start_worker, project, alice, "w2", steps=200, checkpoint_every=50, reached=2)
 
     run_cancel(run=Run.objects.get(pk=run.pk), user=alice)
     took = _wait(lambda: _status(run) == RunStatus.CANCELLED, timeout=30, what="the cancel", worker=worker)
@@ -115,9 +122,7 @@ def test_a_queued_run_is_cancelled_before_any_worker_takes_it(project: Any, alic
 def test_a_killed_worker_leaves_a_lost_run_that_resumes_without_duplicate_or_missing_steps(
     start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
 ) -> None:
-    run = run_create(project=project, user=alice, config=_config(steps=8, checkpoint_every=2))
-    worker = start_worker("w3")
-    _wait(lambda: Run.objects.get(pk=run.pk).step >= 3, timeout=240, what="three steps", worker=worker)
+    run, worker = _training(start_worker, project, alice, "w3", steps=8, checkpoint_every=2, reached=3)
 
     worker.kill()
     time.sleep(settings.PSL_LOST_AFTER_SECONDS + 1)
@@ -142,9 +147,7 @@ def test_a_killed_worker_leaves_a_lost_run_that_resumes_without_duplicate_or_mis
 def test_a_worker_shutting_down_checkpoints_its_run_and_requeues_it_for_the_next_worker(
     start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any
 ) -> None:
-    run = run_create(project=project, user=alice, config=_config(steps=10, checkpoint_every=50))
-    worker = start_worker("w-deploy")
-    _wait(lambda: Run.objects.get(pk=run.pk).step >= 2, timeout=240, what="two steps", worker=worker)
+    run, worker = _training(start_worker, project, alice, "w-deploy", steps=10, checkpoint_every=50, reached=2)
 
     worker.proc.terminate()  # SIGTERM: Celery's warm shutdown, as on a deploy or Ctrl-C of the demo
     worker.proc.wait(timeout=60)
