@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from trainer.rewards import math_reward
-from trainer.tasks import ARITH_DEFAULT_MIX, ARITH_LEVELS, Question, arith_grade, arith_level_questions
+from trainer.data.datasets import ARITH_DEFAULT_MIX, ARITH_LEVELS, Question, arith_grade, arith_level_questions
+from trainer.data.rewards import math_reward
 
 
 def generate(
@@ -97,7 +97,7 @@ def main() -> None:
 
     import torch
 
-    from trainer.models import load_model, load_tokenizer
+    from trainer.registry import load_model, load_tokenizer
 
     torch.set_num_threads(2)
     tok, model = load_tokenizer(args.model), load_model(args.model)

@@ -6,7 +6,7 @@
    already in the output folder: Policy Split (n = 4 rollouts per mode) and GRPO (n = 8), so both
    generate the same number of sequences per question (spec §0); same questions per step, lr,
    max_new_tokens, seed, and one optimizer step per training step for both.
-2. Evaluates the untrained model and both final checkpoints with ``python -m trainer.evaluate``
+2. Evaluates the untrained model and both final checkpoints with ``python -m trainer.evaluation.evaluate``
    in both modes (T = 0.6, top-k 20, top-p 0.95): the built-in ``arith`` test split and the 13
    creative prompts (reuses result files that are already there).
 3. Prints the tables: accuracy with its 95 % CI, entropy (bits), length, pass@k, unique correct,
@@ -97,7 +97,7 @@ def evaluate(args: argparse.Namespace, label: str, model: str, benchmark: str, o
         path.parent.mkdir(parents=True, exist_ok=True)
         limit = args.arith_questions if benchmark == "arith" else 13
         max_new = args.arith_max_new_tokens if benchmark == "arith" else args.creative_max_new_tokens
-        cmd = [sys.executable, "-m", "trainer.evaluate", "--model", model, "--benchmark", benchmark,
+        cmd = [sys.executable, "-m", "trainer.evaluation.evaluate", "--model", model, "--benchmark", benchmark,
                "--k", str(args.k), "--limit", str(limit), "--max-new-tokens", str(max_new), "--modes", "normal,he",
                "--seed", str(args.seed), "--no-judge", "--out", str(path)]
         print(f"evaluating {label} on {benchmark} …", flush=True)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainer.config import ConfigError, TrainConfig, apply_overrides
+from trainer.config import ConfigError, TrainConfig, apply_overrides, check_resources
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare-models":
         return _prepare(args.names)
     if args.command == "evaluate":
-        from trainer.evaluate import main as evaluate_main
+        from trainer.evaluation.evaluate import main as evaluate_main
 
         return evaluate_main(args.rest)
     return _train(args)
@@ -47,10 +47,17 @@ def _load_config(args: argparse.Namespace) -> TrainConfig:
 def _train(args: argparse.Namespace) -> int:
     try:
         cfg = _load_config(args)
+        check_resources(cfg)  # on the host that reads the files, before any model is loaded
     except (ConfigError, OSError) as exc:
         print(f"error: invalid config: {exc}", file=sys.stderr)
+        if args.events:  # the worker reads the cause from the event stream
+            from trainer.events import JsonlEventWriter
+
+            failed = JsonlEventWriter(args.events)
+            failed.write("log", level="error", message=f"invalid config: {exc}")
+            failed.close()
         return 2
-    from trainer.distributed import DistContext
+    from trainer.engine.distributed import DistContext
     from trainer.events import Callbacks, JsonlEventWriter
     from trainer.loop import train
 
@@ -125,7 +132,7 @@ def _with_console(cb: Any, metrics_path: Path, total: int, *, progress: bool, en
 
 
 def _prepare(names: list[str]) -> int:
-    from trainer.models import ModelUnavailable, resolve
+    from trainer.registry import ModelUnavailable, resolve
 
     for name in names:
         try:

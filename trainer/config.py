@@ -16,7 +16,17 @@ from typing import Any
 
 import yaml
 
-from trainer.algos import ALGORITHM_NAMES
+from trainer.choices import (
+    ALGORITHMS,
+    CLAMP_ORDERS,
+    DTYPES,
+    ESTIMATORS,
+    LOSS_AGGS,
+    NORMALIZERS,
+    Q4_CONTEXTS,
+    ROLLOUT_BACKENDS,
+    TASKS,
+)
 
 
 class ConfigError(ValueError):
@@ -28,24 +38,30 @@ class ConfigError(ValueError):
         self.message = message
 
 
-CLAMP_ORDERS = ("scale_then_clip", "clip_then_scale")
-ESTIMATORS = ("logprob", "entropy")
-NORMALIZERS = ("zscore", "mean", "none")
-LOSS_AGGS = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
-ROLLOUT_BACKENDS = ("transformers", "vllm")
-Q4_CONTEXTS = ("paper", "released_code")
-DTYPES = ("float32", "bfloat16", "float16")
+
+
+# Fields whose value is one of a fixed set (the form shows them as selects).
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "algorithm": ALGORITHMS,
+    "clamp_order": CLAMP_ORDERS,
+    "estimator": ESTIMATORS,
+    "normalize": NORMALIZERS,
+    "loss_agg": LOSS_AGGS,
+    "rollout_backend": ROLLOUT_BACKENDS,
+    "q4_context": Q4_CONTEXTS,
+    "dtype": DTYPES,
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # --- what to train -------------------------------------------------------------------------
     model: str = "tiny-random"
-    """Registry name (trainer.models.MODEL_NAMES), a local HF folder, or a hub id."""
+    """Registry name (trainer.registry.MODEL_NAMES), a local HF folder, or a hub id."""
     algorithm: str = "policy_split"
-    """One of trainer.algos.ALGORITHM_NAMES."""
+    """One of trainer.rl.algos.ALGORITHMS."""
     task: str = "arith"
-    """Training task: a trainer.tasks name or file:<path> for a dataset file."""
+    """Training task: a trainer.data.datasets name or file:<path> for a dataset file."""
     # --- Policy Split (spec §4) ----------------------------------------------------------------
     eta: float = 0.03
     """HE-mode bonus scale η (paper 0.03). The released code added the bonus twice: use η=0.06, κ=1 to reproduce it."""
@@ -124,19 +140,13 @@ class TrainConfig:
     """Free-form notes kept with the run; never read by the trainer."""
 
     def __post_init__(self) -> None:
-        from trainer.models import is_known_model
+        from trainer.registry import is_model_reference
 
-        _one_of("algorithm", self.algorithm, ALGORITHM_NAMES)
-        if not is_known_model(self.model):
+        for name, valid in FIELD_CHOICES.items():
+            _one_of(name, getattr(self, name), valid)
+        if not is_model_reference(self.model):
             raise ConfigError("model", f"unknown model {self.model!r}: use a registry name, a local folder or a hub id")
-        _check_task(self.task)
-        _one_of("clamp_order", self.clamp_order, CLAMP_ORDERS)
-        _one_of("estimator", self.estimator, ESTIMATORS)
-        _one_of("normalize", self.normalize, NORMALIZERS)
-        _one_of("loss_agg", self.loss_agg, LOSS_AGGS)
-        _one_of("rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
-        _one_of("q4_context", self.q4_context, Q4_CONTEXTS)
-        _one_of("dtype", self.dtype, DTYPES)
+        _check_task_name(self.task)
         _in_range("alpha", self.alpha, 0.0, 1.0)
         _in_range("lowest_ratio", self.lowest_ratio, 0.0, 1.0)
         _in_range("forking_top_ratio", self.forking_top_ratio, 0.0, 1.0, low_open=True)
@@ -293,14 +303,27 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     return value
 
 
-def _check_task(task: str) -> None:
-    from trainer.tasks import TASK_NAMES
+def check_resources(cfg: TrainConfig) -> None:
+    """Check what the config names on *this* machine's filesystem (dataset files, model folders).
 
+    Called by the trainer CLI on the host that will read them, before any model is loaded; the
+    web host validates the config's syntax only (``__post_init__``), since the files it names live
+    on the worker host. Raises ``ConfigError`` naming the field.
+    """
+    from trainer.registry import local_model_problem
+
+    if cfg.task.startswith("file:") and not Path(cfg.task[5:]).exists():
+        raise ConfigError("task", f"dataset file {cfg.task[5:]!r} does not exist")
+    if problem := local_model_problem(cfg.model):
+        raise ConfigError("model", problem)
+
+
+def _check_task_name(task: str) -> None:
     if task.startswith("file:"):
-        if not Path(task[5:]).exists():
-            raise ConfigError("task", f"dataset file {task[5:]!r} does not exist")
-    elif task not in TASK_NAMES:
-        raise ConfigError("task", f"unknown task {task!r}; valid: {', '.join(TASK_NAMES)} or file:<path>")
+        if not task[5:].strip():
+            raise ConfigError("task", "file: needs a path, e.g. file:data/train.jsonl")
+    elif task not in TASKS:
+        raise ConfigError("task", f"unknown task {task!r}; valid: {', '.join(TASKS)} or file:<path>")
 
 
 def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:

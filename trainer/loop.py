@@ -20,17 +20,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer import algos
-from trainer.batch import ContextScores, StepRollouts, build_rows
-from trainer.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from trainer.config import TrainConfig
+from trainer.data.datasets import Question, Task, get_task
+from trainer.data.prompts import encode_prompts
+from trainer.engine.checkpoint import load_trainer_state, save_checkpoint
 from trainer.events import Callbacks, Sample
-from trainer.models import load_model, load_tokenizer
-from trainer.prompts import encode_prompts
-from trainer.rollout import RolloutBackend, SamplingParams, make_backend
-from trainer.scoring import score
-from trainer.tasks import Question, Task, get_task
-from trainer.update import ppo_update
+from trainer.paths import latest_checkpoint
+from trainer.registry import load_model, load_tokenizer
+from trainer.rl import algos
+from trainer.rl.algorithms import build_rows
+from trainer.rl.batch import ContextScores, StepRollouts
+from trainer.rl.scoring import score
+from trainer.rl.update import ppo_update
+from trainer.rollout.backend import RolloutBackend, SamplingParams, make_backend
 
 
 @dataclass
@@ -44,7 +46,7 @@ class TrainState:
     pool: list[Question]
     pad_id: int
     step: int = 0
-    dist: Any = None  # trainer.distributed.DistContext when running under torchrun
+    dist: Any = None  # trainer.engine.distributed.DistContext when running under torchrun
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -208,7 +210,7 @@ def generate(state: TrainState, questions: list[Question]) -> StepRollouts:
 
 def held_out_accuracy(state: TrainState) -> dict[str, float]:
     """One sample per question and mode on held-out questions, with the paper's evaluation sampling
-    (T=0.6, top-k 20, top-p 0.95); the full k-sample evaluation is ``trainer.evaluate``."""
+    (T=0.6, top-k 20, top-p 0.95); the full k-sample evaluation is ``trainer.evaluation.evaluate``."""
     cfg = state.cfg
     questions = state.task.questions("test", limit=cfg.eval_questions, seed=cfg.seed)
     if not questions:
@@ -315,7 +317,7 @@ def _restore(state: TrainState, cb: Callbacks) -> None:
     if path is None:
         cb.on_log("info", "no checkpoint to resume from; starting at step 0")
         return
-    from trainer.models import load_model
+    from trainer.registry import load_model
 
     state.model.load_state_dict(load_model(str(path), dtype=state.cfg.dtype).state_dict())
     state.step = load_trainer_state(path, state.optimizer)

@@ -13,6 +13,8 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+from trainer.choices import MODES
+
 METRICS: dict[str, str] = {
     # rollouts and rewards
     "train/reward": "mean correctness reward over all generated responses",
@@ -51,7 +53,6 @@ METRICS: dict[str, str] = {
     "single-mode algorithms are evaluated with and without the HE prompt too",
 }
 
-MODE_PREFIXES = ("normal", "he")
 
 
 def expand(modes: Iterable[str]) -> set[str]:
@@ -66,7 +67,7 @@ def expand(modes: Iterable[str]) -> set[str]:
 
 
 def is_known(key: str) -> bool:
-    return key in expand(MODE_PREFIXES)
+    return key in expand(MODES)
 
 
 class MetricAverager:

@@ -2,11 +2,11 @@
 reads behind the evaluations page.
 
 One Evaluation row is one (run, checkpoint step, benchmark, mode). Rows created together share
-their settings and go to the worker as one task, which runs ``python -m trainer.evaluate`` once
+their settings and go to the worker as one task, which runs ``python -m trainer.evaluation.evaluate`` once
 for all of them as a **child process** (an out-of-memory crash kills the child, never the
 worker), then stores each (benchmark, mode) report: aggregate metrics in ``Evaluation.metrics``
 (``accuracy`` as a fraction, ``accuracy_ci``, ``entropy_bits``, ``pass_at_k``, ``unique_correct``,
-``kl_to_other``, creative diversity and judge scores; see ``trainer.evaluate``) and one EvalResult
+``kl_to_other``, creative diversity and judge scores; see ``trainer.evaluation.evaluate``) and one EvalResult
 per sample (score 1/0, creative samples 0 with ``metrics["graded"] = False``). The study table
 (``webapp.reports``) reads exactly these: ``accuracy``, ``entropy_bits`` and per-question
 correctness (score > 0.5) of the EvalResult rows.
@@ -35,9 +35,9 @@ from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Sum, When
 from django.utils import timezone
 
-from trainer.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, benchmark_title
-from trainer.diversity import pass_at_k_curve
-from trainer.prompts import MODES
+from trainer.choices import MODES
+from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, benchmark_title
+from trainer.evaluation.diversity import pass_at_k_curve
 from webapp.execution import run_dir
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run, RunStatus
 from webapp.services import ServiceError, activity_record
@@ -246,7 +246,7 @@ def _execute(evals: list[Evaluation], *, host: str) -> str:
 
 def evaluation_command(model: str, benchmarks: Sequence[str], modes: Sequence[str], opts: dict[str, Any],
                        out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "trainer.evaluate", "--model", model, "--benchmark", ",".join(benchmarks),
+    cmd = [sys.executable, "-m", "trainer.evaluation.evaluate", "--model", model, "--benchmark", ",".join(benchmarks),
            "--modes", ",".join(modes), "--k", str(opts.get("k", 8)),
            "--temperature", str(opts.get("temperature", 0.6)), "--top-k", str(opts.get("top_k", 20)),
            "--top-p", str(opts.get("top_p", 0.95)), "--max-new-tokens", str(opts.get("max_new_tokens", 512)),

@@ -34,8 +34,8 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections, connection
 from django.utils import timezone
 
-from trainer.checkpoint import latest_checkpoint
 from trainer.events import read_events
+from trainer.paths import latest_checkpoint
 from webapp import ingest
 from webapp.models import Run, RunStatus, Worker
 from webapp.wandb_mirror import WandbMirror

@@ -21,10 +21,9 @@ from django.http import QueryDict
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from trainer import config as trainer_config
-from trainer.algos import ALGORITHM_NAMES
-from trainer.config import ConfigError, TrainConfig, config_errors
-from trainer.models import MODEL_NAMES
+from trainer.choices import ALGORITHMS, TASKS
+from trainer.config import FIELD_CHOICES, ConfigError, TrainConfig, config_errors
+from trainer.registry import MODEL_NAMES
 from webapp.models import RunStatus
 from webapp.selectors import (
     ALGORITHM_LABELS,
@@ -36,18 +35,6 @@ from webapp.selectors import (
     is_column,
     sort_expression,
 )
-
-# Config fields shown as selects, with their valid values taken from the trainer.
-CONFIG_CHOICES: dict[str, tuple[str, ...]] = {
-    "algorithm": ALGORITHM_NAMES,
-    "clamp_order": trainer_config.CLAMP_ORDERS,
-    "estimator": trainer_config.ESTIMATORS,
-    "normalize": trainer_config.NORMALIZERS,
-    "loss_agg": trainer_config.LOSS_AGGS,
-    "rollout_backend": trainer_config.ROLLOUT_BACKENDS,
-    "q4_context": trainer_config.Q4_CONTEXTS,
-    "dtype": trainer_config.DTYPES,
-}
 
 LABELS = {
     "kl_cov_coef": "KL-Cov coefficient", "ppo_epochs": "PPO epochs", "top_k": "Top-k", "top_p": "Top-p",
@@ -111,14 +98,6 @@ def _default(name: str) -> Any:
     return f.default
 
 
-def _task_names() -> tuple[str, ...]:
-    try:
-        from trainer import tasks
-    except ImportError:
-        return ("arith",)
-    return tuple(getattr(tasks, "TASK_NAMES", ("arith",)))
-
-
 def _config_form_field(name: str) -> forms.Field:
     """A form field converting the request string to the config field's type (no range rules here)."""
     kind = field_kind(name)
@@ -127,13 +106,13 @@ def _config_form_field(name: str) -> forms.Field:
                               or EXTRA_HELP.get(name, ""),
                               "initial": _default(name)}
     if name == "algorithm":
-        return forms.ChoiceField(choices=[(a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHM_NAMES], **common)
-    if name in CONFIG_CHOICES:
-        return forms.ChoiceField(choices=[(c, c) for c in CONFIG_CHOICES[name]], **common)
+        return forms.ChoiceField(choices=[(a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHMS], **common)
+    if name in FIELD_CHOICES:
+        return forms.ChoiceField(choices=[(c, c) for c in FIELD_CHOICES[name]], **common)
     if name == "model":
         return forms.CharField(max_length=200, widget=DatalistInput(MODEL_NAMES), **common)
     if name == "task":
-        return forms.CharField(max_length=500, widget=DatalistInput(_task_names()), **common)
+        return forms.CharField(max_length=500, widget=DatalistInput(TASKS), **common)
     if kind == "bool":
         return forms.BooleanField(required=False, **common)
     if kind == "int":
@@ -385,7 +364,7 @@ class RunListForm(forms.Form):
     q = forms.CharField(required=False, max_length=200)
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RunStatus.choices])
     algorithm = forms.ChoiceField(required=False, choices=[
-        ("", "Any algorithm"), *((a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHM_NAMES)])
+        ("", "Any algorithm"), *((a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHMS)])
     tag = forms.CharField(required=False, max_length=50)
     where = forms.CharField(required=False, max_length=500)
     sort = forms.CharField(required=False, max_length=100)

@@ -212,7 +212,7 @@ class Run(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
-    def eta(self) -> timedelta | None:
+    def time_left(self) -> timedelta | None:
         """Remaining time estimated from the pace of the current attempt."""
         elapsed = self.duration()
         if not elapsed or not self.is_active or self.step <= 0 or self.total_steps <= self.step:

@@ -25,8 +25,8 @@ from typing import Any
 
 from django.db.models import Avg, Case, FloatField, Value, When
 
-from trainer.benchmarks import benchmark_title
 from trainer.config import TrainConfig
+from trainer.data.benchmarks import benchmark_title
 from webapp.models import EvalResult, EvalStatus, Evaluation, Mode, Run
 from webapp.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_question_test
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from trainer.benchmarks import BENCHMARK_NAMES
+from trainer.data.benchmarks import BENCHMARK_NAMES
 from webapp.env import (
     check_broker_url,
     env_bool,

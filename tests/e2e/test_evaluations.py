@@ -1,6 +1,6 @@
 """Where a run's results end up: its Evaluations page and responses, a study's paper table, Workers, Activity.
 
-Evaluations are seeded the way a worker stores them: reports built by ``trainer.evaluate``'s own
+Evaluations are seeded the way a worker stores them: reports built by ``trainer.evaluation.evaluate``'s own
 metric functions from hand-made samples, written by ``webapp.evaluation.evaluation_store``. So
 every number on the pages follows from the correct/wrong pattern chosen here:
 
@@ -25,9 +25,9 @@ from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.helpers import login, plot_traces, wait_for_drawn_points
-from trainer.benchmarks import BENCHMARKS
-from trainer.diversity import LN2
-from trainer.evaluate import ModeReport, SampleResult, creative_metrics, mode_metrics
+from trainer.data.benchmarks import BENCHMARKS
+from trainer.evaluation.diversity import LN2
+from trainer.evaluation.evaluate import ModeReport, SampleResult, creative_metrics, mode_metrics
 from webapp.evaluation import EvalRequest, evaluation_store, evaluations_create
 from webapp.models import Activity, Checkpoint, Evaluation, MetricPoint, Run, Study, Worker
 from webapp.services import activity_record, comment_create, verdict_set
@@ -69,7 +69,7 @@ def _training_curves() -> dict[str, Callable[[int], float]]:
 
 
 def _report(mode: str, samples: list[SampleResult], *, graded: bool) -> dict[str, Any]:
-    """One (benchmark, mode) report as ``python -m trainer.evaluate`` writes it."""
+    """One (benchmark, mode) report as ``python -m trainer.evaluation.evaluate`` writes it."""
     metrics = mode_metrics(samples, graded=graded, mode=mode)
     if not graded:
         metrics.update(creative_metrics(samples))

@@ -1,4 +1,4 @@
-"""Unit tests for trainer/algos.py: hand-computed values on tiny tensors plus invariants.
+"""Unit tests for trainer/rl/algos.py: hand-computed values on tiny tensors plus invariants.
 
 Pure pytest and torch (no Django, no database). Expected numbers carry a comment saying where they
 come from; spec sections refer to /work/shared/spec/policy_split.md.
@@ -7,34 +7,65 @@ come from; spec sections refer to /work/shared/spec/policy_split.md.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 from torch.testing import assert_close
 
-from trainer import algos
-from trainer.algos import (
-    ALGORITHM_NAMES,
+from trainer.choices import CLAMP_ORDERS, LOSS_AGGS, NORMALIZERS
+from trainer.config import TrainConfig
+from trainer.rl import algos
+from trainer.rl.algos import (
     agg_loss,
-    clamped_bonus,
-    clip_cov_loss,
     eda_advantages,
-    entropy_advantage,
-    entropy_bonus_loss,
     entropy_from_logits,
-    forking_token_mask,
-    get_advantage_estimator,
-    get_policy_loss,
-    group_normalize_tokens,
     grpo_advantages,
-    kl_cov_loss,
     kl_estimate,
     masked_mean,
-    policy_split_advantages,
-    policy_split_token_signal,
-    ppo_clip_loss,
     token_covariance,
 )
+
+# The math takes its hyperparameters as required keywords; their defaults have one home, the
+# config. These wrappers fill in whatever a test does not set, so each test names only what it varies.
+D = TrainConfig()
+_DEFAULTS = {
+    "policy_split_token_signal": {"alpha": D.alpha, "estimator": D.estimator},
+    "group_normalize_tokens": {"normalize": D.normalize, "lowest_ratio": D.lowest_ratio},
+    "clamped_bonus": {"kappa": D.kappa, "clamp_order": D.clamp_order},
+    "policy_split_advantages": {"alpha": D.alpha, "eta": D.eta, "eta_normal": D.eta_normal, "kappa": D.kappa,
+                                "clamp_order": D.clamp_order, "normalize": D.normalize,
+                                "lowest_ratio": D.lowest_ratio, "estimator": D.estimator,
+                                "share_rollouts": D.rollout_sharing},
+    "ppo_clip_loss": {"clip_low": D.clip_low, "clip_high": D.clip_high, "dual_clip": D.dual_clip, "agg": D.loss_agg},
+    "forking_token_mask": {"top_ratio": D.forking_top_ratio},
+    "clip_cov_loss": {"ratio": D.cov_ratio, "lb": D.cov_lb, "ub": D.cov_ub, "clip_low": D.clip_low,
+                      "clip_high": D.clip_high, "agg": D.loss_agg},
+    "kl_cov_loss": {"ratio": D.cov_ratio, "coef": D.kl_cov_coef, "agg": D.loss_agg},
+    "entropy_bonus_loss": {"coef": D.entropy_coef, "agg": D.loss_agg},
+    "entropy_advantage": {"alpha": D.entropy_adv_alpha, "kappa": D.kappa},
+}
+
+
+def _with_config_defaults(name: str) -> Any:
+    fn = getattr(algos, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **{**_DEFAULTS[name], **kwargs})
+
+    return call
+
+
+policy_split_token_signal = _with_config_defaults("policy_split_token_signal")
+group_normalize_tokens = _with_config_defaults("group_normalize_tokens")
+clamped_bonus = _with_config_defaults("clamped_bonus")
+policy_split_advantages = _with_config_defaults("policy_split_advantages")
+ppo_clip_loss = _with_config_defaults("ppo_clip_loss")
+forking_token_mask = _with_config_defaults("forking_token_mask")
+clip_cov_loss = _with_config_defaults("clip_cov_loss")
+kl_cov_loss = _with_config_defaults("kl_cov_loss")
+entropy_bonus_loss = _with_config_defaults("entropy_bonus_loss")
+entropy_advantage = _with_config_defaults("entropy_advantage")
 
 SQRT_HALF = math.sqrt(0.5)  # GRPO advantage of a {1, 0} pair: ±0.5 / std, std = sqrt(0.5)
 
@@ -80,7 +111,7 @@ def test_agg_loss_aggregates_each_mode_as_verl(agg: str, expected: float) -> Non
     assert_close(agg_loss(loss_mat, mask, agg), t(expected))
 
 
-@pytest.mark.parametrize("agg", algos.AGG_MODES)
+@pytest.mark.parametrize("agg", LOSS_AGGS)
 def test_agg_loss_leaves_all_padding_rows_out(agg: str) -> None:
     loss_mat = t([[2.0, 4.0], [7.0, 7.0]])
     with_padding_row = agg_loss(loss_mat, t([[1, 1], [0, 0]]), agg)
@@ -89,7 +120,7 @@ def test_agg_loss_leaves_all_padding_rows_out(agg: str) -> None:
     assert_close(with_padding_row, alone)
 
 
-@pytest.mark.parametrize("agg", algos.AGG_MODES)
+@pytest.mark.parametrize("agg", LOSS_AGGS)
 def test_agg_loss_of_an_all_padding_batch_is_zero(agg: str) -> None:
     assert_close(agg_loss(t([[1.0, 2.0]]), t([[0, 0]]), agg), t(0.0))
 
@@ -344,7 +375,7 @@ def test_a_single_token_pool_uses_zero_mean_and_unit_std() -> None:
     assert_close(out, t([[[5.0, 0.0]]]))
 
 
-@pytest.mark.parametrize("normalize", algos.NORMALIZERS)
+@pytest.mark.parametrize("normalize", NORMALIZERS)
 def test_group_normalisation_has_no_nan_for_constant_or_empty_groups(normalize: str) -> None:
     b = t([[[2.0, 2.0, 2.0]], [[1.0, 2.0, 3.0]]])
     mask = t([[[1, 1, 1]], [[0, 0, 0]]])  # group 0 constant (σ = 0), group 1 empty
@@ -452,10 +483,10 @@ def test_the_bonus_never_flips_the_sign_of_a_and_respects_the_clamp(seed: int) -
     eta = [0.03, 0.5, 5.0][seed % 3]
     kappa = [1.0, 2.0, 4.0][(seed // 2) % 3]
     eta_normal = [0.0, 0.5, -2.0][(seed // 3) % 3]
-    order = algos.CLAMP_ORDERS[seed % 2]
+    order = CLAMP_ORDERS[seed % 2]
     adv_normal, adv_he = policy_split_advantages(
         rewards, logp_n, logp_h, mask, eta=eta, eta_normal=eta_normal, kappa=kappa, clamp_order=order,
-        normalize=algos.NORMALIZERS[seed % 3], lowest_ratio=[0.0, 0.4][seed % 2],
+        normalize=NORMALIZERS[seed % 3], lowest_ratio=[0.0, 0.4][seed % 2],
     )
     grpo = grpo_advantages(rewards.reshape(-1), torch.arange(s).repeat_interleave(2 * n)).reshape(s, 2 * n)
     a = grpo[..., None].expand_as(adv_he)
@@ -900,42 +931,3 @@ def test_entropy_advantage_never_flips_the_sign_of_a(seed: int) -> None:
     assert (out[mask] * adv[mask] >= 0).all()
     assert (out[mask & (adv == 0)] == 0).all()
     assert (out[~mask] == 0).all()
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry
-# ---------------------------------------------------------------------------------------------
-
-
-def test_algorithm_names_are_exported_in_product_order() -> None:
-    assert ALGORITHM_NAMES == (
-        "policy_split", "grpo", "forking_tokens", "clip_cov", "kl_cov", "eda", "entropy_reg", "entropy_adv",
-    )
-    assert tuple(algos.ADVANTAGE_ESTIMATORS) == ALGORITHM_NAMES
-    assert tuple(algos.POLICY_LOSSES) == ALGORITHM_NAMES
-
-
-@pytest.mark.parametrize(
-    ("name", "advantage", "loss"),
-    [
-        ("policy_split", policy_split_advantages, ppo_clip_loss),
-        ("grpo", grpo_advantages, ppo_clip_loss),
-        ("forking_tokens", grpo_advantages, ppo_clip_loss),
-        ("clip_cov", grpo_advantages, clip_cov_loss),
-        ("kl_cov", grpo_advantages, kl_cov_loss),
-        ("eda", eda_advantages, ppo_clip_loss),
-        ("entropy_reg", grpo_advantages, ppo_clip_loss),
-        ("entropy_adv", entropy_advantage, ppo_clip_loss),
-    ],
-)
-def test_registry_maps_each_algorithm_to_its_functions(name: str, advantage: object, loss: object) -> None:
-    assert get_advantage_estimator(name) is advantage
-    assert get_policy_loss(name) is loss
-
-
-def test_registry_lookup_error_lists_the_valid_names() -> None:
-    with pytest.raises(ValueError, match="policy_split, grpo, forking_tokens") as excinfo:
-        get_policy_loss("ppo")
-    assert "entropy_adv" in str(excinfo.value)
-    with pytest.raises(ValueError, match="valid names: policy_split"):
-        get_advantage_estimator("reinforce")

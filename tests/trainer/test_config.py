@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import ConfigError, TrainConfig, apply_overrides, config_errors
+from trainer.config import ConfigError, TrainConfig, apply_overrides, check_resources, config_errors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
         ("algorithm", "ppo-magic", "unknown value 'ppo-magic'"),
         ("model", "no such model!", "unknown model"),
         ("task", "no-such-task", "unknown task"),
-        ("task", "file:/does/not/exist.jsonl", "does not exist"),
+        ("task", "file:", "file: needs a path"),
         ("max_new_tokens", 0, "must be > 0"),
         ("max_prompt_length", -5, "must be > 0"),
         ("n", 0, "must be > 0"),
@@ -42,6 +42,26 @@ def test_it_rejects_an_impossible_value_naming_the_field(field: str, value: obje
         TrainConfig(**{field: value})  # type: ignore[arg-type]
     assert err.value.field == field
     assert message in err.value.message
+
+
+def test_it_checks_files_only_where_they_are_read(tmp_path: Path) -> None:
+    # The web host validates syntax only: the dataset and model folder live on the worker host.
+    cfg = TrainConfig(task=f"file:{tmp_path / 'missing.jsonl'}", model=str(tmp_path / "no-model"))
+    with pytest.raises(ConfigError) as err:
+        check_resources(cfg)
+    assert err.value.field == "task"
+    assert "does not exist" in err.value.message
+    (tmp_path / "missing.jsonl").write_text('{"question": "1+1", "answer": "2"}\n')
+    with pytest.raises(ConfigError) as err:
+        check_resources(cfg)
+    assert err.value.field == "model"
+    assert "does not exist on this machine" in err.value.message
+    (tmp_path / "no-model").mkdir()
+    with pytest.raises(ConfigError, match=r"no config\.json"):
+        check_resources(cfg)
+    (tmp_path / "no-model" / "config.json").write_text("{}")
+    check_resources(cfg)
+    check_resources(TrainConfig(model="Qwen/Qwen3-1.7B"))  # hub ids resolve at load time
 
 
 def test_it_rejects_a_mini_batch_that_does_not_divide_the_trained_rows() -> None:

@@ -1,4 +1,4 @@
-"""Evaluation metrics against numbers worked out by hand (trainer/diversity.py)."""
+"""Evaluation metrics against numbers worked out by hand (trainer/evaluation/diversity.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from trainer import diversity
-from trainer.algos import entropy_from_logits
+from trainer.evaluation import diversity
+from trainer.rl.algos import entropy_from_logits
 
 # --- pass@k ---------------------------------------------------------------------------------------
 

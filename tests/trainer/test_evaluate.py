@@ -12,9 +12,16 @@ from typing import Any
 import pytest
 
 from tests.trainer.test_judge import StubJudge
-from trainer import benchmarks
-from trainer.evaluate import EvalSettings, SampleResult, evaluate_benchmark, graded_metrics, main, mode_metrics
-from trainer.judge import JudgeConfig
+from trainer.data import benchmarks
+from trainer.evaluation.evaluate import (
+    EvalSettings,
+    SampleResult,
+    evaluate_benchmark,
+    graded_metrics,
+    main,
+    mode_metrics,
+)
+from trainer.evaluation.judge import JudgeConfig
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 
@@ -146,7 +153,7 @@ def test_best_of_k_counts_questions_with_any_correct_sample() -> None:
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Any, Any]:
-    from trainer.models import load_model, load_tokenizer
+    from trainer.registry import load_model, load_tokenizer
 
     model = load_model("tiny-random")
     model.eval()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trainer import judge
+from trainer.evaluation import judge
 
 VALID = "Creativity: 7\nOriginality: 6\nNarrative Flow: 8\nEmotional Impact: 5\nImagery: 9"
 

@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 
 from tests.trainer.conftest import tiny_config
 from trainer import metrics as vocab
-from trainer.algos import ALGORITHM_NAMES
-from trainer.batch import build_rows
+from trainer.choices import ALGORITHMS
+from trainer.data.prompts import HE_SYSTEM_PROMPT
 from trainer.events import Callbacks, Sample
 from trainer.loop import generate, score_contexts, setup, train
-from trainer.models import resolve
-from trainer.prompts import HE_SYSTEM_PROMPT
+from trainer.registry import resolve
+from trainer.rl.algorithms import build_rows
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def _weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHM_NAMES)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_it_trains_two_steps_of_every_algorithm(algorithm: str, tmp_path: Path, parity_task: Any) -> None:
     cfg = tiny_config(tmp_path, algorithm=algorithm)
     rec = Recorder()

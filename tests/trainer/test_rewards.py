@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from trainer.rewards import (
+from trainer.data.rewards import (
     answers_match,
     boxed_answer,
     choice_letter,

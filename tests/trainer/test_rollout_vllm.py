@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from trainer.rollout import Generations, SamplingParams, make_backend
+from trainer.rollout.backend import Generations, SamplingParams, make_backend
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (make test-vllm)")
@@ -22,7 +22,7 @@ needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (mak
 
 @pytest.mark.skipif(HAS_VLLM, reason="checks the error when vllm is absent")
 def test_it_refuses_the_vllm_backend_with_a_clear_error_when_vllm_is_absent() -> None:
-    from trainer.rollout_vllm import VllmUnavailable
+    from trainer.rollout.vllm_engine import VllmUnavailable
 
     with pytest.raises(VllmUnavailable, match=r"needs vLLM: pip install -r requirements-gpu\.txt"):
         make_backend("vllm", model=None, tokenizer=None)
@@ -30,7 +30,7 @@ def test_it_refuses_the_vllm_backend_with_a_clear_error_when_vllm_is_absent() ->
 
 @pytest.fixture(scope="module")
 def smol() -> tuple[Any, Any]:
-    from trainer.models import load_model, load_tokenizer
+    from trainer.registry import load_model, load_tokenizer
 
     return load_model("smollm2-135m"), load_tokenizer("smollm2-135m")
 
@@ -44,7 +44,7 @@ def engine(smol: tuple[Any, Any]) -> Any:
 @pytest.mark.vllm
 @needs_vllm
 def test_it_returns_the_same_schema_as_the_transformers_backend(smol: tuple[Any, Any], engine: Any) -> None:
-    from trainer.prompts import encode_prompts
+    from trainer.data.prompts import encode_prompts
 
     model, tok = smol
     prompts = encode_prompts(tok, ["What is 2+2?", "Name a colour."], "he", max_prompt_length=256)

@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 
 from tests.workers import Broker
-from trainer.models import resolve
+from trainer.registry import resolve
 from webapp import evaluation as service
 from webapp.execution import run_dir, worker_identity
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run
@@ -184,7 +184,7 @@ def test_unfinished_runs_and_runs_without_a_benchmark_task_are_not_evaluated(run
 
 
 def report(mode: str, scores: list[list[float]], response: str = "The answer is 5.") -> dict[str, Any]:
-    """One (benchmark, mode) report as trainer.evaluate writes it: the input of evaluation_store."""
+    """One (benchmark, mode) report as trainer.evaluation.evaluate writes it: the input of evaluation_store."""
     samples = [{"question_id": f"q{q}", "index": i, "response": response, "score": s, "length": 5,
                 "entropy_bits": 0.5, "kl": 0.01, "truncated": False, "judge": None, "judge_error": ""}
                for q, row in enumerate(scores) for i, s in enumerate(row)]

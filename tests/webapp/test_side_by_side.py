@@ -12,7 +12,7 @@ from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from trainer.prompts import HE_SYSTEM_PROMPT
+from trainer.data.prompts import HE_SYSTEM_PROMPT
 from webapp.models import Comment, Run, Sample, Verdict
 from webapp.templatetags.psl import surprisal_bucket
 from webapp.views.side_by_side import ViewState, prompt_turns, question_text

@@ -15,7 +15,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve, reverse
 
-from trainer.algos import ALGORITHM_NAMES
+from trainer.choices import ALGORITHMS
 from trainer.config import ConfigError, TrainConfig
 from webapp.access import project_for, require, run_for
 from webapp.api_auth import ApiError, api_view, error_response
@@ -110,12 +110,12 @@ def _run_json(run: Run, *, full: bool = False) -> dict[str, Any]:
         "summary": run.summary, "url": run.get_absolute_url(), "api_url": reverse("api-run", args=[run.pk]),
     }
     if full:
-        eta = run.eta()
+        time_left = run.time_left()
         data.update({
             "config": run.config, "error": run.error, "attempt": run.attempt, "parent": run.parent_id,
             "host": run.host, "heartbeat_at": run.heartbeat_at, "cancel_requested": run.cancel_requested,
             "code_version": run.code_version, "last_checkpoint_step": run.last_checkpoint_step,
-            "eta_seconds": round(eta.total_seconds()) if eta else None,
+            "time_left_seconds": round(time_left.total_seconds()) if time_left else None,
             "wandb_run_id": run.wandb_run_id or None,
         })
     return data
@@ -165,7 +165,7 @@ def project_runs(request: HttpRequest, project_id: int) -> HttpResponse:
     qs = _run_queryset().filter(project=project)
     if status := _choice_param(request, "status", RunStatus.values):
         qs = qs.filter(status=status)
-    if algorithm := _choice_param(request, "algorithm", ALGORITHM_NAMES):
+    if algorithm := _choice_param(request, "algorithm", ALGORITHMS):
         qs = qs.filter(algorithm=algorithm)
     if tag := request.GET.get("tag", ""):
         qs = qs.filter(tags__name=tag)

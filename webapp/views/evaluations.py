@@ -22,9 +22,9 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from trainer.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, load_benchmark
-from trainer.diversity import LN2
-from trainer.prompts import MODES
+from trainer.choices import MODES
+from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, load_benchmark
+from trainer.evaluation.diversity import LN2
 from webapp.access import can, require, run_for
 from webapp.evaluation import (
     ACTIVE,

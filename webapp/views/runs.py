@@ -21,7 +21,8 @@ from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from trainer.metrics import MODE_PREFIXES, expand
+from trainer.choices import MODES
+from trainer.metrics import expand
 from webapp import selectors
 from webapp.access import can, project_for, require, run_for
 from webapp.forms import GridForm, RunForm, RunListForm
@@ -81,7 +82,7 @@ def _headers(columns: list[selectors.Column], sort: str) -> list[dict[str, Any]]
 
 
 def _column_choices(chosen: list[str], runs: list[Run]) -> list[tuple[str, list[tuple[str, str, bool]]]]:
-    metric_keys = sorted(expand(MODE_PREFIXES) | {k for run in runs for k in run.summary})
+    metric_keys = sorted(expand(MODES) | {k for run in runs for k in run.summary})
     groups = [
         ("Run", selectors.BASE_COLUMNS),
         ("Metrics (last value)", [f"m.{k}" for k in metric_keys]),
@@ -295,7 +296,7 @@ def _header_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     latest = [(label, selectors.display(run.summary[key]), css)
               for key, label, css in LATEST if key in run.summary]
     return {"run": run, "can_write": can(request.user, run.project, Role.MEMBER), "latest": latest,
-            "eta": human_duration(run.eta()), "duration": human_duration(run.duration()),
+            "time_left": human_duration(run.time_left()), "duration": human_duration(run.duration()),
             "algorithm_label": selectors.ALGORITHM_LABELS.get(run.algorithm, run.algorithm)}
 
 

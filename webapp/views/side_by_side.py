@@ -22,12 +22,12 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import path, reverse
 
-from trainer.prompts import HE_SYSTEM_PROMPT
+from trainer.choices import MODES
+from trainer.data.prompts import HE_SYSTEM_PROMPT
 from webapp.access import run_for
 from webapp.models import ROLE_RANK, Comment, Membership, Mode, Role, Run, Sample, Verdict
 from webapp.templatetags.psl import SURPRISAL_EDGES, surprisal_bucket
 
-MODES = (Mode.NORMAL.value, Mode.HE.value)
 MODE_LABELS = {Mode.NORMAL.value: "Normal mode", Mode.HE.value: "High-entropy mode"}
 MODE_SHORT = {Mode.NORMAL.value: "N", Mode.HE.value: "HE"}
 SHOW_CHOICES = {"all": "All questions", "disagree": "Modes disagree", "one_correct": "Only one correct"}

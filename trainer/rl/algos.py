@@ -2,8 +2,9 @@
 
 Nothing here takes ``self``, reads a global, or does I/O: every function maps tensors to tensors
 (plus a ``dict[str, float]`` of metrics for the losses), so each step can be unit-tested on tiny
-hand-made inputs (tests/trainer/test_algos.py). The loop in ``trainer/`` picks the pieces by
-algorithm name through ``get_advantage_estimator`` / ``get_policy_loss``.
+hand-made inputs (tests/trainer/test_algos.py). Hyperparameters are required keywords: their
+defaults live in ``trainer.config.TrainConfig`` only. ``trainer.rl.algorithms`` composes these
+pieces into each algorithm and is what the training loop dispatches through.
 
 Shape letters used in the docstrings:
     N  responses in a flat batch            B  rows of a (micro-)batch
@@ -18,21 +19,14 @@ empty mask or an all-padding row.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple, overload
+from typing import Literal, NamedTuple, overload
 
 import torch
 from torch import Tensor
 
+from trainer.choices import CLAMP_ORDERS, ESTIMATORS, KL_KINDS, LOSS_AGGS, NORMALIZERS
+
 __all__ = [
-    "ADVANTAGE_ESTIMATORS",
-    "AGG_MODES",
-    "ALGORITHM_NAMES",
-    "CLAMP_ORDERS",
-    "ESTIMATORS",
-    "KL_KINDS",
-    "NORMALIZERS",
-    "POLICY_LOSSES",
     "agg_loss",
     "clamped_bonus",
     "clip_cov_loss",
@@ -41,8 +35,6 @@ __all__ = [
     "entropy_bonus_loss",
     "entropy_from_logits",
     "forking_token_mask",
-    "get_advantage_estimator",
-    "get_policy_loss",
     "group_normalize_tokens",
     "grpo_advantages",
     "kl_cov_loss",
@@ -54,21 +46,6 @@ __all__ = [
     "token_covariance",
 ]
 
-ALGORITHM_NAMES: tuple[str, ...] = (
-    "policy_split",
-    "grpo",
-    "forking_tokens",
-    "clip_cov",
-    "kl_cov",
-    "eda",
-    "entropy_reg",
-    "entropy_adv",
-)
-AGG_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
-CLAMP_ORDERS: tuple[str, ...] = ("scale_then_clip", "clip_then_scale")
-NORMALIZERS: tuple[str, ...] = ("zscore", "mean", "none")
-ESTIMATORS: tuple[str, ...] = ("logprob", "entropy")
-KL_KINDS: tuple[str, ...] = ("k1", "k2", "k3")
 
 # verl clamps the log-ratio before exp so that a stale token cannot overflow the ratio (spec §5).
 _LOG_RATIO_CLAMP = 20.0
@@ -136,7 +113,7 @@ def agg_loss(loss_mat: Tensor, mask: Tensor, agg: str) -> Tensor:
         () scalar. Rows without a valid token are left out of the sequence means (as recent verl
         does) so that padding rows do not dilute the loss; an all-padding batch gives 0.
     """
-    _check_choice("agg", agg, AGG_MODES)
+    _check_choice("agg", agg, LOSS_AGGS)
     if agg == "token-mean":
         return masked_mean(loss_mat, mask)
     w = _weights(mask, loss_mat)
@@ -235,8 +212,8 @@ def policy_split_token_signal(
     logp_he: Tensor,
     mask: Tensor,
     *,
-    alpha: float = 0.5,
-    estimator: str = "logprob",
+    alpha: float,
+    estimator: str,
     entropy_normal: Tensor | None = None,
     entropy_he: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -275,8 +252,8 @@ def group_normalize_tokens(
     b: Tensor,
     mask: Tensor,
     *,
-    normalize: str = "zscore",
-    lowest_ratio: float = 0.0,
+    normalize: str,
+    lowest_ratio: float,
     eps: float = 1e-6,
 ) -> Tensor:
     """Normalise the token signal within each group, pooling all valid tokens of the group (spec §4.4).
@@ -334,8 +311,8 @@ def clamped_bonus(
     advantages: Tensor,
     *,
     eta: float,
-    kappa: float = 2.0,
-    clamp_order: str = "scale_then_clip",
+    kappa: float,
+    clamp_order: str,
 ) -> Tensor:
     """Scaled and clamped internal reward Ĩ of spec §4.5.
 
@@ -464,21 +441,21 @@ def _policy_split(
 
 @overload
 def policy_split_advantages(
-    rewards: Tensor, logp_normal: Tensor, logp_he: Tensor, mask: Tensor, *, alpha: float = ...,
-    eta: float = ..., eta_normal: float = ..., kappa: float = ..., clamp_order: str = ...,
-    normalize: str = ..., lowest_ratio: float = ..., estimator: str = ...,
+    rewards: Tensor, logp_normal: Tensor, logp_he: Tensor, mask: Tensor, *, alpha: float,
+    eta: float, eta_normal: float, kappa: float, clamp_order: str,
+    normalize: str, lowest_ratio: float, estimator: str,
     entropy_normal: Tensor | None = ..., entropy_he: Tensor | None = ..., eps: float = ...,
-    share_rollouts: bool = ..., return_stats: Literal[False] = ...,
+    share_rollouts: bool, return_stats: Literal[False] = ...,
 ) -> tuple[Tensor, Tensor]: ...
 
 
 @overload
 def policy_split_advantages(
-    rewards: Tensor, logp_normal: Tensor, logp_he: Tensor, mask: Tensor, *, alpha: float = ...,
-    eta: float = ..., eta_normal: float = ..., kappa: float = ..., clamp_order: str = ...,
-    normalize: str = ..., lowest_ratio: float = ..., estimator: str = ...,
+    rewards: Tensor, logp_normal: Tensor, logp_he: Tensor, mask: Tensor, *, alpha: float,
+    eta: float, eta_normal: float, kappa: float, clamp_order: str,
+    normalize: str, lowest_ratio: float, estimator: str,
     entropy_normal: Tensor | None = ..., entropy_he: Tensor | None = ..., eps: float = ...,
-    share_rollouts: bool = ..., return_stats: Literal[True],
+    share_rollouts: bool, return_stats: Literal[True],
 ) -> tuple[Tensor, Tensor, dict[str, float]]: ...
 
 
@@ -488,18 +465,18 @@ def policy_split_advantages(
     logp_he: Tensor,
     mask: Tensor,
     *,
-    alpha: float = 0.5,
-    eta: float = 0.03,
-    eta_normal: float = 0.0,
-    kappa: float = 2.0,
-    clamp_order: str = "scale_then_clip",
-    normalize: str = "zscore",
-    lowest_ratio: float = 0.0,
-    estimator: str = "logprob",
+    alpha: float,
+    eta: float,
+    eta_normal: float,
+    kappa: float,
+    clamp_order: str,
+    normalize: str,
+    lowest_ratio: float,
+    estimator: str,
     entropy_normal: Tensor | None = None,
     entropy_he: Tensor | None = None,
     eps: float = 1e-6,
-    share_rollouts: bool = True,
+    share_rollouts: bool,
     return_stats: bool = False,
 ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict[str, float]]:
     """Token advantages of every pooled response under both contexts (spec §4.2–§4.6).
@@ -563,10 +540,10 @@ def ppo_clip_loss(
     advantages: Tensor,
     mask: Tensor,
     *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    dual_clip: float | None = 3.0,
-    agg: str = "token-mean",
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
+    agg: str,
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO clipped surrogate with verl's dual clip (spec §5).
 
@@ -620,7 +597,7 @@ def ppo_clip_loss(
 # ---------------------------------------------------------------------------------------------
 
 
-def forking_token_mask(entropy: Tensor, mask: Tensor, *, top_ratio: float = 0.2) -> Tensor:
+def forking_token_mask(entropy: Tensor, mask: Tensor, *, top_ratio: float) -> Tensor:
     """Keep the top ⌈top_ratio·N⌉ highest-entropy valid tokens of the micro-batch (spec §10.2).
 
     The selection is global over all rows (Wang et al. 2025, "Beyond the 80/20 rule"); multiply the
@@ -669,13 +646,13 @@ def clip_cov_loss(
     advantages: Tensor,
     mask: Tensor,
     *,
-    ratio: float = 2e-4,
-    lb: float = 1.0,
-    ub: float = 5.0,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
+    ratio: float,
+    lb: float,
+    ub: float,
+    clip_low: float,
+    clip_high: float,
     generator: torch.Generator | None = None,
-    agg: str = "token-mean",
+    agg: str,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clip-Cov policy loss (Cui et al. 2025; verl ``clip_cov``; spec §10.3).
 
@@ -734,9 +711,9 @@ def kl_cov_loss(
     advantages: Tensor,
     mask: Tensor,
     *,
-    ratio: float = 2e-4,
-    coef: float = 1.0,
-    agg: str = "token-mean",
+    ratio: float,
+    coef: float,
+    agg: str,
 ) -> tuple[Tensor, dict[str, float]]:
     """KL-Cov policy loss (Cui et al. 2025; verl ``kl_cov``; spec §10.4).
 
@@ -802,7 +779,7 @@ def eda_advantages(
 
 
 def entropy_bonus_loss(
-    entropy: Tensor, mask: Tensor, *, coef: float = 0.003, agg: str = "token-mean"
+    entropy: Tensor, mask: Tensor, *, coef: float, agg: str
 ) -> Tensor:
     """Entropy-regularisation term −coef·agg(H) to add to the policy loss (spec §10.6).
 
@@ -823,8 +800,8 @@ def entropy_advantage(
     entropy: Tensor,
     mask: Tensor,
     *,
-    alpha: float = 0.4,
-    kappa: float = 2.0,
+    alpha: float,
+    kappa: float,
 ) -> Tensor:
     """Cheng et al.'s entropy advantage Â = A + min(α·sg(H), |A|/κ) (spec §10.7).
 
@@ -843,54 +820,3 @@ def entropy_advantage(
     if kappa > 0:
         bonus = torch.minimum(bonus, advantages.abs() / kappa)
     return torch.where(_valid(mask), advantages + bonus, torch.zeros_like(advantages))
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry (style guide B4, synthesis point 2)
-# ---------------------------------------------------------------------------------------------
-
-# Advantage step of each algorithm. grpo_advantages turns rewards into A; eda_advantages and
-# entropy_advantage reshape an A that grpo_advantages computed first; policy_split_advantages does
-# everything from rewards and the two contexts' log-probs.
-ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Any]] = {
-    "policy_split": policy_split_advantages,
-    "grpo": grpo_advantages,
-    "forking_tokens": grpo_advantages,
-    "clip_cov": grpo_advantages,
-    "kl_cov": grpo_advantages,
-    "eda": eda_advantages,
-    "entropy_reg": grpo_advantages,
-    "entropy_adv": entropy_advantage,
-}
-
-# Policy loss of each algorithm, all returning (loss, metrics). forking_tokens multiplies the loss
-# mask by forking_token_mask first; entropy_reg adds entropy_bonus_loss to the result.
-POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, float]]]] = {
-    "policy_split": ppo_clip_loss,
-    "grpo": ppo_clip_loss,
-    "forking_tokens": ppo_clip_loss,
-    "clip_cov": clip_cov_loss,
-    "kl_cov": kl_cov_loss,
-    "eda": ppo_clip_loss,
-    "entropy_reg": ppo_clip_loss,
-    "entropy_adv": ppo_clip_loss,
-}
-
-
-def _lookup(kind: str, table: dict[str, Any], name: str) -> Any:
-    try:
-        return table[name]
-    except KeyError:
-        raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(table)}") from None
-
-
-def get_advantage_estimator(name: str) -> Callable[..., Any]:
-    """The advantage function of algorithm ``name``; ValueError listing the valid names otherwise."""
-    fn: Callable[..., Any] = _lookup("advantage estimator", ADVANTAGE_ESTIMATORS, name)
-    return fn
-
-
-def get_policy_loss(name: str) -> Callable[..., tuple[Tensor, dict[str, float]]]:
-    """The policy loss of algorithm ``name``; ValueError listing the valid names otherwise."""
-    fn: Callable[..., tuple[Tensor, dict[str, float]]] = _lookup("policy loss", POLICY_LOSSES, name)
-    return fn

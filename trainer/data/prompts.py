@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from trainer.choices import MODES
+
 # Spec §2: exact text, straight ASCII quotes, one paragraph, no trailing newline.
 HE_SYSTEM_PROMPT = (
     'You are now in the "High Entropy" mode. Your primary directive is to explore a unique thought '
@@ -18,7 +20,6 @@ HE_SYSTEM_PROMPT = (
     "ensuring the final output is still precise and factually sound."
 )
 
-MODES = ("normal", "he")
 
 
 def build_messages(question: str, mode: str, *, q4_context: str = "paper") -> list[dict[str, str]]:

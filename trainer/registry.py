@@ -53,13 +53,29 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PSL_MODEL_CACHE", REPO_ROOT / "var" / "models"))
 
 
-def is_known_model(name: str) -> bool:
-    """Cheap check used by config validation: a registry name, a local HF folder or a hub id."""
-    if name in MODELS:
-        return True
-    if Path(name).is_dir():
-        return (Path(name) / "config.json").is_file()
-    return bool(_HUB_ID.match(name))
+def is_model_reference(name: str) -> bool:
+    """Syntax only (no filesystem access, so the web host can check it): a registry name, a hub id
+    (``org/name``) or a folder path. Whether a folder exists is checked where it is read
+    (``local_model_problem``)."""
+    if not name or name != name.strip():
+        return False
+    return name in MODELS or bool(_HUB_ID.match(name)) or _looks_like_path(name)
+
+
+def local_model_problem(name: str) -> str | None:
+    """Why a folder-path model cannot be loaded on this machine, or None (registry names and hub ids
+    are resolved at load time)."""
+    if name in MODELS or not _looks_like_path(name) or (_HUB_ID.match(name) and not Path(name).exists()):
+        return None
+    if not Path(name).is_dir():
+        return f"model folder {name!r} does not exist on this machine"
+    if not (Path(name) / "config.json").is_file():
+        return f"{name} is a folder but has no config.json (not a Hugging Face model folder)"
+    return None
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or "/" in name
 
 
 def resolve(name: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainer.algos import entropy_from_logits
+from trainer.rl.algos import entropy_from_logits
 
 
 @dataclass

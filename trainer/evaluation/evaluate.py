@@ -1,18 +1,18 @@
 """Evaluate a model or checkpoint on benchmarks in both modes (spec §9 protocol, §6.4 creative metrics).
 
-    python -m trainer.evaluate --model <name|checkpoint folder> --benchmark arith,creative \\
+    python -m trainer.evaluation.evaluate --model <name|checkpoint folder> --benchmark arith,creative \\
         [--k 8 --temperature 0.6 --top-k 20 --top-p 0.95 --max-new-tokens N --limit N \\
          --modes normal,he --out results.json]
 
 For each benchmark and mode: k samples per question (paper protocol: T = 0.6, top-k 20, top-p 0.95,
 k = 8) from the mode's prompt (normal = user turn; HE = the HE system turn + the same user turn,
-``trainer.prompts``), graded by the benchmark; then one no-grad scoring pass of every sample under
+``trainer.data.prompts``), graded by the benchmark; then one no-grad scoring pass of every sample under
 its own context (log-probs and full-vocabulary entropies) and one under the *other* mode's context
 with the same token ids (spec §0), which gives the inter-mode KL on the same responses:
 KL(HE‖normal) on HE samples and KL(normal‖HE) on normal samples. Metrics are in
-``trainer.diversity`` (definitions and the CI method there); entropies are reported in bits, KLs in
+``trainer.evaluation.diversity`` (definitions and the CI method there); entropies are reported in bits, KLs in
 nats. Creative prompts get Div-N-Gram, Div-BLEU, embedding diversity and, with a configured
-endpoint, the LLM judge (``trainer.judge``).
+endpoint, the LLM judge (``trainer.evaluation.judge``).
 
 The output (``--out``) is one JSON document: ``{"model", "settings", "benchmarks": {name: report}}``,
 each report holding per-mode ``metrics`` and per-sample ``samples`` (question_id, index, response,
@@ -36,10 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer import diversity
-from trainer.benchmarks import BENCHMARK_NAMES, Benchmark, load_benchmark
-from trainer.judge import JudgeConfig, judge_config_from_env, judge_many, summarize
-from trainer.prompts import MODES, encode_prompts
+from trainer.choices import MODES
+from trainer.data.benchmarks import BENCHMARK_NAMES, Benchmark, load_benchmark
+from trainer.data.prompts import encode_prompts
+from trainer.evaluation import diversity
+from trainer.evaluation.judge import JudgeConfig, judge_config_from_env, judge_many, summarize
 
 Log = Callable[[str], None]
 SCORING_TOKEN_BUDGET = 2048
@@ -138,7 +139,7 @@ def _by_question(samples: Sequence[SampleResult]) -> dict[str, list[SampleResult
 
 
 def mode_metrics(samples: Sequence[SampleResult], *, graded: bool, mode: str) -> dict[str, Any]:
-    """Aggregate metrics of one mode's samples (fractions, bits, tokens, nats; see trainer.diversity).
+    """Aggregate metrics of one mode's samples (fractions, bits, tokens, nats; see trainer.evaluation.diversity).
 
     ``accuracy`` is the mean over all Q·k samples (= the mean of per-question accuracies for equal
     k); ``entropy_bits`` is the token-weighted mean over all generated tokens (paper Table 1);
@@ -206,8 +207,8 @@ def creative_metrics(samples: Sequence[SampleResult], embedder: Any = None) -> d
 def sample_and_score(model: Any, tokenizer: Any, bench: Benchmark, mode: str,
                      settings: EvalSettings) -> list[SampleResult]:
     """k samples per question in ``mode``, graded, each scored under both contexts (no grad)."""
-    from trainer.rollout import SamplingParams, TransformersBackend
-    from trainer.scoring import score
+    from trainer.rl.scoring import score
+    from trainer.rollout.backend import SamplingParams, TransformersBackend
 
     texts = [q.prompt for q in bench.questions]
     kw: dict[str, Any] = {"max_prompt_length": settings.max_prompt_length,
@@ -278,7 +279,7 @@ def evaluate(model_name: str, benchmarks: Sequence[str], settings: EvalSettings,
     """Load the model once and evaluate every benchmark; returns the JSON-ready results document."""
     import torch
 
-    from trainer.models import load_model, load_tokenizer
+    from trainer.registry import load_model, load_tokenizer
 
     log = log or (lambda msg: None)
     if os.environ.get("PSL_TORCH_THREADS"):
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown benchmark {', '.join(unknown) or '(none)'}; valid: {', '.join(BENCHMARK_NAMES)}",
               file=sys.stderr)
         return 2
-    from trainer.models import supports_thinking
+    from trainer.registry import supports_thinking
 
     thinking = supports_thinking(args.model) if args.thinking == "auto" else args.thinking == "on"
     try:
@@ -423,5 +424,5 @@ def summary_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m trainer.evaluate …
+if __name__ == "__main__":  # python -m trainer.evaluation.evaluate …
     sys.exit(main())

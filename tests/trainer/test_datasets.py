@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from trainer.tasks import (
+from trainer.choices import TASKS
+from trainer.data.datasets import (
     ARITH_DEFAULT_MIX,
     ARITH_INSTRUCTION,
     ARITH_LEVELS,
     CREATIVE_PROMPTS,
-    TASK_NAMES,
+    TASK_CLASSES,
     ArithTask,
     FileTask,
     Question,
@@ -343,7 +344,8 @@ def test_a_file_task_with_a_bad_file_fails_when_it_is_created() -> None:
 
 
 def test_the_registry_knows_arith_and_creative() -> None:
-    assert TASK_NAMES == ("arith", "creative")
+    assert TASKS == ("arith", "creative")
+    assert tuple(TASK_CLASSES) == TASKS
     assert get_task("arith").name == "arith"
     assert get_task("creative").name == "creative"
 

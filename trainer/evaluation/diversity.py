@@ -38,9 +38,10 @@ import math
 import re
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the web tier imports this module
+    import torch
 
 LN2 = math.log(2.0)
 Z_95 = 1.959963984540054
@@ -125,6 +126,8 @@ def token_mean_kl(logp_own: torch.Tensor, logp_other: torch.Tensor, mask: torch.
     Returns:
         (N,) per-sequence KL in nats (0 for an empty row).
     """
+    import torch
+
     m = mask.float()
     diff = torch.where(m > 0, logp_own - logp_other, torch.zeros_like(logp_own))
     return diff.sum(-1) / m.sum(-1).clamp(min=1.0)
@@ -213,6 +216,8 @@ def div_bleu(texts: Sequence[str]) -> float | None:
 
 def mean_pairwise_cosine_distance(embeddings: torch.Tensor) -> float | None:
     """Mean of 1 − cos(e_i, e_j) over pairs i < j. embeddings: (k, D); None for k < 2."""
+    import torch
+
     k = embeddings.shape[0]
     if k < 2:
         return None
@@ -226,6 +231,8 @@ def embedding_diversity(texts: Sequence[str], embedder: Any) -> float | None:
     """Embedding diversity ×100 of one prompt's samples; ``embedder`` has sentence-transformers' ``encode``."""
     if len(texts) < 2:
         return None
+    import torch
+
     emb = embedder.encode(list(texts), convert_to_tensor=True, show_progress_bar=False)
     value = mean_pairwise_cosine_distance(torch.as_tensor(emb).cpu())
     return None if value is None else 100.0 * value

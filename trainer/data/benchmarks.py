@@ -25,7 +25,7 @@ name               file(s) under the data folder               public source (do
 Every ``.jsonl``/``.json``/``.parquet``/``.csv`` file in a benchmark's folder is read (several
 files are pooled, their ids prefixed with the file name). A missing file raises
 :class:`BenchmarkMissing` naming the path to create. Rows are parsed by
-``trainer.tasks.load_questions`` (prompts of spec §6.2/§6.3); the GPQA CSV, which that loader
+``trainer.data.datasets.load_questions`` (prompts of spec §6.2/§6.3); the GPQA CSV, which that loader
 does not read, is parsed here row by row with the same schema. Grading: MATH-500 and AIME with
 the strict math reward (spec §6.1), GPQA and MMLU-Pro by the boxed letter (spec §6.2, §13 Q10),
 arith with its lenient grader; creative prompts are not graded (``grade`` returns None).
@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.tasks import (
+from trainer.data.datasets import (
     ArithTask,
     CreativeTask,
     Question,

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from trainer.rollout import Generations, SamplingParams, _cut_at_eos, _eos_ids
+from trainer.rollout.backend import Generations, SamplingParams, _cut_at_eos, _eos_ids
 
 
 class VllmUnavailable(RuntimeError):

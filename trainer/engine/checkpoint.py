@@ -16,17 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-STATE_FILE = "trainer_state.pt"
+from trainer.paths import STATE_FILE, checkpoint_dir
 
 
 @dataclass
 class Restored:
     step: int
     path: Path
-
-
-def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
-    return Path(output_dir) / "checkpoints" / f"step_{step:06d}"
 
 
 def save_checkpoint(output_dir: str | Path, step: int, model: Any, tokenizer: Any, optimizer: Any,
@@ -54,15 +50,6 @@ def save_checkpoint(output_dir: str | Path, step: int, model: Any, tokenizer: An
     tmp.rename(target)
     _prune(Path(output_dir) / "checkpoints", keep=keep)
     return target
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return None
-    done = sorted(p for p in root.iterdir() if p.name.startswith("step_") and (p / STATE_FILE).is_file()
-                  and not p.name.endswith(".tmp"))
-    return done[-1] if done else None
 
 
 def load_trainer_state(path: str | Path, optimizer: Any) -> int:

@@ -2,7 +2,7 @@
 
 Both backends return the same schema, ``Generations``: for each prompt, ``n`` responses as token
 id lists that end with the EOS token when the model stopped by itself (spec §0: shared
-responses reuse these ids verbatim). The vLLM backend (``trainer/rollout_vllm.py``) is imported
+responses reuse these ids verbatim). The vLLM backend (``trainer/rollout/vllm_engine.py``) is imported
 lazily and only when asked for.
 """
 
@@ -130,7 +130,7 @@ def make_backend(name: str, model: Any, tokenizer: Any, **kwargs: Any) -> Rollou
     if name == "transformers":
         return TransformersBackend(model, tokenizer)
     if name == "vllm":
-        from trainer.rollout_vllm import VllmBackend  # lazy: vLLM is an optional GPU extra
+        from trainer.rollout.vllm_engine import VllmBackend  # lazy: vLLM is an optional GPU extra
 
         return VllmBackend(model, tokenizer, **kwargs)
     raise ValueError(f"unknown rollout backend {name!r}; valid: transformers, vllm")

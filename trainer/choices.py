@@ -1,0 +1,47 @@
+"""Every enumerated value of the trainer, defined once (no torch, no transformers).
+
+The web tier, the config, the math and the tests all import these tuples from here, so a new
+algorithm or aggregation mode is added in one place. Defaults live in ``trainer.config.TrainConfig``
+only; the functions in ``trainer.rl.algos`` take their hyperparameters as required keywords.
+"""
+
+from __future__ import annotations
+
+ALGORITHMS: tuple[str, ...] = (
+    "policy_split",
+    "grpo",
+    "forking_tokens",
+    "clip_cov",
+    "kl_cov",
+    "eda",
+    "entropy_reg",
+    "entropy_adv",
+)
+"""Policy Split and the baselines of docs/method.md §9."""
+
+MODES: tuple[str, ...] = ("normal", "he")
+"""The two modes of one Policy Split model: normal and high-entropy (the HE system turn)."""
+
+LOSS_AGGS: tuple[str, ...] = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
+"""How a token loss matrix becomes a scalar (verl's ``agg_loss`` modes)."""
+
+CLAMP_ORDERS: tuple[str, ...] = ("scale_then_clip", "clip_then_scale")
+"""scale_then_clip = clip(η·B, ±|A|/κ) (released code); clip_then_scale = η·clip(B, ±|A|/κ) (paper eq. 3)."""
+
+NORMALIZERS: tuple[str, ...] = ("zscore", "mean", "none")
+"""Normalisation of the token signal within a (question, context) group."""
+
+ESTIMATORS: tuple[str, ...] = ("logprob", "entropy")
+"""Surprisal estimate of the token signal: single-sample −log π or the full-vocabulary entropy."""
+
+KL_KINDS: tuple[str, ...] = ("k1", "k2", "k3")
+"""Schulman's KL estimators."""
+
+ROLLOUT_BACKENDS: tuple[str, ...] = ("transformers", "vllm")
+Q4_CONTEXTS: tuple[str, ...] = ("paper", "released_code")
+"""How the HE context of a normal-mode rollout is written: a real system turn, or the released code's text."""
+
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
+TASKS: tuple[str, ...] = ("arith", "creative")
+"""Built-in tasks (``trainer.data.datasets``); ``file:<path>`` names a dataset file besides these."""

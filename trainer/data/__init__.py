@@ -1,0 +1,1 @@
+"""Data: built-in tasks and dataset files, benchmarks, rewards (graders) and the two modes' prompts."""

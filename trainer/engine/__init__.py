@@ -1,0 +1,1 @@
+"""The scaling layer: distributed set-up, precision, sharding and checkpoints; the loop stays the same."""

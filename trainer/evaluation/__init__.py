@@ -1,0 +1,1 @@
+"""Evaluation of checkpoints in both modes: sampling, accuracy/pass@k, diversity metrics, the LLM judge."""
