@@ -35,6 +35,7 @@ test-vllm: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	PSL_DEMO=1 $(BIN)/mypy trainer webapp

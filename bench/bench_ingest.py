@@ -85,9 +85,10 @@ def bench_metrics(n: int) -> dict[str, float]:
     run = make_run("copy")
     rows = points(run.pk, n)
     t = time.perf_counter()
-    with connection.cursor() as cur, cur.cursor.copy(
-        "COPY webapp_metricpoint (run_id, key, step, value) FROM STDIN"
-    ) as copy:
+    with (
+        connection.cursor() as cur,
+        cur.cursor.copy("COPY webapp_metricpoint (run_id, key, step, value) FROM STDIN") as copy,
+    ):
         for row in rows:
             copy.write_row(row)
     results["raw psycopg COPY into the table (limit)"] = (n, time.perf_counter() - t)
@@ -98,10 +99,21 @@ def fake_sample(rng: random.Random, i: int) -> dict[str, Any]:
     words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(340)]
     response = " ".join(words)[:2048]
     n_tok = 400
-    return {"question_id": f"q{i // 8}", "mode": "he" if i % 2 else "normal", "context": "he" if i % 2 else "normal",
-            "index": (i // 2) % 4, "prompt": "Solve: " + response[:200], "answer": "42", "response": response,
-            "reward": float(rng.random() < 0.5), "advantage": None, "num_tokens": n_tok, "mean_entropy": 1.2,
-            "surprisal": [round(rng.random() * 5, 4) for _ in range(n_tok)], "tokens": words[:n_tok]}
+    return {
+        "question_id": f"q{i // 8}",
+        "mode": "he" if i % 2 else "normal",
+        "context": "he" if i % 2 else "normal",
+        "index": (i // 2) % 4,
+        "prompt": "Solve: " + response[:200],
+        "answer": "42",
+        "response": response,
+        "reward": float(rng.random() < 0.5),
+        "advantage": None,
+        "num_tokens": n_tok,
+        "mean_entropy": 1.2,
+        "surprisal": [round(rng.random() * 5, 4) for _ in range(n_tok)],
+        "tokens": words[:n_tok],
+    }
 
 
 def bench_samples(n: int) -> dict[str, float]:

@@ -30,10 +30,28 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
-METRIC_KEYS = ["normal/accuracy", "he/accuracy", "normal/entropy", "he/entropy", "normal/length", "he/length",
-               "normal/logprob", "he/logprob", "split/he_normal_kl", "split/normal_he_kl", "split/clamp_frac",
-               "split/bonus_abs_mean", "actor/pg_loss", "actor/clip_frac", "actor/grad_norm", "actor/entropy",
-               "train/reward", "train/reward_std", "timing/step_s", "perf/tokens_per_s"]
+METRIC_KEYS = [
+    "normal/accuracy",
+    "he/accuracy",
+    "normal/entropy",
+    "he/entropy",
+    "normal/length",
+    "he/length",
+    "normal/logprob",
+    "he/logprob",
+    "split/he_normal_kl",
+    "split/normal_he_kl",
+    "split/clamp_frac",
+    "split/bonus_abs_mean",
+    "actor/pg_loss",
+    "actor/clip_frac",
+    "actor/grad_norm",
+    "actor/entropy",
+    "train/reward",
+    "train/reward_std",
+    "timing/step_s",
+    "perf/tokens_per_s",
+]
 
 QUERIES = [
     ("default (newest first)", ""),
@@ -41,8 +59,11 @@ QUERIES = [
     ("sort by κ ↑, page 10", "sort=cfg.kappa&page=10"),
     ("status + η filter", "status=succeeded&cfg.eta=0.03"),
     ("tag + name search", "tag=baseline&q=run+1"),
-    ("12 chosen columns", "cols=name,status,algorithm,cfg.eta,cfg.kappa,cfg.alpha,m.train/reward,"
-                          "m.normal/accuracy,m.he/accuracy,m.split/he_normal_kl,m.actor/grad_norm,created"),
+    (
+        "12 chosen columns",
+        "cols=name,status,algorithm,cfg.eta,cfg.kappa,cfg.alpha,m.train/reward,"
+        "m.normal/accuracy,m.he/accuracy,m.split/he_normal_kl,m.actor/grad_norm,created",
+    ),
 ]
 
 
@@ -56,8 +77,10 @@ def create_database() -> str:
 def default_config() -> dict[str, Any]:
     from trainer.config import TrainConfig
 
-    return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            for f in dataclasses.fields(TrainConfig)}
+    return {
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(TrainConfig)
+    }
 
 
 def populate(runs: int) -> tuple[Any, Any]:
@@ -70,22 +93,40 @@ def populate(runs: int) -> tuple[Any, Any]:
     project = Project.objects.create(team=team, name="Bench", slug="bench")
     user = get_user_model().objects.create_user("bench", password="bench-password")
     Membership.objects.create(team=team, user=user, role="admin")
-    tags = [Tag.objects.create(project=project, name=n)
-            for n in ("baseline", "ablation", "paper", "sweep", "bug")]
+    tags = [Tag.objects.create(project=project, name=n) for n in ("baseline", "ablation", "paper", "sweep", "bug")]
     base = default_config()
     statuses = [s.value for s in RunStatus]
     objs = []
     for i in range(runs):
-        config = {**base, "eta": rng.choice([0.01, 0.03, 0.06, 0.1]), "kappa": rng.choice([1.0, 2.0, 4.0]),
-                  "alpha": rng.choice([0.0, 0.5, 1.0]), "seed": i % 5}
+        config = {
+            **base,
+            "eta": rng.choice([0.01, 0.03, 0.06, 0.1]),
+            "kappa": rng.choice([1.0, 2.0, 4.0]),
+            "alpha": rng.choice([0.0, 0.5, 1.0]),
+            "seed": i % 5,
+        }
         summary = {k: rng.random() for k in METRIC_KEYS if rng.random() > 0.05}  # a few keys missing
-        objs.append(Run(project=project, name=f"run {i}", config=config, algorithm="policy_split",
-                        model_name="tiny-random", seed=i % 5, status=rng.choice(statuses),
-                        step=rng.randint(0, 100), total_steps=100, summary=summary, created_by=user))
+        objs.append(
+            Run(
+                project=project,
+                name=f"run {i}",
+                config=config,
+                algorithm="policy_split",
+                model_name="tiny-random",
+                seed=i % 5,
+                status=rng.choice(statuses),
+                step=rng.randint(0, 100),
+                total_steps=100,
+                summary=summary,
+                created_by=user,
+            )
+        )
     created = Run.objects.bulk_create(objs, batch_size=500)
     through = Run.tags.through
-    through.objects.bulk_create([through(run_id=r.pk, tag_id=t.pk) for r in created
-                                 for t in rng.sample(tags, rng.randint(0, 2))], batch_size=1000)
+    through.objects.bulk_create(
+        [through(run_id=r.pk, tag_id=t.pk) for r in created for t in rng.sample(tags, rng.randint(0, 2))],
+        batch_size=1000,
+    )
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute("ANALYZE")
@@ -106,8 +147,7 @@ def measure(client: Any, url: str, repeat: int) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
@@ -122,8 +162,10 @@ def main() -> None:
         client = Client()
         client.force_login(user)
         base = reverse("webapp-run-list", args=[project.pk])
-        print(f"{connection.vendor}: {args.runs:,} runs × {len(METRIC_KEYS)} metric keys; "
-              f"median of {args.repeat} requests (test client, full page render)\n")
+        print(
+            f"{connection.vendor}: {args.runs:,} runs × {len(METRIC_KEYS)} metric keys; "
+            f"median of {args.repeat} requests (test client, full page render)\n"
+        )
         header = f"{'page':<26}{'rows':>6}{'median':>12}{'queries':>9}"
         print(header)
         print("-" * len(header))

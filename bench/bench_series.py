@@ -30,8 +30,18 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
-KEYS = ["normal/accuracy", "he/accuracy", "normal/entropy", "he/entropy", "split/he_normal_kl",
-        "split/normal_he_kl", "actor/pg_loss", "actor/grad_norm", "actor/clip_frac", "perf/tokens_per_s"]
+KEYS = [
+    "normal/accuracy",
+    "he/accuracy",
+    "normal/entropy",
+    "he/entropy",
+    "split/he_normal_kl",
+    "split/normal_he_kl",
+    "actor/pg_loss",
+    "actor/grad_norm",
+    "actor/clip_frac",
+    "perf/tokens_per_s",
+]
 
 
 def create_database() -> str:
@@ -46,8 +56,7 @@ def make_run() -> Any:
 
     team = Team.objects.create(name="Bench", slug="bench")
     project = Project.objects.create(team=team, name="Bench", slug="bench")
-    return Run.objects.create(project=project, name="bench", algorithm="policy_split",
-                              model_name="tiny-random")
+    return Run.objects.create(project=project, name="bench", algorithm="policy_split", model_name="tiny-random")
 
 
 def load_points(run_id: int, per_key: int) -> float:
@@ -71,7 +80,8 @@ def load_points(run_id: int, per_key: int) -> float:
             cur.execute("VACUUM ANALYZE webapp_metricpoint")
     else:
         MetricPoint.objects.bulk_create(
-            [MetricPoint(run_id=r, key=k, step=s, value=v) for r, k, s, v in rows], batch_size=5000)
+            [MetricPoint(run_id=r, key=k, step=s, value=v) for r, k, s, v in rows], batch_size=5000
+        )
     return time.perf_counter() - started
 
 
@@ -137,14 +147,12 @@ def endpoint_ms(run: Any, repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points-per-key", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     if connection.vendor != "postgresql":
-        print("note: DATABASE_URL is not PostgreSQL; measuring the portable fallback path only",
-              file=sys.stderr)
+        print("note: DATABASE_URL is not PostgreSQL; measuring the portable fallback path only", file=sys.stderr)
 
     setup_test_environment()
     old_name = create_database()
@@ -152,13 +160,19 @@ def main() -> None:
         run = make_run()
         per_key = args.points_per_key
         load_s = load_points(run.pk, per_key)
-        print(f"{connection.vendor}: loaded {per_key * len(KEYS):,} points ({len(KEYS)} keys × {per_key:,}) "
-              f"in {load_s:.1f} s; median of {args.repeat} rounds × {len(KEYS)} keys, per line\n")
-        ranges = [("full range", 0, per_key - 1),
-                  ("zoom 10%", per_key // 3, per_key // 3 + per_key // 10 - 1),
-                  ("zoom 1,500 steps", per_key // 2, per_key // 2 + 1499)]
-        header = (f"{'range':<18}{'points in':>10}{'points out':>18}{'metric_series':>15}{'py fallback':>13}"
-                  f"{'naive fetch':>13}")
+        print(
+            f"{connection.vendor}: loaded {per_key * len(KEYS):,} points ({len(KEYS)} keys × {per_key:,}) "
+            f"in {load_s:.1f} s; median of {args.repeat} rounds × {len(KEYS)} keys, per line\n"
+        )
+        ranges = [
+            ("full range", 0, per_key - 1),
+            ("zoom 10%", per_key // 3, per_key // 3 + per_key // 10 - 1),
+            ("zoom 1,500 steps", per_key // 2, per_key // 2 + 1499),
+        ]
+        header = (
+            f"{'range':<18}{'points in':>10}{'points out':>18}{'metric_series':>15}{'py fallback':>13}"
+            f"{'naive fetch':>13}"
+        )
         print(header)
         print("-" * len(header))
         full_ms = 0.0
@@ -170,8 +184,7 @@ def main() -> None:
             out = f"{len(series.steps):,} ({'bucketed' if series.bucketed else 'raw'})"
             print(f"{label:<18}{series.total:>10,}{out:>18}{sql:>12.1f} ms{py:>10.1f} ms{raw:>10.1f} ms")
         endpoint = endpoint_ms(run, args.repeat * 3)
-        print(f"\nseries endpoint, one chart of 2 lines at full range, HTTP via the test client: "
-              f"{endpoint:.1f} ms")
+        print(f"\nseries endpoint, one chart of 2 lines at full range, HTTP via the test client: {endpoint:.1f} ms")
         verdict = "met" if full_ms <= 150 else "NOT met"
         print(f"target ≤ 150 ms per line at full range: {verdict} ({full_ms:.1f} ms)")
     finally:

@@ -72,10 +72,22 @@ def train(args: argparse.Namespace, algorithm: str, out: Path, timings: dict[str
     rows = args.questions_per_step * (4 * n if algorithm == "policy_split" else n)
     folder = out / algorithm
     final = folder / "checkpoints" / f"step_{args.steps:06d}"
-    settings = {"model": args.model, "algorithm": algorithm, "steps": args.steps, "n": n,
-                "questions_per_step": args.questions_per_step, "mini_batch_size": rows, "micro_batch_size": 8,
-                "max_new_tokens": args.train_max_new_tokens, "lr": args.lr, "checkpoint_every": 0,
-                "keep_checkpoints": 1, "seed": args.seed, "task": "arith", "output_dir": str(folder)}
+    settings = {
+        "model": args.model,
+        "algorithm": algorithm,
+        "steps": args.steps,
+        "n": n,
+        "questions_per_step": args.questions_per_step,
+        "mini_batch_size": rows,
+        "micro_batch_size": 8,
+        "max_new_tokens": args.train_max_new_tokens,
+        "lr": args.lr,
+        "checkpoint_every": 0,
+        "keep_checkpoints": 1,
+        "seed": args.seed,
+        "task": "arith",
+        "output_dir": str(folder),
+    }
     timings.setdefault("train_settings", {})[algorithm] = settings
     if (final / "config.json").is_file():
         print(f"{algorithm}: reusing {final}", flush=True)
@@ -90,16 +102,36 @@ def train(args: argparse.Namespace, algorithm: str, out: Path, timings: dict[str
     return final
 
 
-def evaluate(args: argparse.Namespace, label: str, model: str, benchmark: str, out: Path,
-             timings: dict[str, Any]) -> dict[str, Any]:
+def evaluate(
+    args: argparse.Namespace, label: str, model: str, benchmark: str, out: Path, timings: dict[str, Any]
+) -> dict[str, Any]:
     path = out / "evals" / f"{label}-{benchmark}.json"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         limit = args.arith_questions if benchmark == "arith" else 13
         max_new = args.arith_max_new_tokens if benchmark == "arith" else args.creative_max_new_tokens
-        cmd = [sys.executable, "-m", "trainer.evaluation.evaluate", "--model", model, "--benchmark", benchmark,
-               "--k", str(args.k), "--limit", str(limit), "--max-new-tokens", str(max_new), "--modes", "normal,he",
-               "--seed", str(args.seed), "--no-judge", "--out", str(path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "trainer.evaluation.evaluate",
+            "--model",
+            model,
+            "--benchmark",
+            benchmark,
+            "--k",
+            str(args.k),
+            "--limit",
+            str(limit),
+            "--max-new-tokens",
+            str(max_new),
+            "--modes",
+            "normal,he",
+            "--seed",
+            str(args.seed),
+            "--no-judge",
+            "--out",
+            str(path),
+        ]
         print(f"evaluating {label} on {benchmark} …", flush=True)
         timings[f"eval/{label}/{benchmark}_s"] = run_logged(cmd, path.with_suffix(".log"))
         print(f"  {timings[f'eval/{label}/{benchmark}_s']:.0f} s", flush=True)
@@ -121,8 +153,9 @@ def per_question(report: dict[str, Any], mode: str, field: str) -> dict[str, flo
 
 
 def per_prompt(report: dict[str, Any], mode: str, key: str) -> dict[str, float]:
-    return {q: v[key] for q, v in report["modes"][mode]["metrics"]["creative_per_prompt"].items()
-            if v.get(key) is not None}
+    return {
+        q: v[key] for q, v in report["modes"][mode]["metrics"]["creative_per_prompt"].items() if v.get(key) is not None
+    }
 
 
 def p_value(a: dict[str, float], b: dict[str, float]) -> float | None:
@@ -152,8 +185,18 @@ LABELS = {"untrained": "Untrained SmolLM2-135M", "grpo": "GRPO (n=8)", "policy_s
 
 
 def arith_table(results: dict[str, dict[str, Any]], k: int) -> str:
-    header = ["model", "mode", "Acc % [95% CI]", "p vs untrained", "p PS vs GRPO", "Ent (bits)", "len",
-              f"pass@{k} %", "uniq correct", "KL (nats)"]
+    header = [
+        "model",
+        "mode",
+        "Acc % [95% CI]",
+        "p vs untrained",
+        "p PS vs GRPO",
+        "Ent (bits)",
+        "len",
+        f"pass@{k} %",
+        "uniq correct",
+        "KL (nats)",
+    ]
     rows = []
     for label in ("untrained", "grpo", "policy_split"):
         for mode in MODES:
@@ -164,15 +207,38 @@ def arith_table(results: dict[str, dict[str, Any]], k: int) -> str:
             p_base = p_value(acc, per_question(results["untrained"], mode, "score")) if label != "untrained" else None
             p_grpo = p_value(acc, per_question(results["grpo"], mode, "score")) if label == "policy_split" else None
             lo, hi = (fmt(100 * c) if c is not None else "–" for c in ci)
-            rows.append([LABELS[label], mode, f"{100 * m['accuracy']:.2f} [{lo}, {hi}]", fmt_p(p_base), fmt_p(p_grpo),
-                         fmt(m["entropy_bits"], ".3f"), fmt(m["length"], ".1f"), fmt(100 * m["pass_at_k"][str(k)]),
-                         fmt(m["unique_correct"]), fmt(m["kl_to_other"], ".4f")])
+            rows.append(
+                [
+                    LABELS[label],
+                    mode,
+                    f"{100 * m['accuracy']:.2f} [{lo}, {hi}]",
+                    fmt_p(p_base),
+                    fmt_p(p_grpo),
+                    fmt(m["entropy_bits"], ".3f"),
+                    fmt(m["length"], ".1f"),
+                    fmt(100 * m["pass_at_k"][str(k)]),
+                    fmt(m["unique_correct"]),
+                    fmt(m["kl_to_other"], ".4f"),
+                ]
+            )
     return table(header, rows)
 
 
 def creative_table(results: dict[str, dict[str, Any]]) -> str:
-    header = ["model", "mode", "Div-N-Gram", "p vs untr.", "Div-BLEU", "p vs untr.", "p PS vs GRPO", "Emb div",
-              "p vs untr.", "Ent (bits)", "len", "KL (nats)"]
+    header = [
+        "model",
+        "mode",
+        "Div-N-Gram",
+        "p vs untr.",
+        "Div-BLEU",
+        "p vs untr.",
+        "p PS vs GRPO",
+        "Emb div",
+        "p vs untr.",
+        "Ent (bits)",
+        "len",
+        "KL (nats)",
+    ]
     rows = []
     for label in ("untrained", "grpo", "policy_split"):
         for mode in MODES:
@@ -184,10 +250,22 @@ def creative_table(results: dict[str, dict[str, Any]]) -> str:
                     return "–"
                 return fmt_p(p_value(per_prompt(rep, mode, key), per_prompt(results[other], mode, key)))
 
-            rows.append([LABELS[label], mode, fmt(m["div_ngram"]), p("div_ngram", "untrained"), fmt(m["div_bleu"]),
-                         p("div_bleu", "untrained"), p("div_bleu", "grpo") if label == "policy_split" else "–",
-                         fmt(m.get("embedding_diversity")), p("embedding_diversity", "untrained"),
-                         fmt(m["entropy_bits"], ".3f"), fmt(m["length"], ".1f"), fmt(m["kl_to_other"], ".4f")])
+            rows.append(
+                [
+                    LABELS[label],
+                    mode,
+                    fmt(m["div_ngram"]),
+                    p("div_ngram", "untrained"),
+                    fmt(m["div_bleu"]),
+                    p("div_bleu", "untrained"),
+                    p("div_bleu", "grpo") if label == "policy_split" else "–",
+                    fmt(m.get("embedding_diversity")),
+                    p("embedding_diversity", "untrained"),
+                    fmt(m["entropy_bits"], ".3f"),
+                    fmt(m["length"], ".1f"),
+                    fmt(m["kl_to_other"], ".4f"),
+                ]
+            )
     return table(header, rows)
 
 
@@ -229,22 +307,24 @@ def main() -> None:
     creative = {label: results[f"{label}/creative"] for label in models}
     timings["report_total_s_this_invocation"] = time.perf_counter() - t0
     timings_path.write_text(json.dumps(timings, indent=1))
-    report = "\n\n".join([
-        f"## arith test split ({args.arith_questions} questions × k={args.k}, T=0.6, top-k 20, top-p 0.95, "
-        f"max_new_tokens {args.arith_max_new_tokens})",
-        arith_table(results, args.k),
-        f"## creative prompts (13 × k={args.k}, max_new_tokens {args.creative_max_new_tokens})",
-        creative_table(creative),
-        "## HE vs normal within each model (paired per question / prompt)",
-        mode_table(results),
-        "p-values: two-sided paired sign-flip permutation test over questions (prompts for creative metrics; "
-        "exact for ≤ 16 pairs, else 20,000 random sign patterns). KL: KL(normal‖HE) on normal samples, "
-        "KL(HE‖normal) on HE samples (token mean per response, then mean).",
-        "## wall times (s)",
-        "\n".join(f"- {k}: {v:.0f}" for k, v in timings.items() if isinstance(v, float)),
-        "## training settings",
-        "\n".join(f"- {k}: {json.dumps(v)}" for k, v in timings.get("train_settings", {}).items()),
-    ])
+    report = "\n\n".join(
+        [
+            f"## arith test split ({args.arith_questions} questions × k={args.k}, T=0.6, top-k 20, top-p 0.95, "
+            f"max_new_tokens {args.arith_max_new_tokens})",
+            arith_table(results, args.k),
+            f"## creative prompts (13 × k={args.k}, max_new_tokens {args.creative_max_new_tokens})",
+            creative_table(creative),
+            "## HE vs normal within each model (paired per question / prompt)",
+            mode_table(results),
+            "p-values: two-sided paired sign-flip permutation test over questions (prompts for creative metrics; "
+            "exact for ≤ 16 pairs, else 20,000 random sign patterns). KL: KL(normal‖HE) on normal samples, "
+            "KL(HE‖normal) on HE samples (token mean per response, then mean).",
+            "## wall times (s)",
+            "\n".join(f"- {k}: {v:.0f}" for k, v in timings.items() if isinstance(v, float)),
+            "## training settings",
+            "\n".join(f"- {k}: {json.dumps(v)}" for k, v in timings.get("train_settings", {}).items()),
+        ]
+    )
     (out / "report.md").write_text(report + "\n")
     print(report)
 

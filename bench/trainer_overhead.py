@@ -76,8 +76,17 @@ class PeakRss:
 
 
 def configs(model: str, max_new_tokens: int) -> dict[str, TrainConfig]:
-    common = dict(model=model, questions_per_step=4, micro_batch_size=8, max_new_tokens=max_new_tokens,
-                  temperature=1.0, samples_per_step=0, checkpoint_every=0, lr=1e-6, output_dir="var/bench/overhead")
+    common = dict(
+        model=model,
+        questions_per_step=4,
+        micro_batch_size=8,
+        max_new_tokens=max_new_tokens,
+        temperature=1.0,
+        samples_per_step=0,
+        checkpoint_every=0,
+        lr=1e-6,
+        output_dir="var/bench/overhead",
+    )
     return {
         # 64 trained rows, 2 optimizer steps of 32 rows
         "policy_split": TrainConfig(algorithm="policy_split", n=4, mini_batch_size=32, **common),  # type: ignore[arg-type]
@@ -106,22 +115,29 @@ def _median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def _report(model: str, cfgs: dict[str, TrainConfig], timings: dict[str, list[dict[str, float]]],
-            peaks: dict[str, float]) -> None:
+def _report(
+    model: str, cfgs: dict[str, TrainConfig], timings: dict[str, list[dict[str, float]]], peaks: dict[str, float]
+) -> None:
     ps, grpo = timings["policy_split"], timings["grpo"]
     print(f"\n## {model}  ({len(ps)} measured steps each, median seconds per training step)")
-    print(f"{'':18}{'generated/q':>12}{'trained/q':>10}{'generate':>10}{'score':>9}{'update':>9}{'step':>9}"
-          f"{'gen tok':>9}{'peak MB':>9}")
+    print(
+        f"{'':18}{'generated/q':>12}{'trained/q':>10}{'generate':>10}{'score':>9}{'update':>9}{'step':>9}"
+        f"{'gen tok':>9}{'peak MB':>9}"
+    )
     for name, rows in timings.items():
         cfg = cfgs[name]
-        print(f"{name:18}{cfg.generated_per_question:>12}{cfg.rows_per_question:>10}"
-              f"{_median(rows, 'timing/generate_s'):>10.2f}{_median(rows, 'timing/score_s'):>9.2f}"
-              f"{_median(rows, 'timing/update_s'):>9.2f}{_median(rows, 'timing/step_s'):>9.2f}"
-              f"{_median(rows, 'perf/generated_tokens'):>9.0f}{peaks[name]:>9.0f}")
+        print(
+            f"{name:18}{cfg.generated_per_question:>12}{cfg.rows_per_question:>10}"
+            f"{_median(rows, 'timing/generate_s'):>10.2f}{_median(rows, 'timing/score_s'):>9.2f}"
+            f"{_median(rows, 'timing/update_s'):>9.2f}{_median(rows, 'timing/step_s'):>9.2f}"
+            f"{_median(rows, 'perf/generated_tokens'):>9.0f}{peaks[name]:>9.0f}"
+        )
     ratio = _median(ps, "timing/step_s") / _median(grpo, "timing/step_s")
     mem = peaks["policy_split"] / max(peaks["grpo"], 1e-9)
-    parts = {k: _median(ps, f"timing/{k}_s") / max(_median(grpo, f"timing/{k}_s"), 1e-9)
-             for k in ("generate", "score", "update")}
+    parts = {
+        k: _median(ps, f"timing/{k}_s") / max(_median(grpo, f"timing/{k}_s"), 1e-9)
+        for k in ("generate", "score", "update")
+    }
     print(f"step-time ratio PS/GRPO: {ratio:.2f}x (target ≤ 1.40x)   peak-memory ratio: {mem:.2f}x")
     print("per phase PS/GRPO: " + ", ".join(f"{k} {v:.2f}x" for k, v in parts.items()))
 

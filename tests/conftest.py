@@ -84,8 +84,14 @@ def make_run(project: Any, alice: Any) -> Callable[..., Any]:
     def factory(*, project: Any = project, name: str = "", status: str = "queued", **config: Any) -> Any:
         cfg = TrainConfig(**config)
         return Run.objects.create(
-            project=project, name=name or f"run {Run.objects.count() + 1}", config=cfg.to_dict(),
-            algorithm=cfg.algorithm, model_name=cfg.model, seed=cfg.seed, status=status, total_steps=cfg.steps,
+            project=project,
+            name=name or f"run {Run.objects.count() + 1}",
+            config=cfg.to_dict(),
+            algorithm=cfg.algorithm,
+            model_name=cfg.model,
+            seed=cfg.seed,
+            status=status,
+            total_steps=cfg.steps,
             created_by=alice,
         )
 

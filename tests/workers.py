@@ -37,15 +37,37 @@ def _database_url() -> str:
 class WorkerProcess:
     def __init__(self, name: str) -> None:
         env = dict(os.environ)
-        env.update(DJANGO_SETTINGS_MODULE="webapp.settings_test", DATABASE_URL=_database_url(),
-                   CELERY_BROKER_URL=settings.CELERY_BROKER_URL, PSL_VAR_DIR=str(settings.VAR_DIR),
-                   PSL_RUNS_DIR=str(settings.PSL_RUNS_DIR))
+        env.update(
+            DJANGO_SETTINGS_MODULE="webapp.settings_test",
+            DATABASE_URL=_database_url(),
+            CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+            PSL_VAR_DIR=str(settings.VAR_DIR),
+            PSL_RUNS_DIR=str(settings.PSL_RUNS_DIR),
+        )
         self.log = Path(settings.VAR_DIR) / f"worker-{name}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool=solo", "-Q", "cpu", "-n",
-             f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip"],
-            cwd=REPO, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "webapp",
+                "worker",
+                "--pool=solo",
+                "-Q",
+                "cpu",
+                "-n",
+                f"{name}@%h",
+                "-l",
+                "info",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self) -> None:

@@ -69,8 +69,7 @@ def _train(args: argparse.Namespace) -> int:
     cb = writer.callbacks() if writer else Callbacks()
     if args.stop_file and not writer:
         cb.should_stop = lambda: Path(args.stop_file).exists()
-    cb = _with_console(cb, out / "metrics.jsonl", cfg.steps, progress=is_main and not args.no_progress,
-                       enabled=is_main)
+    cb = _with_console(cb, out / "metrics.jsonl", cfg.steps, progress=is_main and not args.no_progress, enabled=is_main)
     _stop_on_sigterm(cb)
     try:
         result = train(cfg, cb, resume=args.resume, dist=dist)
@@ -118,8 +117,9 @@ def _with_console(cb: Any, metrics_path: Path, total: int, *, progress: bool, en
         with metrics_path.open("a") as fh:
             fh.write(json.dumps({"step": step, **values}) + "\n")
         keys = ("train/reward", "normal/accuracy", "he/accuracy", "split/he_normal_kl")
-        bar.set_postfix({k.split("/")[-1] if k != "split/he_normal_kl" else "kl": round(values[k], 3)
-                         for k in keys if k in values})
+        bar.set_postfix(
+            {k.split("/")[-1] if k != "split/he_normal_kl" else "kl": round(values[k], 3) for k in keys if k in values}
+        )
         inner_metrics(step, values)
 
     def on_progress(done: int, total_steps: int) -> None:

@@ -38,8 +38,6 @@ class ConfigError(ValueError):
         self.message = message
 
 
-
-
 # Fields whose value is one of a fixed set (the form shows them as selects).
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm": ALGORITHMS,
@@ -152,13 +150,37 @@ class TrainConfig:
         _in_range("forking_top_ratio", self.forking_top_ratio, 0.0, 1.0, low_open=True)
         _in_range("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _in_range("cov_ratio", self.cov_ratio, 0.0, 1.0, low_open=True)
-        for name in ("kappa", "eta", "lr", "weight_decay", "grad_clip", "clip_low", "clip_high", "entropy_coef",
-                     "entropy_adv_alpha", "kl_cov_coef", "top_k", "samples_per_step", "checkpoint_every",
-                     "eval_every", "gpus"):
+        for name in (
+            "kappa",
+            "eta",
+            "lr",
+            "weight_decay",
+            "grad_clip",
+            "clip_low",
+            "clip_high",
+            "entropy_coef",
+            "entropy_adv_alpha",
+            "kl_cov_coef",
+            "top_k",
+            "samples_per_step",
+            "checkpoint_every",
+            "eval_every",
+            "gpus",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be ≥ 0, got {getattr(self, name)}")
-        for name in ("n", "questions_per_step", "mini_batch_size", "micro_batch_size", "ppo_epochs",
-                     "max_prompt_length", "max_new_tokens", "steps", "keep_checkpoints", "eval_questions"):
+        for name in (
+            "n",
+            "questions_per_step",
+            "mini_batch_size",
+            "micro_batch_size",
+            "ppo_epochs",
+            "max_prompt_length",
+            "max_new_tokens",
+            "steps",
+            "keep_checkpoints",
+            "eval_questions",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
         if self.temperature <= 0:

@@ -64,8 +64,9 @@ class JsonlEventWriter:
         self.stop_file = Path(stop_file) if stop_file else None
 
     def write(self, kind: str, **payload: Any) -> None:
-        self._fh.write(json.dumps({"kind": kind, "time": time.time(), **payload}, allow_nan=False,
-                                  default=_json_default) + "\n")
+        self._fh.write(
+            json.dumps({"kind": kind, "time": time.time(), **payload}, allow_nan=False, default=_json_default) + "\n"
+        )
         self._fh.flush()
 
     def sync(self) -> None:

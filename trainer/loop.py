@@ -58,8 +58,14 @@ class TrainResult:
     checkpoint: str | None
 
 
-def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool = False,
-          dist: Any = None, task: Task | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    callbacks: Callbacks | None = None,
+    *,
+    resume: bool = False,
+    dist: Any = None,
+    task: Task | None = None,
+) -> TrainResult:
     """Train for ``cfg.steps`` steps (or continue from the latest checkpoint when ``resume``).
 
     ``task`` replaces ``cfg.task`` with any object that has ``questions()`` and ``grade()``
@@ -72,8 +78,11 @@ def train(cfg: TrainConfig, callbacks: Callbacks | None = None, *, resume: bool 
     metrics: dict[str, float] = {}
     stopped = False
     last_ckpt: str | None = None
-    cb.on_log("info", f"{cfg.algorithm} on {cfg.model}, task {cfg.task}: steps {state.step + 1}..{cfg.steps}, "
-                      f"{cfg.rows_per_step} trained rows per step")
+    cb.on_log(
+        "info",
+        f"{cfg.algorithm} on {cfg.model}, task {cfg.task}: steps {state.step + 1}..{cfg.steps}, "
+        f"{cfg.rows_per_step} trained rows per step",
+    )
     if dist is not None:
         cb.on_log("info", f"data parallel over {dist.world_size} processes ({dist.device})")
     cb.on_progress(state.step, cfg.steps)
@@ -133,18 +142,25 @@ def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
     rows, adv_stats = build_rows(cfg, rollouts, scores, rewards)
     gen = torch.Generator().manual_seed(_step_seed(cfg, state.step) + 1)
     grad_sync = state.dist.all_reduce_grads if state.dist else None
-    update = ppo_update(state.model, state.optimizer, rows, cfg, pad_id=state.pad_id, generator=gen,
-                        grad_sync=grad_sync)
+    update = ppo_update(
+        state.model, state.optimizer, rows, cfg, pad_id=state.pad_id, generator=gen, grad_sync=grad_sync
+    )
     state.backend.sync_weights(state.model)
     t_end = time.perf_counter()
     metrics = {**rollout_metrics(cfg, rollouts, scores, rewards), **adv_stats, **update}
     n_tokens = sum(len(r) for per_q in rollouts.responses for r in per_q)
-    metrics.update({
-        "timing/generate_s": t_gen - t0, "timing/score_s": t_score - t_gen, "timing/update_s": t_end - t_score,
-        "timing/step_s": t_end - t0, "perf/generated_tokens": float(n_tokens),
-        "perf/tokens_per_s": n_tokens / max(t_gen - t0, 1e-9), "perf/trained_rows": float(len(rows)),
-        "perf/peak_rss_mb": _peak_rss_mb(),
-    })
+    metrics.update(
+        {
+            "timing/generate_s": t_gen - t0,
+            "timing/score_s": t_score - t_gen,
+            "timing/update_s": t_end - t_score,
+            "timing/step_s": t_end - t0,
+            "perf/generated_tokens": float(n_tokens),
+            "perf/tokens_per_s": n_tokens / max(t_gen - t0, 1e-9),
+            "perf/trained_rows": float(len(rows)),
+            "perf/peak_rss_mb": _peak_rss_mb(),
+        }
+    )
     if cfg.eval_every and state.step % cfg.eval_every == 0:
         metrics.update(held_out_accuracy(state))
     if state.dist:
@@ -195,8 +211,14 @@ def generate(state: TrainState, questions: list[Question]) -> StepRollouts:
     prompts = {mode: encode_prompts(tok, texts, mode, **kw) for mode in ("normal", "he")}
     if cfg.q4_context != "paper":
         prompts["he_q4"] = encode_prompts(tok, texts, "he", q4_context=cfg.q4_context, **kw)
-    params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                            max_new_tokens=cfg.max_new_tokens, seed=_step_seed(cfg, state.step))
+    params = SamplingParams(
+        n=cfg.n,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=_step_seed(cfg, state.step),
+    )
     # Both modes in one engine call: 2S prompts, as the released code does (spec §3.2).
     modes = cfg.modes
     all_prompts = [p for mode in modes for p in prompts[mode]]
@@ -215,24 +237,37 @@ def held_out_accuracy(state: TrainState) -> dict[str, float]:
     questions = state.task.questions("test", limit=cfg.eval_questions, seed=cfg.seed)
     if not questions:
         return {}
-    params = SamplingParams(n=1, temperature=0.6, top_k=20, top_p=0.95, max_new_tokens=cfg.max_new_tokens,
-                            seed=_step_seed(cfg, state.step) + 7)
+    params = SamplingParams(
+        n=1,
+        temperature=0.6,
+        top_k=20,
+        top_p=0.95,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=_step_seed(cfg, state.step) + 7,
+    )
     out = {}
     for mode in ("normal", "he"):
-        prompts = encode_prompts(state.tokenizer, [q.prompt for q in questions], mode,
-                                 max_prompt_length=cfg.max_prompt_length, enable_thinking=cfg.enable_thinking)
+        prompts = encode_prompts(
+            state.tokenizer,
+            [q.prompt for q in questions],
+            mode,
+            max_prompt_length=cfg.max_prompt_length,
+            enable_thinking=cfg.enable_thinking,
+        )
         gen = state.backend.generate(prompts, params)
         texts = [state.tokenizer.decode(r[0], skip_special_tokens=True) for r in gen.responses]
-        out[f"eval/{mode}/accuracy"] = float(np.mean([state.task.grade(q, t) for q, t in zip(questions, texts,
-                                                                                               strict=True)]))
+        out[f"eval/{mode}/accuracy"] = float(
+            np.mean([state.task.grade(q, t) for q, t in zip(questions, texts, strict=True)])
+        )
     return out
 
 
 def grade(task: Task, tokenizer: Any, ro: StepRollouts) -> torch.Tensor:
     """Correctness reward of every pooled response: (S, G)."""
     texts = [[tokenizer.decode(r, skip_special_tokens=True) for r in per_q] for per_q in ro.responses]
-    return torch.tensor([[task.grade(q, t) for t in per_q] for q, per_q in zip(ro.questions, texts, strict=True)],
-                        dtype=torch.float32)
+    return torch.tensor(
+        [[task.grade(q, t) for t in per_q] for q, per_q in zip(ro.questions, texts, strict=True)], dtype=torch.float32
+    )
 
 
 def score_contexts(state: TrainState, ro: StepRollouts) -> ContextScores:
@@ -249,17 +284,25 @@ def score_contexts(state: TrainState, ro: StepRollouts) -> ContextScores:
     mask = torch.zeros(0)
     for ctx in cfg.modes:
         flat_prompts = [ro.prompt_for(q, ctx, k) for q in range(s) for k in range(g)]
-        lp, en, mask = score(state.model, flat_prompts, flat_resp, pad_id=state.pad_id,
-                             micro_batch_size=cfg.micro_batch_size, response_width=width)
+        lp, en, mask = score(
+            state.model,
+            flat_prompts,
+            flat_resp,
+            pad_id=state.pad_id,
+            micro_batch_size=cfg.micro_batch_size,
+            response_width=width,
+        )
         logp[ctx], ent[ctx] = lp.reshape(s, g, width), en.reshape(s, g, width)
     return ContextScores(logp, ent, mask.reshape(s, g, width))
 
 
 def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor) -> dict[str, float]:
     """Per-mode accuracy/entropy/length from each mode's own rollouts (Q1, Q2) and the inter-mode KLs."""
-    out = {"train/reward": rewards.mean().item(),
-           "train/reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0,
-           "train/truncated_frac": float(np.mean([t for per_q in ro.truncated for t in per_q]))}
+    out = {
+        "train/reward": rewards.mean().item(),
+        "train/reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0,
+        "train/truncated_frac": float(np.mean([t for per_q in ro.truncated for t in per_q])),
+    }
     modes = torch.tensor([m == "he" for m in ro.gen_modes])
     for mode in cfg.modes:
         sel = modes if mode == "he" else ~modes
@@ -269,8 +312,10 @@ def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewar
         out[f"{mode}/logprob"] = algos.masked_mean(sc.logp[mode][:, sel], m).item()
         out[f"{mode}/length"] = m.sum(-1).mean().item()
     if cfg.is_policy_split:
-        for key, own, other, sel in (("split/he_normal_kl", "he", "normal", modes),
-                                     ("split/normal_he_kl", "normal", "he", ~modes)):
+        for key, own, other, sel in (
+            ("split/he_normal_kl", "he", "normal", modes),
+            ("split/normal_he_kl", "normal", "he", ~modes),
+        ):
             m = sc.mask[:, sel]
             kl_tok = algos.kl_estimate(sc.logp[own][:, sel], sc.logp[other][:, sel], kind="k1") * m
             per_seq = kl_tok.sum(-1) / m.sum(-1).clamp(min=1)  # token mean per sequence (spec §8)
@@ -278,8 +323,9 @@ def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewar
     return out
 
 
-def make_samples(state: TrainState, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor,
-                 rows: Any) -> list[Sample]:
+def make_samples(
+    state: TrainState, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor, rows: Any
+) -> list[Sample]:
     """All rollouts of the step's first ``samples_per_step`` questions, each under its own context."""
     tok, cfg = state.tokenizer, state.cfg
     samples = []
@@ -290,13 +336,24 @@ def make_samples(state: TrainState, ro: StepRollouts, sc: ContextScores, rewards
             n_tok = len(ids)
             surprisal = (-sc.logp[mode][q, g, :n_tok]).tolist()
             ent = sc.entropy[mode][q, g, :n_tok]
-            samples.append(Sample(
-                question_id=question.id, question=question.prompt, answer=question.answer, mode=mode,
-                context=mode, index=g % cfg.n, prompt=tok.decode(ro.prompts[mode][q]),
-                response=tok.decode(ids, skip_special_tokens=True), reward=float(rewards[q, g]),
-                advantage=None, num_tokens=n_tok, mean_entropy=float(ent.mean()) if n_tok else None,
-                surprisal=[round(x, 4) for x in surprisal], tokens=[tok.decode([t]) for t in ids],
-            ))
+            samples.append(
+                Sample(
+                    question_id=question.id,
+                    question=question.prompt,
+                    answer=question.answer,
+                    mode=mode,
+                    context=mode,
+                    index=g % cfg.n,
+                    prompt=tok.decode(ro.prompts[mode][q]),
+                    response=tok.decode(ids, skip_special_tokens=True),
+                    reward=float(rewards[q, g]),
+                    advantage=None,
+                    num_tokens=n_tok,
+                    mean_entropy=float(ent.mean()) if n_tok else None,
+                    surprisal=[round(x, 4) for x in surprisal],
+                    tokens=[tok.decode([t]) for t in ids],
+                )
+            )
     return samples
 
 
@@ -304,8 +361,15 @@ def _checkpoint(state: TrainState, cb: Callbacks) -> str | None:
     if state.dist and state.dist.rank != 0:
         state.dist.barrier()
         return None
-    path = save_checkpoint(state.cfg.output_dir, state.step, state.model, state.tokenizer, state.optimizer,
-                           state.cfg.to_dict(), keep=state.cfg.keep_checkpoints)
+    path = save_checkpoint(
+        state.cfg.output_dir,
+        state.step,
+        state.model,
+        state.tokenizer,
+        state.optimizer,
+        state.cfg.to_dict(),
+        keep=state.cfg.keep_checkpoints,
+    )
     if state.dist:
         state.dist.barrier()
     cb.on_checkpoint(state.step, str(path))

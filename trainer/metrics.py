@@ -54,7 +54,6 @@ METRICS: dict[str, str] = {
 }
 
 
-
 def expand(modes: Iterable[str]) -> set[str]:
     """All concrete keys for the given modes (``{mode}`` substituted)."""
     keys: set[str] = set()

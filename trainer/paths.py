@@ -1,7 +1,7 @@
 """Where a run's files live inside its output folder (no torch: the web tier reads these too).
 
-    output_dir/checkpoints/step_NNNNNN/   a Hugging Face folder (from_pretrained loads it) plus
-                                          trainer_state.pt (optimizer, RNG, step)
+output_dir/checkpoints/step_NNNNNN/   a Hugging Face folder (from_pretrained loads it) plus
+                                      trainer_state.pt (optimizer, RNG, step)
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return None
-    done = sorted(p for p in root.iterdir() if p.name.startswith("step_") and (p / STATE_FILE).is_file()
-                  and not p.name.endswith(".tmp"))
+    done = sorted(
+        p
+        for p in root.iterdir()
+        if p.name.startswith("step_") and (p / STATE_FILE).is_file() and not p.name.endswith(".tmp")
+    )
     return done[-1] if done else None

@@ -31,8 +31,7 @@ def project_for(user: Any, pk: int, *, role: str = Role.VIEWER) -> Project:
 
 
 def run_for(user: Any, pk: int, *, role: str = Role.VIEWER) -> Run:
-    return get_object_or_404(Run.objects.for_user(user, role=role).select_related("project__team", "created_by"),
-                             pk=pk)
+    return get_object_or_404(Run.objects.for_user(user, role=role).select_related("project__team", "created_by"), pk=pk)
 
 
 def study_for(user: Any, pk: int, *, role: str = Role.VIEWER) -> Study:

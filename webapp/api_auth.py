@@ -82,8 +82,7 @@ def _authenticate(request: HttpRequest) -> Any:
     if request.method in SAFE_METHODS and request.user.is_authenticated:
         return request.user
     if request.user.is_authenticated:
-        raise ApiError(401, "writes need an API token (Authorization: Bearer <token>); "
-                            "create one under API tokens")
+        raise ApiError(401, "writes need an API token (Authorization: Bearer <token>); create one under API tokens")
     raise ApiError(401, "authentication required: send Authorization: Bearer <token>")
 
 

@@ -103,9 +103,7 @@ def parse_database_url(url: str, *, name: str = "DATABASE_URL") -> dict[str, Any
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
-    raise ImproperlyConfigured(
-        f"{name} must start with postgres:// or sqlite:///, got {url!r}"
-    )
+    raise ImproperlyConfigured(f"{name} must start with postgres:// or sqlite:///, got {url!r}")
 
 
 def check_broker_url(url: str, *, name: str = "CELERY_BROKER_URL") -> str:

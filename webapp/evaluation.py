@@ -47,8 +47,16 @@ log = logging.getLogger(__name__)
 ACTIVE = (EvalStatus.QUEUED, EvalStatus.RUNNING)
 MAX_K = 64
 # What a run gets when it succeeds (evaluations_schedule_final); settings.PSL_EVAL_FINAL overrides keys.
-FINAL_DEFAULTS: dict[str, Any] = {"k": 4, "limit": 64, "temperature": 0.6, "top_k": 20, "top_p": 0.95,
-                                  "modes": list(MODES), "benchmarks": None, "include_base": False}
+FINAL_DEFAULTS: dict[str, Any] = {
+    "k": 4,
+    "limit": 64,
+    "temperature": 0.6,
+    "top_k": 20,
+    "top_p": 0.95,
+    "modes": list(MODES),
+    "benchmarks": None,
+    "include_base": False,
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,15 @@ class EvalRequest:
     judge: bool = False
 
     def settings(self) -> dict[str, Any]:
-        return {"k": self.k, "limit": self.limit, "max_new_tokens": self.max_new_tokens,
-                "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "judge": self.judge}
+        return {
+            "k": self.k,
+            "limit": self.limit,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "judge": self.judge,
+        }
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------
@@ -92,8 +107,10 @@ def model_for_step(run: Run, step: int) -> str:
     if ckpt is None:
         raise ServiceError(f"run {run.pk} has no checkpoint at step {step}")
     if not _is_model_folder(ckpt.path):
-        raise ServiceError(f"the checkpoint of step {step} is no longer on disk ({ckpt.path}); "
-                           "older checkpoints are pruned (keep_checkpoints)")
+        raise ServiceError(
+            f"the checkpoint of step {step} is no longer on disk ({ckpt.path}); "
+            "older checkpoints are pruned (keep_checkpoints)"
+        )
     return ckpt.path
 
 
@@ -113,17 +130,25 @@ def evaluations_create(*, run: Run, request: EvalRequest, user: Any = None, enqu
     _validate(run, request)
     with transaction.atomic():
         existing = Evaluation.objects.select_for_update().filter(
-            run=run, step=request.step, benchmark__in=request.benchmarks, mode__in=request.modes)
+            run=run, step=request.step, benchmark__in=request.benchmarks, mode__in=request.modes
+        )
         busy = [str(ev) for ev in existing if ev.status in ACTIVE]
         if busy:
             raise ServiceError(f"already queued or running: {', '.join(busy)}")
         existing.delete()
-        evals = [Evaluation.objects.create(run=run, step=request.step, benchmark=b, mode=m,
-                                           settings=request.settings())
-                 for b in request.benchmarks for m in request.modes]
+        evals = [
+            Evaluation.objects.create(run=run, step=request.step, benchmark=b, mode=m, settings=request.settings())
+            for b in request.benchmarks
+            for m in request.modes
+        ]
         target = ", ".join(request.benchmarks) + f" at step {request.step}"
-        activity_record(project=run.project, actor=user, verb="evaluated", target=f"{run.name}: {target}",
-                        url=run.get_absolute_url() + "evaluations/")
+        activity_record(
+            project=run.project,
+            actor=user,
+            verb="evaluated",
+            target=f"{run.name}: {target}",
+            url=run.get_absolute_url() + "evaluations/",
+        )
         if enqueue:
             evaluations_enqueue(evaluations=evals)
     return evals
@@ -186,9 +211,17 @@ def evaluations_schedule_final(run: Run, *, user: Any = None) -> list[Evaluation
         benchmarks = tuple(b for b in names if any((b, m) not in have for m in cfg["modes"]))
         if not benchmarks:
             continue
-        request = EvalRequest(step=step, benchmarks=benchmarks, modes=tuple(cfg["modes"]), k=cfg["k"],
-                              limit=cfg["limit"], max_new_tokens=int(run.config.get("max_new_tokens", 512)),
-                              temperature=cfg["temperature"], top_k=cfg["top_k"], top_p=cfg["top_p"])
+        request = EvalRequest(
+            step=step,
+            benchmarks=benchmarks,
+            modes=tuple(cfg["modes"]),
+            k=cfg["k"],
+            limit=cfg["limit"],
+            max_new_tokens=int(run.config.get("max_new_tokens", 512)),
+            temperature=cfg["temperature"],
+            top_k=cfg["top_k"],
+            top_p=cfg["top_p"],
+        )
         try:
             created += evaluations_create(run=run, request=request, user=user)
         except ServiceError as exc:  # e.g. one already queued by hand: the final evaluation is best effort
@@ -201,8 +234,11 @@ def evaluations_schedule_final(run: Run, *, user: Any = None) -> list[Evaluation
 
 def evaluations_execute(evaluation_ids: Sequence[int], *, host: str = "") -> str:
     """Claim the queued rows, run the evaluator child process once for all of them, store the results."""
-    claimed = [pk for pk in evaluation_ids
-               if Evaluation.objects.filter(pk=pk, status=EvalStatus.QUEUED).update(status=EvalStatus.RUNNING)]
+    claimed = [
+        pk
+        for pk in evaluation_ids
+        if Evaluation.objects.filter(pk=pk, status=EvalStatus.QUEUED).update(status=EvalStatus.RUNNING)
+    ]
     if not claimed:
         return "skipped"
     evals = list(Evaluation.objects.filter(pk__in=claimed).select_related("run").order_by("pk"))
@@ -229,7 +265,8 @@ def _execute(evals: list[Evaluation], *, host: str) -> str:
     modes = [m for m in MODES if any(ev.mode == m for ev in evals)]
     cmd = evaluation_command(model, benchmarks, modes, opts, out)
     Evaluation.objects.filter(pk__in=[ev.pk for ev in evals]).update(
-        settings={**opts, "model": model, "host": host, "folder": str(folder)})
+        settings={**opts, "model": model, "host": host, "folder": str(folder)}
+    )
     code = run_child(cmd, log_path, env=_child_env(bool(opts.get("judge"))))
     doc = json.loads(out.read_text()) if out.is_file() else {"benchmarks": {}}
     failed = 0
@@ -244,13 +281,34 @@ def _execute(evals: list[Evaluation], *, host: str) -> str:
     return "failed" if failed == len(evals) else "succeeded"
 
 
-def evaluation_command(model: str, benchmarks: Sequence[str], modes: Sequence[str], opts: dict[str, Any],
-                       out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "trainer.evaluation.evaluate", "--model", model, "--benchmark", ",".join(benchmarks),
-           "--modes", ",".join(modes), "--k", str(opts.get("k", 8)),
-           "--temperature", str(opts.get("temperature", 0.6)), "--top-k", str(opts.get("top_k", 20)),
-           "--top-p", str(opts.get("top_p", 0.95)), "--max-new-tokens", str(opts.get("max_new_tokens", 512)),
-           "--data-dir", str(settings.PSL_DATA_DIR), "--out", str(out)]
+def evaluation_command(
+    model: str, benchmarks: Sequence[str], modes: Sequence[str], opts: dict[str, Any], out: Path
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer.evaluation.evaluate",
+        "--model",
+        model,
+        "--benchmark",
+        ",".join(benchmarks),
+        "--modes",
+        ",".join(modes),
+        "--k",
+        str(opts.get("k", 8)),
+        "--temperature",
+        str(opts.get("temperature", 0.6)),
+        "--top-k",
+        str(opts.get("top_k", 20)),
+        "--top-p",
+        str(opts.get("top_p", 0.95)),
+        "--max-new-tokens",
+        str(opts.get("max_new_tokens", 512)),
+        "--data-dir",
+        str(settings.PSL_DATA_DIR),
+        "--out",
+        str(out),
+    ]
     if opts.get("limit"):
         cmd += ["--limit", str(opts["limit"])]
     if not opts.get("judge"):
@@ -263,8 +321,11 @@ def _child_env(judge: bool) -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["PYTHONUNBUFFERED"] = "1"
     if judge:  # the key travels in the environment, never on the command line
-        env.update(JUDGE_API_URL=settings.JUDGE_API_URL, JUDGE_API_KEY=settings.JUDGE_API_KEY or "",
-                   JUDGE_MODEL=settings.JUDGE_MODEL)
+        env.update(
+            JUDGE_API_URL=settings.JUDGE_API_URL,
+            JUDGE_API_KEY=settings.JUDGE_API_KEY or "",
+            JUDGE_MODEL=settings.JUDGE_MODEL,
+        )
     return env
 
 
@@ -281,8 +342,9 @@ def run_child(cmd: list[str], log_path: Path, *, env: dict[str, str], timeout: f
     """Run the evaluator with its output in ``log_path``; a timeout kills its process group."""
     timeout = timeout or float(settings.PSL_EVAL_TIMEOUT_SECONDS)
     with log_path.open("ab") as fh:
-        child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=env,
-                                 preexec_fn=_child_setup)
+        child = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=env, preexec_fn=_child_setup
+        )
         try:
             return child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -309,29 +371,43 @@ def evaluation_store(evaluation: Evaluation, mode_report: dict[str, Any], *, tit
     """Write one (benchmark, mode) report: its samples as EvalResult rows and its metrics; mark it succeeded."""
     samples = mode_report["samples"]
     metrics = dict(mode_report["metrics"])
-    judge_errors = [{"question_id": s["question_id"], "index": s["index"], "error": s["judge_error"]}
-                    for s in samples if s.get("judge_error")]
+    judge_errors = [
+        {"question_id": s["question_id"], "index": s["index"], "error": s["judge_error"]}
+        for s in samples
+        if s.get("judge_error")
+    ]
     if judge_errors:
         metrics["judge_errors"] = judge_errors[:50]
     if title:
         metrics["title"] = title
     with transaction.atomic():
         EvalResult.objects.filter(evaluation=evaluation).delete()
-        EvalResult.objects.bulk_create([
-            EvalResult(evaluation=evaluation, question_id=str(s["question_id"])[:100], index=s["index"],
-                       response=_clean(s["response"]), score=float(s["score"] or 0.0), length=s["length"],
-                       entropy_bits=s.get("entropy_bits"))
-            for s in samples
-        ], batch_size=500)
+        EvalResult.objects.bulk_create(
+            [
+                EvalResult(
+                    evaluation=evaluation,
+                    question_id=str(s["question_id"])[:100],
+                    index=s["index"],
+                    response=_clean(s["response"]),
+                    score=float(s["score"] or 0.0),
+                    length=s["length"],
+                    entropy_bits=s.get("entropy_bits"),
+                )
+                for s in samples
+            ],
+            batch_size=500,
+        )
         Evaluation.objects.filter(pk=evaluation.pk).update(
-            status=EvalStatus.SUCCEEDED, metrics=metrics, error="", finished_at=timezone.now())
+            status=EvalStatus.SUCCEEDED, metrics=metrics, error="", finished_at=timezone.now()
+        )
     evaluation.refresh_from_db()
     return evaluation
 
 
 def evaluations_fail(evaluation_ids: Iterable[int], error: str) -> None:
     Evaluation.objects.filter(pk__in=list(evaluation_ids)).update(
-        status=EvalStatus.FAILED, error=error[-5000:], finished_at=timezone.now())
+        status=EvalStatus.FAILED, error=error[-5000:], finished_at=timezone.now()
+    )
 
 
 # --- reads for the evaluations page ---------------------------------------------------------------------
@@ -340,8 +416,12 @@ def evaluations_fail(evaluation_ids: Iterable[int], error: str) -> None:
 def question_counts(evaluation_ids: Sequence[int]) -> dict[int, dict[str, tuple[int, int]]]:
     """Per evaluation, per question: (samples, correct samples) in one GROUP BY."""
     correct = Sum(Case(When(score__gt=0.5, then=1), default=0, output_field=IntegerField()))
-    rows = (EvalResult.objects.filter(evaluation_id__in=list(evaluation_ids))
-            .values("evaluation_id", "question_id").annotate(n=Count("id"), c=correct).order_by())
+    rows = (
+        EvalResult.objects.filter(evaluation_id__in=list(evaluation_ids))
+        .values("evaluation_id", "question_id")
+        .annotate(n=Count("id"), c=correct)
+        .order_by()
+    )
     out: dict[int, dict[str, tuple[int, int]]] = defaultdict(dict)
     for row in rows:
         out[row["evaluation_id"]][row["question_id"]] = (int(row["n"]), int(row["c"] or 0))
@@ -406,10 +486,13 @@ class EvalRow:
     @property
     def creative(self) -> dict[str, str]:
         judge = self.m.get("judge") or {}
-        return {"div_ngram": _num(self.m.get("div_ngram")), "div_bleu": _num(self.m.get("div_bleu")),
-                "embedding_diversity": _num(self.m.get("embedding_diversity")),
-                "judge": _num(judge.get("overall"), digits=1),
-                "judge_errors": str(judge.get("errors", "")) if judge.get("errors") else ""}
+        return {
+            "div_ngram": _num(self.m.get("div_ngram")),
+            "div_bleu": _num(self.m.get("div_bleu")),
+            "embedding_diversity": _num(self.m.get("embedding_diversity")),
+            "judge": _num(judge.get("overall"), digits=1),
+            "judge_errors": str(judge.get("errors", "")) if judge.get("errors") else "",
+        }
 
 
 @dataclass
@@ -425,8 +508,9 @@ def evaluation_tables(evaluations: Sequence[Evaluation]) -> list[BenchmarkTable]
     tables: dict[str, BenchmarkTable] = {}
     for ev in sorted(evaluations, key=lambda e: (e.step, MODES.index(e.mode) if e.mode in MODES else 9)):
         spec = BENCHMARKS.get(ev.benchmark)
-        table = tables.setdefault(ev.benchmark, BenchmarkTable(
-            ev.benchmark, benchmark_title(ev.benchmark), spec.graded if spec else True))
+        table = tables.setdefault(
+            ev.benchmark, BenchmarkTable(ev.benchmark, benchmark_title(ev.benchmark), spec.graded if spec else True)
+        )
         table.rows.append(EvalRow(ev))
     order = {name: i for i, name in enumerate(BENCHMARK_NAMES)}
     return sorted(tables.values(), key=lambda t: (order.get(t.benchmark, len(order)), t.benchmark))
@@ -451,8 +535,9 @@ def pass_at_k_charts(evaluations: Sequence[Evaluation]) -> list[PassAtKChart]:
         if not per_q:
             continue
         curve = pass_at_k_curve(per_q)
-        chart = charts.setdefault((ev.benchmark, ev.step), PassAtKChart(
-            ev.benchmark, benchmark_title(ev.benchmark), ev.step, {}))
+        chart = charts.setdefault(
+            (ev.benchmark, ev.step), PassAtKChart(ev.benchmark, benchmark_title(ev.benchmark), ev.step, {})
+        )
         chart.curves[ev.mode] = {"k": [float(k) for k in curve], "pass": [100 * v for v in curve.values()]}
         chart.links[ev.mode] = ev.pk
     return sorted(charts.values(), key=lambda c: (c.benchmark, c.step))
@@ -468,8 +553,9 @@ class OneModeQuestion:
     evaluations: dict[str, int]  # mode -> evaluation id
 
 
-def one_mode_only(evaluations: Sequence[Evaluation], *,
-                  limit: int = 200) -> tuple[list[OneModeQuestion], dict[str, int]]:
+def one_mode_only(
+    evaluations: Sequence[Evaluation], *, limit: int = 200
+) -> tuple[list[OneModeQuestion], dict[str, int]]:
     """Questions where exactly one mode found a correct answer (per benchmark and step): the first
     ``limit`` of them and how many each mode found alone in total."""
     pairs: dict[tuple[str, int], dict[str, Evaluation]] = defaultdict(dict)
@@ -484,6 +570,14 @@ def one_mode_only(evaluations: Sequence[Evaluation], *,
         for qid in sorted(set(cn) & set(ch)):
             solved = [m for m, c in (("normal", cn[qid]), ("he", ch[qid])) if c[1] > 0]
             if len(solved) == 1:
-                found.append(OneModeQuestion(bench, step, qid, solved[0], {"normal": cn[qid], "he": ch[qid]},
-                                             {m: ev.pk for m, ev in p.items()}))
+                found.append(
+                    OneModeQuestion(
+                        bench,
+                        step,
+                        qid,
+                        solved[0],
+                        {"normal": cn[qid], "he": ch[qid]},
+                        {m: ev.pk for m, ev in p.items()},
+                    )
+                )
     return found[:limit], {mode: sum(1 for q in found if q.solved_by == mode) for mode in MODES}

@@ -61,8 +61,18 @@ def claim(run_id: int, attempt: int, *, host: str) -> Run | None:
 
 
 def trainer_command(run: Run, config_path: Path, events: Path, stop_file: Path, *, resume: bool) -> list[str]:
-    args = ["-m", "trainer", "train", "--config", str(config_path), "--events", str(events),
-            "--stop-file", str(stop_file), "--no-progress"]
+    args = [
+        "-m",
+        "trainer",
+        "train",
+        "--config",
+        str(config_path),
+        "--events",
+        str(events),
+        "--stop-file",
+        str(stop_file),
+        "--no-progress",
+    ]
     if resume:
         args.append("--resume")
     if run.gpus > 1:
@@ -193,8 +203,12 @@ class Supervisor:
         self.mirror.start()
         with self.output_log.open("ab") as out:
             child = subprocess.Popen(
-                self._command(resume), stdout=out, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
-                env=self._env(), preexec_fn=_die_with_parent,
+                self._command(resume),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=settings.BASE_DIR,
+                env=self._env(),
+                preexec_fn=_die_with_parent,
             )
             status = self._supervise(child)
         return self._finish(child.returncode, status)
@@ -238,8 +252,11 @@ class Supervisor:
                 if cancel_at is None and (cancelled or SHUTDOWN.is_set()):
                     cancel_at, reason = time.monotonic(), "cancelled" if cancelled else INTERRUPTED
                     self.stop_file.touch()
-                    log.info("run %s: %s; asked the trainer to stop", self.run.pk,
-                             "cancel requested" if cancelled else "worker shutting down")
+                    log.info(
+                        "run %s: %s; asked the trainer to stop",
+                        self.run.pk,
+                        "cancel requested" if cancelled else "worker shutting down",
+                    )
             if cancel_at is not None:
                 # A trainer that acknowledged the stop is finishing its current update and will
                 # checkpoint; escalate only if it is silent (hung) or takes unreasonably long.
@@ -257,8 +274,9 @@ class Supervisor:
 
     def _mine(self) -> Any:
         """This attempt's run, also when a sweep marked it lost while the database was unreachable."""
-        return Run.objects.filter(pk=self.run.pk, attempt=self.run.attempt, host=self.run.host,
-                                  status__in=[RunStatus.RUNNING, RunStatus.LOST])
+        return Run.objects.filter(
+            pk=self.run.pk, attempt=self.run.attempt, host=self.run.host, status__in=[RunStatus.RUNNING, RunStatus.LOST]
+        )
 
     def _beat(self) -> bool:
         """Refresh the run's heartbeat; returns True when a cancel has been requested."""
@@ -291,8 +309,7 @@ class Supervisor:
         while True:
             try:
                 close_old_connections()
-                self._mine().update(status=final, finished_at=timezone.now(), error=error,
-                                    heartbeat_at=timezone.now())
+                self._mine().update(status=final, finished_at=timezone.now(), error=error, heartbeat_at=timezone.now())
                 Worker.objects.filter(name=self.worker_name).update(current_run=None)
                 break
             except DB_ERRORS:
@@ -315,9 +332,17 @@ class Supervisor:
             run = Run.objects.get(pk=self.run.pk)
             if run.total_steps and run.step >= run.total_steps:
                 return False  # it trained to the end before it saw the stop: it simply finished
-            queued = bool(self._mine().update(status=RunStatus.QUEUED, attempt=self.run.attempt + 1,
-                                              queued_at=timezone.now(), heartbeat_at=None, finished_at=None,
-                                              host="", error=""))
+            queued = bool(
+                self._mine().update(
+                    status=RunStatus.QUEUED,
+                    attempt=self.run.attempt + 1,
+                    queued_at=timezone.now(),
+                    heartbeat_at=None,
+                    finished_at=None,
+                    host="",
+                    error="",
+                )
+            )
             if not queued:
                 return False
             Worker.objects.filter(name=self.worker_name).update(current_run=None)
@@ -330,8 +355,10 @@ class Supervisor:
             # Queued without a message, no worker would ever take it: leave it resumable by hand.
             with contextlib.suppress(*DB_ERRORS):
                 Run.objects.filter(pk=self.run.pk, status=RunStatus.QUEUED).update(
-                    status=RunStatus.LOST, finished_at=timezone.now(),
-                    error=f"the worker shut down and could not requeue the run ({exc}); resume it")
+                    status=RunStatus.LOST,
+                    finished_at=timezone.now(),
+                    error=f"the worker shut down and could not requeue the run ({exc}); resume it",
+                )
         else:
             log.info("run %s: interrupted by the worker's shutdown; requeued as attempt %s", run.pk, run.attempt)
         self.stop_file.unlink(missing_ok=True)
@@ -383,8 +410,11 @@ def worker_heartbeat(*, name: str, queues: list[str], current_run_id: int | None
     Worker.objects.update_or_create(
         name=name,
         defaults={
-            "hostname": socket.gethostname(), "queues": queues, "gpus": gpu_inventory(),
-            "memory_free_mb": int(psutil.virtual_memory().available / 2**20), "last_seen_at": timezone.now(),
+            "hostname": socket.gethostname(),
+            "queues": queues,
+            "gpus": gpu_inventory(),
+            "memory_free_mb": int(psutil.virtual_memory().available / 2**20),
+            "last_seen_at": timezone.now(),
             "current_run_id": current_run_id,
         },
     )
@@ -396,8 +426,15 @@ def gpu_inventory() -> list[dict[str, Any]]:
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
-             "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10, check=True,
+            [
+                "nvidia-smi",
+                "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -407,8 +444,15 @@ def gpu_inventory() -> list[dict[str, Any]]:
     for line in out.strip().splitlines():
         idx, name, total, free, util = [x.strip() for x in line.split(",")]
         if allowed is None or idx in allowed:
-            gpus.append({"index": int(idx), "name": name, "memory_total_mb": int(total),
-                         "memory_free_mb": int(free), "utilization": int(util)})
+            gpus.append(
+                {
+                    "index": int(idx),
+                    "name": name,
+                    "memory_total_mb": int(total),
+                    "memory_free_mb": int(free),
+                    "utilization": int(util),
+                }
+            )
     return gpus
 
 
@@ -426,7 +470,8 @@ def sweep_lost_runs(*, exclude: int | None = None) -> list[int]:
     lost = []
     for pk in stale:
         if Run.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.LOST, finished_at=timezone.now(),
+            status=RunStatus.LOST,
+            finished_at=timezone.now(),
             error="the worker stopped sending heartbeats (killed, crashed or lost its network)",
         ):
             lost.append(pk)

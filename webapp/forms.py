@@ -37,21 +37,37 @@ from webapp.selectors import (
 )
 
 LABELS = {
-    "kl_cov_coef": "KL-Cov coefficient", "ppo_epochs": "PPO epochs", "top_k": "Top-k", "top_p": "Top-p",
-    "cov_lb": "Clip-Cov lower bound", "cov_ub": "Clip-Cov upper bound", "cov_ratio": "Covariance token ratio",
-    "entropy_adv_alpha": "Entropy-advantage α", "q4_context": "Q4 context", "dtype": "Dtype",
-    "eta": "η (HE bonus)", "eta_normal": "η_normal", "alpha": "α", "kappa": "κ", "n": "Rollouts per mode (n)",
-    "questions_per_step": "Questions per step", "mini_batch_size": "Mini-batch size",
-    "micro_batch_size": "Micro-batch size", "lr": "Learning rate", "max_new_tokens": "Max new tokens",
-    "gpus": "GPUs", "seed": "Seed(s)", "extra": "Extra (JSON notes)",
+    "kl_cov_coef": "KL-Cov coefficient",
+    "ppo_epochs": "PPO epochs",
+    "top_k": "Top-k",
+    "top_p": "Top-p",
+    "cov_lb": "Clip-Cov lower bound",
+    "cov_ub": "Clip-Cov upper bound",
+    "cov_ratio": "Covariance token ratio",
+    "entropy_adv_alpha": "Entropy-advantage α",
+    "q4_context": "Q4 context",
+    "dtype": "Dtype",
+    "eta": "η (HE bonus)",
+    "eta_normal": "η_normal",
+    "alpha": "α",
+    "kappa": "κ",
+    "n": "Rollouts per mode (n)",
+    "questions_per_step": "Questions per step",
+    "mini_batch_size": "Mini-batch size",
+    "micro_batch_size": "Micro-batch size",
+    "lr": "Learning rate",
+    "max_new_tokens": "Max new tokens",
+    "gpus": "GPUs",
+    "seed": "Seed(s)",
+    "extra": "Extra (JSON notes)",
 }
 
 # Shown instead of the trainer's docstring where that one speaks to developers.
 UI_HELP = {
     "model": "A registry name (suggested as you type), a local folder with a config.json, or a hub id "
-             "such as Qwen/Qwen3-1.7B.",
+    "such as Qwen/Qwen3-1.7B.",
     "algorithm": "Policy Split trains a normal and a high-entropy mode in one model; the others are "
-                 "single-mode baselines.",
+    "single-mode baselines.",
 }
 
 EXTRA_HELP = {
@@ -65,8 +81,10 @@ EXTRA_HELP = {
 SECTIONS: list[tuple[str, list[str]]] = [
     ("What to train", ["model", "algorithm", "task"]),
     ("Policy Split", ["eta", "eta_normal", "alpha", "kappa", "clamp_order", "estimator", "rollout_sharing"]),
-    ("Rollouts and batches", ["n", "questions_per_step", "mini_batch_size", "micro_batch_size", "temperature",
-                              "max_new_tokens"]),
+    (
+        "Rollouts and batches",
+        ["n", "questions_per_step", "mini_batch_size", "micro_batch_size", "temperature", "max_new_tokens"],
+    ),
     ("Optimisation", ["lr", "steps", "seed"]),
 ]
 LAUNCH_FIELDS = ["name", "tags", "queue", "gpus", "wandb"]
@@ -83,8 +101,7 @@ class DatalistInput(forms.TextInput):
         super().__init__(attrs)
         self.options = list(options)
 
-    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None,
-               renderer: Any = None) -> SafeString:
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
         list_id = f"{(attrs or {}).get('id') or name}-options"
         html = super().render(name, value, {**(attrs or {}), "list": list_id}, renderer)
         options = format_html_join("", '<option value="{}">', ((o,) for o in self.options))
@@ -101,10 +118,11 @@ def _default(name: str) -> Any:
 def _config_form_field(name: str) -> forms.Field:
     """A form field converting the request string to the config field's type (no range rules here)."""
     kind = field_kind(name)
-    common: dict[str, Any] = {"label": LABELS.get(name, name.replace("_", " ").capitalize()),
-                              "help_text": UI_HELP.get(name) or TrainConfig.field_help().get(name)
-                              or EXTRA_HELP.get(name, ""),
-                              "initial": _default(name)}
+    common: dict[str, Any] = {
+        "label": LABELS.get(name, name.replace("_", " ").capitalize()),
+        "help_text": UI_HELP.get(name) or TrainConfig.field_help().get(name) or EXTRA_HELP.get(name, ""),
+        "initial": _default(name),
+    }
     if name == "algorithm":
         return forms.ChoiceField(choices=[(a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHMS], **common)
     if name in FIELD_CHOICES:
@@ -141,13 +159,12 @@ class RunForm(forms.Form):
     """Every TrainConfig field plus where and how to launch; ``to_config()`` gives the validated config."""
 
     seed = forms.CharField(label=LABELS["seed"], initial="0", help_text=EXTRA_HELP["seed"])
-    name = forms.CharField(max_length=200, required=False,
-                           help_text="Leave empty for a name built from the config.")
-    tags = forms.CharField(max_length=500, required=False,
-                           help_text="Comma-separated, e.g. baseline, ablation-eta.")
+    name = forms.CharField(max_length=200, required=False, help_text="Leave empty for a name built from the config.")
+    tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated, e.g. baseline, ablation-eta.")
     queue = forms.ChoiceField(help_text="The worker pool that runs it.")
-    wandb = forms.BooleanField(label="Mirror to W&B", required=False,
-                               help_text="Also log metrics and samples to Weights & Biases.")
+    wandb = forms.BooleanField(
+        label="Mirror to W&B", required=False, help_text="Also log metrics and samples to Weights & Biases."
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -203,8 +220,10 @@ class RunForm(forms.Form):
         return TrainConfig.from_dict({**self.config_data(), "seed": seed})
 
     def add_config_error(self, exc: ConfigError) -> None:
-        self.add_error(exc.field if exc.field in self.fields else None,
-                       exc.message if exc.field in self.fields else f"{exc.field}: {exc.message}")
+        self.add_error(
+            exc.field if exc.field in self.fields else None,
+            exc.message if exc.field in self.fields else f"{exc.field}: {exc.message}",
+        )
 
     def to_config(self) -> TrainConfig:
         """The validated config (of the first seed when several were given)."""
@@ -315,16 +334,18 @@ class GridForm(RunForm):
         for values in factors.values():
             size *= len(values)
         if size > MAX_GRID_RUNS:
-            self.add_error("factors", f"This grid has {size} runs; the limit is {MAX_GRID_RUNS}. "
-                                      "Drop some values or split it into several studies.")
+            self.add_error(
+                "factors",
+                f"This grid has {size} runs; the limit is {MAX_GRID_RUNS}. "
+                "Drop some values or split it into several studies.",
+            )
             return data
         self._check_values(factors)
         if not self.errors:
             self.cells = self._cells(factors)
             bad = sum(1 for c in self.cells if c.error)
             if bad:
-                self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config "
-                                     "(see the preview).")
+                self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config (see the preview).")
         return data
 
     def _check_values(self, factors: dict[str, list[Any]]) -> None:
@@ -363,8 +384,9 @@ class RunListForm(forms.Form):
 
     q = forms.CharField(required=False, max_length=200)
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RunStatus.choices])
-    algorithm = forms.ChoiceField(required=False, choices=[
-        ("", "Any algorithm"), *((a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHMS)])
+    algorithm = forms.ChoiceField(
+        required=False, choices=[("", "Any algorithm"), *((a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHMS)]
+    )
     tag = forms.CharField(required=False, max_length=50)
     where = forms.CharField(required=False, max_length=500)
     sort = forms.CharField(required=False, max_length=100)
@@ -415,8 +437,13 @@ class RunListForm(forms.Form):
         """The filters that converted; an invalid one is reported by the form and left out."""
         self.is_valid()
         d = self.cleaned_data
-        return RunFilters(status=d.get("status", ""), tag=d.get("tag", ""), algorithm=d.get("algorithm", ""),
-                          q=d.get("q", ""), config=d.get("config", {}))
+        return RunFilters(
+            status=d.get("status", ""),
+            tag=d.get("tag", ""),
+            algorithm=d.get("algorithm", ""),
+            q=d.get("q", ""),
+            config=d.get("config", {}),
+        )
 
     def sort_value(self) -> str:
         self.is_valid()

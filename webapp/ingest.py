@@ -31,8 +31,11 @@ def metrics_record(rows: Sequence[MetricRow]) -> int:
     if connection.vendor == "postgresql":
         _pg_copy_insert(MetricPoint, ["run_id", "key", "step", "value"], clean)
     else:
-        MetricPoint.objects.bulk_create([MetricPoint(run_id=r, key=k, step=s, value=v) for r, k, s, v in clean],
-                                        batch_size=500, ignore_conflicts=True)
+        MetricPoint.objects.bulk_create(
+            [MetricPoint(run_id=r, key=k, step=s, value=v) for r, k, s, v in clean],
+            batch_size=500,
+            ignore_conflicts=True,
+        )
     return len(clean)
 
 
@@ -41,8 +44,10 @@ def _pg_copy_insert(model: Any, columns: list[str], rows: Sequence[Sequence[Any]
     table = model._meta.db_table
     cols = ", ".join(columns)
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS _in_{table} ON COMMIT DELETE ROWS "
-                    f"AS SELECT {cols} FROM {table} WITH NO DATA")
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS _in_{table} ON COMMIT DELETE ROWS "
+            f"AS SELECT {cols} FROM {table} WITH NO DATA"
+        )
         with cur.cursor.copy(f"COPY _in_{table} ({cols}) FROM STDIN") as copy:  # the psycopg cursor
             for row in rows:
                 copy.write_row(row)
@@ -59,30 +64,62 @@ def summary_update(run_id: int, latest: dict[str, float], step: int) -> None:
         run.save(update_fields=["summary"])
 
 
-SAMPLE_COLUMNS = ["run_id", "step", "question_id", "mode", "context", "index", "prompt", "answer", "response",
-                  "reward", "advantage", "length", "entropy", "surprisal", "tokens"]
+SAMPLE_COLUMNS = [
+    "run_id",
+    "step",
+    "question_id",
+    "mode",
+    "context",
+    "index",
+    "prompt",
+    "answer",
+    "response",
+    "reward",
+    "advantage",
+    "length",
+    "entropy",
+    "surprisal",
+    "tokens",
+]
 
 
 def samples_record(run_id: int, step: int, samples: Iterable[dict[str, Any]]) -> int:
     rows = [
-        (run_id, step, s["question_id"][:100], s["mode"], s["context"], s["index"], s.get("prompt", ""),
-         s.get("answer", ""), s["response"], s["reward"], s.get("advantage"), s["num_tokens"], s.get("mean_entropy"),
-         s.get("surprisal", []), s.get("tokens", []))
+        (
+            run_id,
+            step,
+            s["question_id"][:100],
+            s["mode"],
+            s["context"],
+            s["index"],
+            s.get("prompt", ""),
+            s.get("answer", ""),
+            s["response"],
+            s["reward"],
+            s.get("advantage"),
+            s["num_tokens"],
+            s.get("mean_entropy"),
+            s.get("surprisal", []),
+            s.get("tokens", []),
+        )
         for s in samples
     ]
     if connection.vendor == "postgresql":
         # JSON columns go through COPY as their text; jsonb parses it server side.
         _pg_copy_insert(Sample, SAMPLE_COLUMNS, [(*r[:-2], json.dumps(r[-2]), json.dumps(r[-1])) for r in rows])
     else:
-        Sample.objects.bulk_create([Sample(**dict(zip(SAMPLE_COLUMNS, r, strict=True))) for r in rows],
-                                   batch_size=200, ignore_conflicts=True)
+        Sample.objects.bulk_create(
+            [Sample(**dict(zip(SAMPLE_COLUMNS, r, strict=True))) for r in rows], batch_size=200, ignore_conflicts=True
+        )
     return len(rows)
 
 
 def logs_record(run_id: int, attempt: int, first_seq: int, lines: Sequence[tuple[str, str]]) -> None:
     RunLog.objects.bulk_create(
-        [RunLog(run_id=run_id, attempt=attempt, seq=first_seq + i, level=level[:10], message=msg)
-         for i, (level, msg) in enumerate(lines)],
+        [
+            RunLog(run_id=run_id, attempt=attempt, seq=first_seq + i, level=level[:10], message=msg)
+            for i, (level, msg) in enumerate(lines)
+        ],
         ignore_conflicts=True,
     )
 

@@ -292,6 +292,7 @@ class Checkpoint(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "step"], name="unique_checkpoint")]
         ordering = ["step"]
+
     def __str__(self) -> str:
         return f"run {self.run_id} step {self.step}"
 
@@ -307,6 +308,7 @@ class RunLog(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "attempt", "seq"], name="unique_run_log")]
         ordering = ["created_at", "attempt", "seq"]
+
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:60]}"
 
@@ -337,6 +339,7 @@ class Evaluation(models.Model):
             models.UniqueConstraint(fields=["run", "step", "benchmark", "mode"], name="unique_evaluation"),
         ]
         ordering = ["benchmark", "mode"]
+
     def __str__(self) -> str:
         return f"{self.benchmark} ({self.mode}) @ step {self.step}"
 
@@ -356,6 +359,7 @@ class EvalResult(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["evaluation", "question_id", "index"], name="unique_eval_result"),
         ]
+
     def __str__(self) -> str:
         return f"{self.question_id}#{self.index}: {self.score}"
 
@@ -379,6 +383,7 @@ class Comment(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
     def __str__(self) -> str:
         return f"{self.author}: {self.body[:60]}"
 
@@ -397,6 +402,7 @@ class Verdict(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
     def __str__(self) -> str:
         return f"{self.author}: {self.verdict}"
 
@@ -414,6 +420,7 @@ class Activity(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "activities"
+
     def __str__(self) -> str:
         return f"{self.actor} {self.verb} {self.target}"
 

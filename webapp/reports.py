@@ -77,8 +77,11 @@ def format_value(value: Any) -> str:
 def varied_fields(runs: Sequence[Run], *, exclude: Iterable[str] = NON_FACTOR_FIELDS) -> list[str]:
     """Config fields whose value differs between the runs, in TrainConfig order."""
     skip = set(exclude)
-    return [name for name in CONFIG_FIELD_NAMES
-            if name not in skip and len({_hashable(config_value(r, name)) for r in runs}) > 1]
+    return [
+        name
+        for name in CONFIG_FIELD_NAMES
+        if name not in skip and len({_hashable(config_value(r, name)) for r in runs}) > 1
+    ]
 
 
 @dataclass
@@ -153,8 +156,10 @@ class Band:
     def bounds(self, kind: str) -> tuple[list[float], list[float]]:
         """The band to draw: ``minmax`` or ``std`` (mean ± one standard deviation)."""
         if kind == "std":
-            return ([m - s for m, s in zip(self.mean, self.std, strict=True)],
-                    [m + s for m, s in zip(self.mean, self.std, strict=True)])
+            return (
+                [m - s for m, s in zip(self.mean, self.std, strict=True)],
+                [m + s for m, s in zip(self.mean, self.std, strict=True)],
+            )
         return self.low, self.high
 
 
@@ -266,8 +271,11 @@ class FinalTable:
 
 
 def _summary_cell(group: RunGroup, key: str) -> FinalCell:
-    values = [float(v) for r in group.runs if isinstance(v := r.summary.get(key), int | float)
-              and not isinstance(v, bool) and math.isfinite(v)]
+    values = [
+        float(v)
+        for r in group.runs
+        if isinstance(v := r.summary.get(key), int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     if not values:
         return FinalCell(None, None, 0)
     std = statistics.stdev(values) if len(values) > 1 else None
@@ -330,8 +338,10 @@ class PaperCell:
         if not self.test:
             return ""
         t = self.test
-        return (f"Δ {100 * t.diff:+.2f} pts [{100 * t.ci_low:+.2f}, {100 * t.ci_high:+.2f}], "
-                f"p = {format_p(t.p_value)}, n = {t.n} questions")
+        return (
+            f"Δ {100 * t.diff:+.2f} pts [{100 * t.ci_low:+.2f}, {100 * t.ci_high:+.2f}], "
+            f"p = {format_p(t.p_value)}, n = {t.n} questions"
+        )
 
 
 @dataclass
@@ -422,17 +432,19 @@ class PaperTable:
         return any(r.is_baseline for r in self.rows)
 
     def legend(self) -> list[str]:
-        notes = ["Acc = accuracy (%) averaged over the k samples per question; "
-                 "Ent = mean token entropy (bits). Average = mean of the benchmark columns."]
+        notes = [
+            "Acc = accuracy (%) averaged over the k samples per question; "
+            "Ent = mean token entropy (bits). Average = mean of the benchmark columns."
+        ]
         if self.has_baseline:
             marks = ", ".join(f"{mark} p < {level:g}" for level, mark in reversed(SIG_LEVELS))
-            notes.append(f"Deltas and significance vs {self.baseline_label} ({marks}): "
-                         f"{self.test_description}.")
+            notes.append(f"Deltas and significance vs {self.baseline_label} ({marks}): {self.test_description}.")
         return notes
 
 
-def _latest_evaluations(run_ids: Sequence[int]) -> tuple[dict[tuple[int, str, str], Evaluation],
-                                                          dict[tuple[int, str, str], Evaluation]]:
+def _latest_evaluations(
+    run_ids: Sequence[int],
+) -> tuple[dict[tuple[int, str, str], Evaluation], dict[tuple[int, str, str], Evaluation]]:
     """Succeeded evaluations per (run, benchmark, mode): the latest trained checkpoint, and step 0."""
     trained: dict[tuple[int, str, str], Evaluation] = {}
     original: dict[tuple[int, str, str], Evaluation] = {}
@@ -446,8 +458,12 @@ def _latest_evaluations(run_ids: Sequence[int]) -> tuple[dict[tuple[int, str, st
 def question_accuracy(evaluation_ids: Sequence[int]) -> dict[int, dict[str, float]]:
     """Per evaluation, per question: the fraction of its k samples that are correct (one GROUP BY)."""
     correct = Case(When(score__gt=0.5, then=Value(1.0)), default=Value(0.0), output_field=FloatField())
-    rows = (EvalResult.objects.filter(evaluation_id__in=list(evaluation_ids))
-            .values("evaluation_id", "question_id").annotate(acc=Avg(correct)).order_by())
+    rows = (
+        EvalResult.objects.filter(evaluation_id__in=list(evaluation_ids))
+        .values("evaluation_id", "question_id")
+        .annotate(acc=Avg(correct))
+        .order_by()
+    )
     out: dict[int, dict[str, float]] = defaultdict(dict)
     for row in rows:
         out[row["evaluation_id"]][row["question_id"]] = float(row["acc"])
@@ -468,16 +484,25 @@ def _eval_accuracy(ev: Evaluation, per_question: Mapping[str, float]) -> float |
     return acc
 
 
-def _build_row(label: str, kind: str, evals: Mapping[str, list[Evaluation]], benchmarks: Sequence[str],
-               per_q: Mapping[int, Mapping[str, float]], group: RunGroup | None = None) -> PaperRow:
+def _build_row(
+    label: str,
+    kind: str,
+    evals: Mapping[str, list[Evaluation]],
+    benchmarks: Sequence[str],
+    per_q: Mapping[int, Mapping[str, float]],
+    group: RunGroup | None = None,
+) -> PaperRow:
     """One row from each benchmark's evaluations (one per seed): seeds are averaged per question."""
     row = PaperRow(label, kind, [], group=group)
     for bench in benchmarks:
         evs = evals.get(bench, [])
         accs = [a for ev in evs if (a := _eval_accuracy(ev, per_q.get(ev.pk, {}))) is not None]
         ents = [e for ev in evs if (e := _number(ev.metrics.get("entropy_bits"))) is not None]
-        row.cells.append(PaperCell(100 * statistics.fmean(accs) if accs else None,
-                                   statistics.fmean(ents) if ents else None, len(evs)))
+        row.cells.append(
+            PaperCell(
+                100 * statistics.fmean(accs) if accs else None, statistics.fmean(ents) if ents else None, len(evs)
+            )
+        )
         pooled: dict[str, list[float]] = defaultdict(list)
         for ev in evs:
             for qid, acc in per_q.get(ev.pk, {}).items():
@@ -488,8 +513,9 @@ def _build_row(label: str, kind: str, evals: Mapping[str, list[Evaluation]], ben
     return row
 
 
-def _evals_for(runs: Iterable[Run], found: Mapping[tuple[int, str, str], Evaluation], mode: str,
-               benchmarks: Sequence[str]) -> dict[str, list[Evaluation]]:
+def _evals_for(
+    runs: Iterable[Run], found: Mapping[tuple[int, str, str], Evaluation], mode: str, benchmarks: Sequence[str]
+) -> dict[str, list[Evaluation]]:
     out = {b: [found[(r.pk, b, mode)] for r in runs if (r.pk, b, mode) in found] for b in benchmarks}
     return {b: evs for b, evs in out.items() if evs}
 
@@ -505,8 +531,9 @@ def _add_tests(rows: Sequence[PaperRow], base: PaperRow, benchmarks: Sequence[st
             cell.test = paired_question_test(mine, theirs, test=test)
 
 
-def paper_table(groups: Sequence[RunGroup], baseline: RunGroup | None, *,
-                test: str = DEFAULT_TEST) -> PaperTable | None:
+def paper_table(
+    groups: Sequence[RunGroup], baseline: RunGroup | None, *, test: str = DEFAULT_TEST
+) -> PaperTable | None:
     """The paper's Table 1 for these groups, or None when no run has a finished evaluation.
 
     Each run contributes its latest evaluated checkpoint per benchmark. A Policy Split group
@@ -598,8 +625,9 @@ def paper_export(table: PaperTable, *, split: bool = False) -> ExportTable:
                 cells += [Text("–"), Text("–")]
         rows.append(cells)
     rules = [0] if table.rows and table.rows[0].kind == "original" and len(table.rows) > 1 else []
-    return ExportTable("Evaluation results (Acc / Ent)", header, rows, "l" + "c" * (len(header) - 1),
-                       table.legend(), rules)
+    return ExportTable(
+        "Evaluation results (Acc / Ent)", header, rows, "l" + "c" * (len(header) - 1), table.legend(), rules
+    )
 
 
 def _paper_export_split(table: PaperTable) -> ExportTable:
@@ -618,8 +646,15 @@ def _paper_export_split(table: PaperTable) -> ExportTable:
         for cell in row.cells:
             cells += [num(cell.acc), num(cell.ent), num(cell.test.p_value if cell.test else None, 6)]
         ci = row.ci or (None, None)
-        cells += [num(row.avg_acc), num(row.avg_ent), num(row.delta), num(ci[0]), num(ci[1]),
-                  num(row.test.p_value if row.test else None, 6), Text(row.test.test if row.test else "")]
+        cells += [
+            num(row.avg_acc),
+            num(row.avg_ent),
+            num(row.delta),
+            num(ci[0]),
+            num(ci[1]),
+            num(row.test.p_value if row.test else None, 6),
+            Text(row.test.test if row.test else ""),
+        ]
         rows.append(cells)
     return ExportTable("Evaluation results", header, rows, "l" * len(header))
 
@@ -631,13 +666,17 @@ def final_export(table: FinalTable, *, split: bool = False) -> ExportTable:
         header += [key, f"{key} std", f"{key} delta"] if split else [key]
     rows = []
     for row in table.rows:
-        cells = [Text(row.group.label + (" (baseline)" if row.is_baseline and not split else "")),
-                 Text(str(len(row.group.runs)))]
+        cells = [
+            Text(row.group.label + (" (baseline)" if row.is_baseline and not split else "")),
+            Text(str(len(row.group.runs))),
+        ]
         for cell in row.cells:
             if split:
-                cells += [Text("" if cell.value is None else repr(cell.value)),
-                          Text("" if cell.std is None else repr(cell.std)),
-                          Text("" if cell.delta is None else repr(cell.delta))]
+                cells += [
+                    Text("" if cell.value is None else repr(cell.value)),
+                    Text("" if cell.std is None else repr(cell.std)),
+                    Text("" if cell.delta is None else repr(cell.delta)),
+                ]
                 continue
             text = cell.text + (f" ± {cell.std_text}" if cell.std_text else "")
             if cell.delta_text:
@@ -685,8 +724,12 @@ def to_markdown(table: ExportTable) -> str:
         return "| " + " | ".join(cells) + " |"
 
     align = {"l": ":---", "c": ":---:", "r": "---:"}
-    out = [f"**{markdown_escape(table.title)}**", "", line(markdown_escape(h) for h in table.header),
-           line(align[a] for a in table.align)]
+    out = [
+        f"**{markdown_escape(table.title)}**",
+        "",
+        line(markdown_escape(h) for h in table.header),
+        line(align[a] for a in table.align),
+    ]
     for row in table.rows:
         out.append(line(f"**{markdown_escape(c.text)}**" if c.bold else markdown_escape(c.text) for c in row))
     if table.notes:
@@ -696,12 +739,32 @@ def to_markdown(table: ExportTable) -> str:
 
 
 _LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
     ">": r"\textgreater{}",
-    "†": r"\textsuperscript{\dag}", "‡": r"\textsuperscript{\ddag}", "±": r"$\pm$", "Δ": r"$\Delta$",
-    "η": r"$\eta$", "α": r"$\alpha$", "κ": r"$\kappa$", "₂": r"$_2$", "–": "--", "—": "---", "−": "$-$",
-    "…": r"\ldots{}", "\n": " ", "\r": " ",
+    "†": r"\textsuperscript{\dag}",
+    "‡": r"\textsuperscript{\ddag}",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "η": r"$\eta$",
+    "α": r"$\alpha$",
+    "κ": r"$\kappa$",
+    "₂": r"$_2$",
+    "–": "--",
+    "—": "---",
+    "−": "$-$",
+    "…": r"\ldots{}",
+    "\n": " ",
+    "\r": " ",
 }
 
 

@@ -36,12 +36,30 @@ ALGORITHM_LABELS = {
 
 # Sortable plain columns: column id -> model field.
 PLAIN_SORTS = {
-    "name": "name", "status": "status", "algorithm": "algorithm", "model": "model_name", "seed": "seed",
-    "created": "created_at", "step": "step", "queue": "queue", "creator": "created_by__username", "id": "id",
+    "name": "name",
+    "status": "status",
+    "algorithm": "algorithm",
+    "model": "model_name",
+    "seed": "seed",
+    "created": "created_at",
+    "step": "step",
+    "queue": "queue",
+    "creator": "created_by__username",
+    "id": "id",
 }
 BASE_COLUMNS = ["name", "status", "algorithm", "model", "seed", "created", "queue", "creator", "step"]
-DEFAULT_COLUMNS = ["name", "status", "algorithm", "model", "cfg.eta", "seed", "created", "m.normal/accuracy",
-                   "m.he/accuracy", "m.split/he_normal_kl"]
+DEFAULT_COLUMNS = [
+    "name",
+    "status",
+    "algorithm",
+    "model",
+    "cfg.eta",
+    "seed",
+    "created",
+    "m.normal/accuracy",
+    "m.he/accuracy",
+    "m.split/he_normal_kl",
+]
 
 
 @dataclass(frozen=True)
@@ -130,9 +148,19 @@ class Column:
 
 
 COLUMN_LABELS = {
-    "name": "Name", "status": "Status", "algorithm": "Algorithm", "model": "Model", "seed": "Seed",
-    "created": "Created", "queue": "Queue", "creator": "By", "step": "Step",
-    "cfg.eta": "η", "cfg.eta_normal": "η_normal", "cfg.alpha": "α", "cfg.kappa": "κ",
+    "name": "Name",
+    "status": "Status",
+    "algorithm": "Algorithm",
+    "model": "Model",
+    "seed": "Seed",
+    "created": "Created",
+    "queue": "Queue",
+    "creator": "By",
+    "step": "Step",
+    "cfg.eta": "η",
+    "cfg.eta_normal": "η_normal",
+    "cfg.alpha": "α",
+    "cfg.kappa": "κ",
 }
 COLUMN_KINDS = {"name": "name", "status": "status", "seed": "num", "created": "date", "step": "step"}
 
@@ -161,9 +189,15 @@ def cell_value(run: Run, column_id: str) -> Any:
         return run.summary.get(column_id[2:])
     if column_id.startswith("cfg."):
         return run.config.get(column_id[4:])
-    simple = {"algorithm": ALGORITHM_LABELS.get(run.algorithm, run.algorithm), "model": run.model_name,
-              "seed": run.seed, "created": run.created_at, "queue": run.queue, "step": run.step,
-              "creator": run.created_by.username if run.created_by else ""}
+    simple = {
+        "algorithm": ALGORITHM_LABELS.get(run.algorithm, run.algorithm),
+        "model": run.model_name,
+        "seed": run.seed,
+        "created": run.created_at,
+        "queue": run.queue,
+        "step": run.step,
+        "creator": run.created_by.username if run.created_by else "",
+    }
     return simple.get(column_id)
 
 
@@ -216,8 +250,9 @@ class Series:
         return {"steps": self.steps, "values": self.values, "bucketed": self.bucketed, "total": self.total}
 
 
-def metric_series(run: Run, key: str, *, min_step: int | None = None, max_step: int | None = None,
-                  max_points: int = 2000) -> Series:
+def metric_series(
+    run: Run, key: str, *, min_step: int | None = None, max_step: int | None = None, max_points: int = 2000
+) -> Series:
     """One metric line with at most ``max_points`` points over [min_step, max_step].
 
     Small ranges come back raw. Larger ones are cut into ``max_points // 2`` equal step buckets
@@ -244,8 +279,7 @@ def metric_series(run: Run, key: str, *, min_step: int | None = None, max_step: 
     return Series(key, [s for s, _ in points], [v for _, v in points], True, total)
 
 
-def _step_bounds(run_id: int, key: str, min_step: int | None,
-                 max_step: int | None) -> tuple[int | None, int | None]:
+def _step_bounds(run_id: int, key: str, min_step: int | None, max_step: int | None) -> tuple[int | None, int | None]:
     # Two probes of the (run, key, step) index, however long the line is.
     qs = MetricPoint.objects.filter(run_id=run_id, key=key)
     if min_step is not None:

@@ -43,8 +43,14 @@ class ServiceError(Exception):
 @cache
 def code_version() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=settings.BASE_DIR, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -54,19 +60,40 @@ def activity_record(*, project: Project, actor: Any, verb: str, target: str, url
     return Activity.objects.create(project=project, actor=actor, verb=verb, target=target[:300], url=url)
 
 
-def run_create(*, project: Project, user: Any, config: TrainConfig, name: str = "", queue: str = "",
-               study: Study | None = None, parent: Run | None = None, tags: Iterable[str] = (),
-               wandb: bool = False, enqueue: bool = True) -> Run:
+def run_create(
+    *,
+    project: Project,
+    user: Any,
+    config: TrainConfig,
+    name: str = "",
+    queue: str = "",
+    study: Study | None = None,
+    parent: Run | None = None,
+    tags: Iterable[str] = (),
+    wandb: bool = False,
+    enqueue: bool = True,
+) -> Run:
     """Create a queued run from a validated config and enqueue it once the transaction commits."""
     queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
     if queue not in settings.PSL_QUEUES:
         raise ServiceError(f"unknown queue {queue!r}; valid: {', '.join(settings.PSL_QUEUES)}")
     with transaction.atomic():
         run = Run.objects.create(
-            project=project, name=name or _default_name(config), config=config.to_dict(),
-            algorithm=config.algorithm, model_name=config.model, seed=config.seed, queue=queue,
-            gpus=config.gpus, total_steps=config.steps, created_by=user, code_version=code_version(),
-            study=study, parent=parent, wandb_enabled=wandb, queued_at=timezone.now(),
+            project=project,
+            name=name or _default_name(config),
+            config=config.to_dict(),
+            algorithm=config.algorithm,
+            model_name=config.model,
+            seed=config.seed,
+            queue=queue,
+            gpus=config.gpus,
+            total_steps=config.steps,
+            created_by=user,
+            code_version=code_version(),
+            study=study,
+            parent=parent,
+            wandb_enabled=wandb,
+            queued_at=timezone.now(),
         )
         _set_tags(run, tags)
         activity_record(project=project, actor=user, verb="launched", target=run.name, url=run.get_absolute_url())
@@ -122,8 +149,15 @@ def run_resume(*, run: Run, user: Any) -> Run:
     with transaction.atomic():
         updated = Run.objects.filter(
             pk=run.pk, status__in=[RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST]
-        ).update(status=RunStatus.QUEUED, attempt=run.attempt + 1, cancel_requested=False, error="",
-                 queued_at=timezone.now(), finished_at=None, heartbeat_at=None)
+        ).update(
+            status=RunStatus.QUEUED,
+            attempt=run.attempt + 1,
+            cancel_requested=False,
+            error="",
+            queued_at=timezone.now(),
+            finished_at=None,
+            heartbeat_at=None,
+        )
         if not updated:
             raise ServiceError(f"run is {run.get_status_display().lower()}; only failed, cancelled or lost runs resume")
         run.refresh_from_db()
@@ -163,22 +197,41 @@ def grid_expand(base: TrainConfig, factors: dict[str, list[Any]]) -> list[TrainC
     return configs
 
 
-def study_create_grid(*, project: Project, user: Any, name: str, base: TrainConfig, factors: dict[str, list[Any]],
-                      queue: str = "", description: str = "", wandb: bool = False,
-                      tags: Iterable[str] = ()) -> Study:
+def study_create_grid(
+    *,
+    project: Project,
+    user: Any,
+    name: str,
+    base: TrainConfig,
+    factors: dict[str, list[Any]],
+    queue: str = "",
+    description: str = "",
+    wandb: bool = False,
+    tags: Iterable[str] = (),
+) -> Study:
     configs = grid_expand(base, factors)
     with transaction.atomic():
-        study = Study.objects.create(project=project, name=name, description=description, factors=factors,
-                                     created_by=user)
+        study = Study.objects.create(
+            project=project, name=name, description=description, factors=factors, created_by=user
+        )
         for cfg in configs:
             label = ", ".join(f"{k}={json.dumps(cfg.to_dict()[k])}" for k in factors)  # true/false as typed
-            run_create(project=project, user=user, config=cfg, name=f"{name}: {label}", queue=queue, study=study,
-                       wandb=wandb, tags=tags)
+            run_create(
+                project=project,
+                user=user,
+                config=cfg,
+                name=f"{name}: {label}",
+                queue=queue,
+                study=study,
+                wandb=wandb,
+                tags=tags,
+            )
         first = study.runs.order_by("id").first()
         study.baseline = first
         study.save(update_fields=["baseline"])
-        activity_record(project=project, actor=user, verb="launched study", target=study.name,
-                        url=study.get_absolute_url())
+        activity_record(
+            project=project, actor=user, verb="launched study", target=study.name, url=study.get_absolute_url()
+        )
     return study
 
 
@@ -188,8 +241,13 @@ def study_set_baseline(*, study: Study, run: Run, user: Any) -> Study:
         raise ServiceError("the baseline must be a run of this study")
     Study.objects.filter(pk=study.pk).update(baseline=run)
     study.baseline = run
-    activity_record(project=study.project, actor=user, verb="set the study baseline to",
-                    target=f"{run.name} ({study.name})", url=study.get_absolute_url())
+    activity_record(
+        project=study.project,
+        actor=user,
+        verb="set the study baseline to",
+        target=f"{run.name} ({study.name})",
+        url=study.get_absolute_url(),
+    )
     return study
 
 
@@ -199,16 +257,22 @@ def study_set_baseline(*, study: Study, run: Run, user: Any) -> Study:
 def run_tag_add(*, run: Run, name: str, user: Any) -> None:
     tag, _ = Tag.objects.get_or_create(project=run.project, name=name)
     run.tags.add(tag)
-    activity_record(project=run.project, actor=user, verb=f"tagged “{name}”", target=run.name,
-                    url=run.get_absolute_url())
+    activity_record(
+        project=run.project, actor=user, verb=f"tagged “{name}”", target=run.name, url=run.get_absolute_url()
+    )
 
 
 def run_tag_remove(*, run: Run, name: str, user: Any) -> None:
     tag = Tag.objects.filter(project=run.project, name=name).first()
     if tag is not None and run.tags.filter(pk=tag.pk).exists():
         run.tags.remove(tag)
-        activity_record(project=run.project, actor=user, verb=f"removed tag “{name}” from", target=run.name,
-                        url=run.get_absolute_url())
+        activity_record(
+            project=run.project,
+            actor=user,
+            verb=f"removed tag “{name}” from",
+            target=run.name,
+            url=run.get_absolute_url(),
+        )
 
 
 def _target_fields(target: Run | Study | Sample) -> dict[str, Any]:
@@ -229,17 +293,22 @@ def comment_create(*, target: Run | Study | Sample, author: Any, body: str) -> C
         raise ServiceError("a comment needs some text")
     project = _target_project(target)
     comment = Comment.objects.create(project=project, author=author, body=body, **_target_fields(target))
-    activity_record(project=project, actor=author, verb="commented on", target=str(target),
-                    url=_target_url(target))
+    activity_record(project=project, actor=author, verb="commented on", target=str(target), url=_target_url(target))
     return comment
 
 
 def verdict_set(*, target: Run | Study | Sample, author: Any, verdict: str, note: str = "") -> Verdict:
     project = _target_project(target)
-    obj = Verdict.objects.create(project=project, author=author, verdict=verdict, note=note[:500],
-                                 **_target_fields(target))
-    activity_record(project=project, actor=author, verb=f"set verdict “{obj.get_verdict_display()}” on",
-                    target=str(target), url=_target_url(target))
+    obj = Verdict.objects.create(
+        project=project, author=author, verdict=verdict, note=note[:500], **_target_fields(target)
+    )
+    activity_record(
+        project=project,
+        actor=author,
+        verb=f"set verdict “{obj.get_verdict_display()}” on",
+        target=str(target),
+        url=_target_url(target),
+    )
     return obj
 
 

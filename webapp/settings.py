@@ -168,8 +168,10 @@ PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
 PSL_EVAL_AFTER_TRAINING = env_bool("PSL_EVAL_AFTER_TRAINING", True)
 _final_benchmarks = env_list("PSL_EVAL_FINAL_BENCHMARKS")
 if unknown := sorted(set(_final_benchmarks) - set(BENCHMARK_NAMES)):
-    raise ImproperlyConfigured(f"PSL_EVAL_FINAL_BENCHMARKS: unknown benchmark(s) {', '.join(unknown)}; "
-                               f"choose from {', '.join(BENCHMARK_NAMES)}")
+    raise ImproperlyConfigured(
+        f"PSL_EVAL_FINAL_BENCHMARKS: unknown benchmark(s) {', '.join(unknown)}; "
+        f"choose from {', '.join(BENCHMARK_NAMES)}"
+    )
 PSL_EVAL_FINAL = {
     "benchmarks": _final_benchmarks or None,
     "k": env_int("PSL_EVAL_FINAL_K", 4, minimum=1),

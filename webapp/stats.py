@@ -36,9 +36,9 @@ MCNEMAR = "mcnemar"
 DEFAULT_TEST = PERMUTATION
 TESTS: dict[str, str] = {
     PERMUTATION: "paired sign-flip permutation test on per-question mean accuracy over the k samples "
-                 "(two-sided; 95 % CI from a paired bootstrap over questions)",
+    "(two-sided; 95 % CI from a paired bootstrap over questions)",
     MCNEMAR: "exact McNemar test on per-question correctness (majority of the k samples; two-sided; "
-             "95 % Wald CI for paired proportions)",
+    "95 % Wald CI for paired proportions)",
 }
 TEST_LABELS: dict[str, str] = {PERMUTATION: "Permutation (sign-flip)", MCNEMAR: "McNemar (exact)"}
 
@@ -125,9 +125,16 @@ def _sign_matrix_exact(n: int) -> np.ndarray:
     return (1 - 2 * bits).astype(np.float64)
 
 
-def permutation_test(a: Sequence[float], b: Sequence[float], *, strata: Sequence[Hashable] | None = None,
-                     resamples: int = 5_000, bootstrap: int = 1_000, seed: int = 0,
-                     exact_up_to: int = 16) -> PairedResult:
+def permutation_test(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    strata: Sequence[Hashable] | None = None,
+    resamples: int = 5_000,
+    bootstrap: int = 1_000,
+    seed: int = 0,
+    exact_up_to: int = 16,
+) -> PairedResult:
     """Two-sided paired sign-flip permutation test of mean(a − b) = 0, with a bootstrap 95 % CI.
 
     ``a[i]`` and ``b[i]`` are the two methods' accuracies on question i (e.g. the fraction of
@@ -175,8 +182,14 @@ def _monte_carlo_hits(wd: np.ndarray, threshold: float, *, resamples: int, seed:
     return hits
 
 
-def bootstrap_ci(d: Sequence[float] | np.ndarray, *, strata: Sequence[Hashable] | None = None,
-                 resamples: int = 2_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    d: Sequence[float] | np.ndarray,
+    *,
+    strata: Sequence[Hashable] | None = None,
+    resamples: int = 2_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Percentile CI of the (stratified) mean of paired differences, resampling questions within strata."""
     d = np.asarray(d, dtype=np.float64)
     groups: dict[Hashable, list[int]] = {}
@@ -191,7 +204,7 @@ def bootstrap_ci(d: Sequence[float] | np.ndarray, *, strata: Sequence[Hashable] 
         for start in range(0, resamples, chunk):
             rows = min(chunk, resamples - start)
             draws = rng.integers(0, m, size=(rows, m))
-            means[start:start + rows] += values[draws].mean(axis=1)
+            means[start : start + rows] += values[draws].mean(axis=1)
     means /= len(groups)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
@@ -201,8 +214,9 @@ def bootstrap_ci(d: Sequence[float] | np.ndarray, *, strata: Sequence[Hashable] 
 # --- per-question pairing ----------------------------------------------------------------------------
 
 
-def paired_question_test(a: Mapping[tuple[str, str], float], b: Mapping[tuple[str, str], float], *,
-                         test: str = DEFAULT_TEST, seed: int = 0) -> PairedResult | None:
+def paired_question_test(
+    a: Mapping[tuple[str, str], float], b: Mapping[tuple[str, str], float], *, test: str = DEFAULT_TEST, seed: int = 0
+) -> PairedResult | None:
     """Test A vs B on the questions both answered; keys are (benchmark, question_id).
 
     Values are per-question accuracies in [0, 1] (mean correctness over the k samples, averaged
@@ -220,8 +234,10 @@ def paired_question_test(a: Mapping[tuple[str, str], float], b: Mapping[tuple[st
         raise ValueError(f"unknown test {test!r}; valid: {', '.join(TESTS)}")
     strata = [k[0] for k in keys]
     # The test is deterministic (seeded), so a page reload can reuse it: keyed by the data itself.
-    digest = hashlib.blake2b(np.asarray(xs).tobytes() + np.asarray(ys).tobytes()
-                             + "\x1f".join(strata).encode() + f"|{seed}".encode(), digest_size=16).digest()
+    digest = hashlib.blake2b(
+        np.asarray(xs).tobytes() + np.asarray(ys).tobytes() + "\x1f".join(strata).encode() + f"|{seed}".encode(),
+        digest_size=16,
+    ).digest()
     with _RESULTS_LOCK:
         if (cached := _RESULTS.get(digest)) is not None:
             _RESULTS.move_to_end(digest)

@@ -59,8 +59,9 @@ class _Heartbeat(threading.Thread):
         while not self.stopped.is_set():
             try:
                 close_old_connections()
-                execution.worker_heartbeat(name=execution.worker_identity(), queues=self.queues,
-                                           current_run_id=_current_run["id"])
+                execution.worker_heartbeat(
+                    name=execution.worker_identity(), queues=self.queues, current_run_id=_current_run["id"]
+                )
                 execution.sweep_lost_runs(exclude=_current_run["id"])
             except Exception:  # the database may be briefly away; the next beat retries
                 log.warning("worker heartbeat failed", exc_info=True)

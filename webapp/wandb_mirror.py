@@ -19,8 +19,17 @@ from django.conf import settings
 from webapp.models import Run, RunLog
 
 log = logging.getLogger(__name__)
-SAMPLE_COLUMNS: list[str | int] = ["step", "question_id", "mode", "index", "question", "response", "reward",
-                                   "num_tokens", "mean_entropy"]
+SAMPLE_COLUMNS: list[str | int] = [
+    "step",
+    "question_id",
+    "mode",
+    "index",
+    "question",
+    "response",
+    "reward",
+    "num_tokens",
+    "mean_entropy",
+]
 
 
 class WandbMirror:
@@ -42,10 +51,17 @@ class WandbMirror:
                 self.run.wandb_run_id = run_id
             self.directory.mkdir(parents=True, exist_ok=True)
             self.wb = wandb.init(
-                id=run_id, resume="allow", project=settings.WANDB_PROJECT, entity=settings.WANDB_ENTITY or None,
-                name=self.run.name, config={k: v for k, v in self.run.config.items() if not k.startswith("_")},
-                dir=str(self.directory), mode=cast(Any, settings.WANDB_MODE), reinit="create_new",
-                tags=[self.run.algorithm, self.run.model_name], settings=wandb.Settings(silent=True),
+                id=run_id,
+                resume="allow",
+                project=settings.WANDB_PROJECT,
+                entity=settings.WANDB_ENTITY or None,
+                name=self.run.name,
+                config={k: v for k, v in self.run.config.items() if not k.startswith("_")},
+                dir=str(self.directory),
+                mode=cast(Any, settings.WANDB_MODE),
+                reinit="create_new",
+                tags=[self.run.algorithm, self.run.model_name],
+                settings=wandb.Settings(silent=True),
             )
             self.wb.define_metric("*", step_metric="trainer/step")
         except Exception as exc:
@@ -69,8 +85,17 @@ class WandbMirror:
         # One table per step holding only that step's rows: nothing is re-uploaded later.
         table = wandb.Table(columns=SAMPLE_COLUMNS)
         for s in samples:
-            table.add_data(step, s["question_id"], s["mode"], s["index"], s["question"], s["response"], s["reward"],
-                           s["num_tokens"], s.get("mean_entropy"))
+            table.add_data(
+                step,
+                s["question_id"],
+                s["mode"],
+                s["index"],
+                s["question"],
+                s["response"],
+                s["reward"],
+                s["num_tokens"],
+                s.get("mean_entropy"),
+            )
         self.wb.log({"samples": table, "trainer/step": step})
 
     def finish(self, status: str) -> None:
@@ -88,7 +113,12 @@ class WandbMirror:
         self.wb = None
         try:
             seq = RunLog.objects.filter(run=self.run, attempt=self.run.attempt).count() + 1_000_000
-            RunLog.objects.create(run=self.run, attempt=self.run.attempt, seq=seq, level="warning",
-                                  message=f"W&B mirror {stage} failed, the run continues without it: {exc}")
+            RunLog.objects.create(
+                run=self.run,
+                attempt=self.run.attempt,
+                seq=seq,
+                level="warning",
+                message=f"W&B mirror {stage} failed, the run continues without it: {exc}",
+            )
         except Exception:
             log.warning("could not record the W&B failure", exc_info=True)

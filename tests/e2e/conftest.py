@@ -29,8 +29,15 @@ from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sy
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "var" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", "--disable-quic"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 VIEWPORT = {"width": 1440, "height": 900}
 ACTION_TIMEOUT_MS = 15_000  # clicks, fills, locator waits
 NAVIGATION_TIMEOUT_MS = 30_000
@@ -60,8 +67,7 @@ def browser() -> Iterator[Browser]:
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     playwright = sync_playwright().start()
     try:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS,
-                                              timeout=60_000)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS, timeout=60_000)
         yield chromium
         chromium.close()
     finally:
@@ -101,10 +107,13 @@ def browser_log() -> BrowserLog:
 
 
 @pytest.fixture
-def page(browser: Browser, browser_log: BrowserLog, live_server: Any, request: pytest.FixtureRequest,
-         ) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url, locale="en-GB",
-                                  timezone_id="UTC")
+def page(
+    browser: Browser,
+    browser_log: BrowserLog,
+    live_server: Any,
+    request: pytest.FixtureRequest,
+) -> Iterator[Page]:
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url, locale="en-GB", timezone_id="UTC")
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
     tab = context.new_page()

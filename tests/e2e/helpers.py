@@ -33,8 +33,14 @@ def plot_traces(page: Page, selector: str) -> list[list[dict[str, Any]]]:
     return page.eval_on_selector_all(selector, PLOT_TRACES)
 
 
-def wait_for_drawn_points(page: Page, selector: str, *, trace: str, points: int, timeout_ms: float = 30_000,
-                          ) -> list[list[dict[str, Any]]]:
+def wait_for_drawn_points(
+    page: Page,
+    selector: str,
+    *,
+    trace: str,
+    points: int,
+    timeout_ms: float = 30_000,
+) -> list[list[dict[str, Any]]]:
     """Wait until a trace named ``trace`` holds ``points`` points and every trace of every chart is drawn
     in full (plotly computed as many points as the trace holds); returns the traces."""
     condition = f"""() => {{
@@ -46,6 +52,5 @@ def wait_for_drawn_points(page: Page, selector: str, *, trace: str, points: int,
     try:
         page.wait_for_function(condition, timeout=timeout_ms)
     except Exception as exc:  # report what the charts hold and draw instead of a bare timeout
-        raise AssertionError(f"charts never drew {points} points of {trace!r}: {plot_traces(page, selector)}"
-                             ) from exc
+        raise AssertionError(f"charts never drew {points} points of {trace!r}: {plot_traces(page, selector)}") from exc
     return plot_traces(page, selector)

@@ -28,8 +28,13 @@ def _finished_run(make_run: Callable[..., Run], name: str, eta: float, lift: flo
         "train/reward": lambda s: 0.1 + lift + 0.5 * (1 - math.exp(-s / 12)),
         "normal/entropy": lambda s: 1.2 - 0.6 * (1 - math.exp(-s / 25)) + eta,
     }
-    MetricPoint.objects.bulk_create([MetricPoint(run=run, key=key, step=step, value=curve(step))
-                                     for key, curve in curves.items() for step in range(1, STEPS + 1)])
+    MetricPoint.objects.bulk_create(
+        [
+            MetricPoint(run=run, key=key, step=step, value=curve(step))
+            for key, curve in curves.items()
+            for step in range(1, STEPS + 1)
+        ]
+    )
     run.summary = {key: curve(STEPS) for key, curve in curves.items()}
     run.step = STEPS
     run.save(update_fields=["summary", "step"])
@@ -37,7 +42,11 @@ def _finished_run(make_run: Callable[..., Run], name: str, eta: float, lift: flo
 
 
 def test_two_finished_runs_compare_as_overlaid_curves_and_a_final_metrics_table_with_deltas(
-    page: Page, shot: Callable[[str], Any], make_run: Callable[..., Run], project: Any, alice: Any,
+    page: Page,
+    shot: Callable[[str], Any],
+    make_run: Callable[..., Run],
+    project: Any,
+    alice: Any,
 ) -> None:
     low = _finished_run(make_run, "eta 0.01", eta=0.01, lift=0.0)
     high = _finished_run(make_run, "eta 0.1", eta=0.1, lift=0.05)

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_alice_previews_an_eta_by_rollout_sharing_grid_and_launches_it_as_a_study_of_four_runs(
-    page: Page, shot: Callable[[str], Any], project: Any, alice: Any,
+    page: Page,
+    shot: Callable[[str], Any],
+    project: Any,
+    alice: Any,
 ) -> None:
     login(page, alice)
     page.goto(f"/projects/{project.pk}/runs/")
@@ -60,7 +63,11 @@ def test_alice_previews_an_eta_by_rollout_sharing_grid_and_launches_it_as_a_stud
         page.get_by_role("link", name="Runs", exact=True).click()
         expect(page.locator("table.runs-table tbody tr")).to_have_count(4)
         assert {(r.config["eta"], r.config["rollout_sharing"], r.config["steps"]) for r in study.runs.all()} == {
-            (0.01, True, 4), (0.01, False, 4), (0.1, True, 4), (0.1, False, 4)}
+            (0.01, True, 4),
+            (0.01, False, 4),
+            (0.1, True, 4),
+            (0.1, False, 4),
+        }
     finally:
         # The runs were really enqueued; no worker runs here, and none may pick them up later.
         for run in Run.objects.filter(status__in=["queued", "running"]):

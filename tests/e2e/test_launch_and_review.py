@@ -54,7 +54,10 @@ def _fill_launch_form(page: Page) -> None:
 
 
 def test_alice_launches_a_run_watches_it_train_live_then_reviews_it_side_by_side(
-    page: Page, shot: Callable[[str], Any], start_worker: Callable[[str], WorkerProcess], project: Any,
+    page: Page,
+    shot: Callable[[str], Any],
+    start_worker: Callable[[str], WorkerProcess],
+    project: Any,
     alice: Any,
 ) -> None:
     login(page, alice)

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_viewer_sees_no_launch_or_cancel_controls_and_an_outsider_cannot_open_the_run(
-    page: Page, browser_log: BrowserLog, shot: Callable[[str], Any], make_run: Callable[..., Any], project: Any,
-    bob: Any, vera: Any, eve: Any,
+    page: Page,
+    browser_log: BrowserLog,
+    shot: Callable[[str], Any],
+    make_run: Callable[..., Any],
+    project: Any,
+    bob: Any,
+    vera: Any,
+    eve: Any,
 ) -> None:
     run = make_run(name="running lab run", status="running", steps=10)
     browser_log.allow(r"status of 40[34]")  # the deliberate 403 and 404 pages below

@@ -32,7 +32,11 @@ def _submit(page: Page, browser_log: BrowserLog, project: Any, **values: str) ->
 
 
 def test_an_out_of_range_alpha_is_reported_next_to_its_field_and_no_run_is_created(
-    page: Page, browser_log: BrowserLog, shot: Callable[[str], Any], project: Any, alice: Any,
+    page: Page,
+    browser_log: BrowserLog,
+    shot: Callable[[str], Any],
+    project: Any,
+    alice: Any,
 ) -> None:
     login(page, alice)
     _submit(page, browser_log, project, alpha="1.5")
@@ -47,7 +51,11 @@ def test_an_out_of_range_alpha_is_reported_next_to_its_field_and_no_run_is_creat
 
 
 def test_an_invalid_alpha_and_an_invalid_kappa_are_both_reported_at_once_and_no_run_is_created(
-    page: Page, browser_log: BrowserLog, shot: Callable[[str], Any], project: Any, alice: Any,
+    page: Page,
+    browser_log: BrowserLog,
+    shot: Callable[[str], Any],
+    project: Any,
+    alice: Any,
 ) -> None:
     login(page, alice)
     _submit(page, browser_log, project, alpha="1.5", kappa="-1")

@@ -39,14 +39,29 @@ def _assert_inert(page: Page) -> None:
 
 def _sample(run: Run, mode: str, index: int) -> Sample:
     return Sample.objects.create(
-        run=run, step=1, question_id="xss-1", mode=mode, context=mode, index=index, prompt=PROMPT,
-        answer="<script>window.__xss=8</script>", response=RESPONSE, reward=0.0, length=len(TOKENS), entropy=1.5,
-        tokens=TOKENS, surprisal=[0.1, 1.0, 2.5, 7.0],
+        run=run,
+        step=1,
+        question_id="xss-1",
+        mode=mode,
+        context=mode,
+        index=index,
+        prompt=PROMPT,
+        answer="<script>window.__xss=8</script>",
+        response=RESPONSE,
+        reward=0.0,
+        length=len(TOKENS),
+        entropy=1.5,
+        tokens=TOKENS,
+        surprisal=[0.1, 1.0, 2.5, 7.0],
     )
 
 
 def test_markup_in_run_names_samples_and_comments_is_shown_literally_and_never_executes(
-    page: Page, shot: Callable[[str], Any], make_run: Callable[..., Run], project: Any, alice: Any,
+    page: Page,
+    shot: Callable[[str], Any],
+    make_run: Callable[..., Run],
+    project: Any,
+    alice: Any,
 ) -> None:
     run = make_run(name=RUN_NAME, status="succeeded", steps=1)
     sample = _sample(run, "normal", 0)

@@ -37,7 +37,18 @@ def parity_task() -> ParityTask:
 
 
 def tiny_config(tmp_path: Any, **overrides: Any) -> TrainConfig:
-    base = dict(model="tiny-random", steps=2, n=2, questions_per_step=2, mini_batch_size=4, micro_batch_size=2,
-                max_new_tokens=8, lr=1e-3, checkpoint_every=0, samples_per_step=1, output_dir=str(tmp_path / "out"))
+    base = dict(
+        model="tiny-random",
+        steps=2,
+        n=2,
+        questions_per_step=2,
+        mini_batch_size=4,
+        micro_batch_size=2,
+        max_new_tokens=8,
+        lr=1e-3,
+        checkpoint_every=0,
+        samples_per_step=1,
+        output_dir=str(tmp_path / "out"),
+    )
     base.update(overrides)
     return TrainConfig(**base)

@@ -33,8 +33,13 @@ def _inputs(seed: int = 0) -> LossInputs:
     gen = torch.Generator().manual_seed(seed)
     logp = (-3 * torch.rand(2, 5, generator=gen)).requires_grad_()
     entropy = (2 * torch.rand(2, 5, generator=gen)).requires_grad_()
-    return LossInputs(logp=logp, entropy=entropy, old_logp=logp.detach().clone(),
-                      advantages=torch.tensor([[1.0] * 5, [-1.0] * 5]), mask=torch.ones(2, 5))
+    return LossInputs(
+        logp=logp,
+        entropy=entropy,
+        old_logp=logp.detach().clone(),
+        advantages=torch.tensor([[1.0] * 5, [-1.0] * 5]),
+        mask=torch.ones(2, 5),
+    )
 
 
 def test_entropy_reg_adds_minus_coef_times_the_mean_entropy_to_the_ppo_loss() -> None:

@@ -33,14 +33,27 @@ _DEFAULTS = {
     "policy_split_token_signal": {"alpha": D.alpha, "estimator": D.estimator},
     "group_normalize_tokens": {"normalize": D.normalize, "lowest_ratio": D.lowest_ratio},
     "clamped_bonus": {"kappa": D.kappa, "clamp_order": D.clamp_order},
-    "policy_split_advantages": {"alpha": D.alpha, "eta": D.eta, "eta_normal": D.eta_normal, "kappa": D.kappa,
-                                "clamp_order": D.clamp_order, "normalize": D.normalize,
-                                "lowest_ratio": D.lowest_ratio, "estimator": D.estimator,
-                                "share_rollouts": D.rollout_sharing},
+    "policy_split_advantages": {
+        "alpha": D.alpha,
+        "eta": D.eta,
+        "eta_normal": D.eta_normal,
+        "kappa": D.kappa,
+        "clamp_order": D.clamp_order,
+        "normalize": D.normalize,
+        "lowest_ratio": D.lowest_ratio,
+        "estimator": D.estimator,
+        "share_rollouts": D.rollout_sharing,
+    },
     "ppo_clip_loss": {"clip_low": D.clip_low, "clip_high": D.clip_high, "dual_clip": D.dual_clip, "agg": D.loss_agg},
     "forking_token_mask": {"top_ratio": D.forking_top_ratio},
-    "clip_cov_loss": {"ratio": D.cov_ratio, "lb": D.cov_lb, "ub": D.cov_ub, "clip_low": D.clip_low,
-                      "clip_high": D.clip_high, "agg": D.loss_agg},
+    "clip_cov_loss": {
+        "ratio": D.cov_ratio,
+        "lb": D.cov_lb,
+        "ub": D.cov_ub,
+        "clip_low": D.clip_low,
+        "clip_high": D.clip_high,
+        "agg": D.loss_agg,
+    },
     "kl_cov_loss": {"ratio": D.cov_ratio, "coef": D.kl_cov_coef, "agg": D.loss_agg},
     "entropy_bonus_loss": {"coef": D.entropy_coef, "agg": D.loss_agg},
     "entropy_advantage": {"alpha": D.entropy_adv_alpha, "kappa": D.kappa},
@@ -284,8 +297,13 @@ def test_token_signal_uses_entropies_with_the_entropy_estimator() -> None:
     h_he = t([[[1.0, 2.0]]])
     logp = torch.full((1, 1, 2), -50.0)  # must be ignored
     b_normal, b_he = policy_split_token_signal(
-        logp, logp, torch.ones(1, 1, 2), alpha=0.5, estimator="entropy",
-        entropy_normal=h_normal, entropy_he=h_he,
+        logp,
+        logp,
+        torch.ones(1, 1, 2),
+        alpha=0.5,
+        estimator="entropy",
+        entropy_normal=h_normal,
+        entropy_he=h_he,
     )
     # ½·H_H + ½·H_N for both contexts when α = ½: (1 + 0.2)/2 = 0.6, (2 + 0.4)/2 = 1.2
     assert_close(b_he, t([[[0.6, 1.2]]]))
@@ -433,9 +451,7 @@ def test_policy_split_matches_a_hand_computed_example() -> None:
 
 def test_policy_split_clamp_orders_differ_as_computed_by_hand() -> None:
     _, stc = policy_split_advantages(REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=0.5)
-    _, cts = policy_split_advantages(
-        REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=0.5, clamp_order="clip_then_scale"
-    )
+    _, cts = policy_split_advantages(REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=0.5, clamp_order="clip_then_scale")
     # scale then clip: 0.5·1.224745 = 0.612372 > 0.353553 → the bonus is ±0.353553
     assert_close(stc, t([[[SQRT_HALF - BOUND, SQRT_HALF], [-SQRT_HALF, -SQRT_HALF + BOUND]]]))
     # clip then scale (paper eq. 3): 0.5·clip(1.224745, ±0.353553) = ±0.176777
@@ -449,9 +465,7 @@ def test_policy_split_adds_the_bonus_once_not_twice() -> None:
 
 
 def test_normal_context_gets_minus_eta_normal_times_b_normal() -> None:
-    adv_normal, _ = policy_split_advantages(
-        REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, alpha=1.0, eta_normal=0.1
-    )
+    adv_normal, _ = policy_split_advantages(REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, alpha=1.0, eta_normal=0.1)
     # α = 1: b^N = −ℓ_N = [[1, 1], [2, 4]]; μ = 2, σ = sqrt(2) → B^N = [[−0.707107, −0.707107], [0, 1.414214]]
     # I = −0.1·B^N = [[0.070711, 0.070711], [0, −0.141421]] (all within the 0.353553 bound)
     expected = t([[[SQRT_HALF + 0.0707107, SQRT_HALF + 0.0707107], [-SQRT_HALF, -SQRT_HALF - 0.1414214]]])
@@ -485,8 +499,16 @@ def test_the_bonus_never_flips_the_sign_of_a_and_respects_the_clamp(seed: int) -
     eta_normal = [0.0, 0.5, -2.0][(seed // 3) % 3]
     order = CLAMP_ORDERS[seed % 2]
     adv_normal, adv_he = policy_split_advantages(
-        rewards, logp_n, logp_h, mask, eta=eta, eta_normal=eta_normal, kappa=kappa, clamp_order=order,
-        normalize=NORMALIZERS[seed % 3], lowest_ratio=[0.0, 0.4][seed % 2],
+        rewards,
+        logp_n,
+        logp_h,
+        mask,
+        eta=eta,
+        eta_normal=eta_normal,
+        kappa=kappa,
+        clamp_order=order,
+        normalize=NORMALIZERS[seed % 3],
+        lowest_ratio=[0.0, 0.4][seed % 2],
     )
     grpo = grpo_advantages(rewards.reshape(-1), torch.arange(s).repeat_interleave(2 * n)).reshape(s, 2 * n)
     a = grpo[..., None].expand_as(adv_he)
@@ -523,9 +545,7 @@ def test_padding_stays_zero_even_when_the_log_probs_there_are_garbage() -> None:
 def test_policy_split_has_no_nan_for_empty_masks(mask: torch.Tensor) -> None:
     rewards = t([[1.0, 0.0], [1.0, 1.0]])
     logp = -torch.ones(2, 2, 3)
-    adv_normal, adv_he, stats = policy_split_advantages(
-        rewards, logp, logp, mask, eta_normal=0.1, return_stats=True
-    )
+    adv_normal, adv_he, stats = policy_split_advantages(rewards, logp, logp, mask, eta_normal=0.1, return_stats=True)
     assert torch.isfinite(adv_normal).all() and torch.isfinite(adv_he).all()
     assert all(math.isfinite(v) for v in stats.values())
     assert (adv_he[mask == 0] == 0).all()
@@ -533,9 +553,7 @@ def test_policy_split_has_no_nan_for_empty_masks(mask: torch.Tensor) -> None:
 
 def test_all_equal_rewards_give_zero_advantage_under_both_contexts() -> None:
     rewards = t([[1.0, 1.0]])
-    adv_normal, adv_he = policy_split_advantages(
-        rewards, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=5.0, eta_normal=1.0
-    )
+    adv_normal, adv_he = policy_split_advantages(rewards, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=5.0, eta_normal=1.0)
     # A = 0 → clamp bound 0 → bonus 0 (spec §4.5 (i))
     assert torch.equal(adv_he, torch.zeros(1, 2, 2))
     assert torch.equal(adv_normal, torch.zeros(1, 2, 2))
@@ -584,9 +602,7 @@ def test_policy_split_stats_count_zero_advantage_groups() -> None:
 
 
 def test_policy_split_stats_report_no_binding_without_a_clamp() -> None:
-    *_, stats = policy_split_advantages(
-        REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=5.0, kappa=0.0, return_stats=True
-    )
+    *_, stats = policy_split_advantages(REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=5.0, kappa=0.0, return_stats=True)
     assert stats["clamp_binding_frac"] == 0.0
 
 
@@ -611,18 +627,29 @@ def test_without_rollout_sharing_each_mode_is_its_own_grpo_group() -> None:
 
 def test_without_rollout_sharing_the_signal_pools_only_over_the_modes_own_tokens() -> None:
     adv_normal, adv_he = policy_split_advantages(
-        UNSHARED_REWARDS, UNSHARED_LOGP_N, UNSHARED_LOGP_H, torch.ones(1, 4, 2),
-        alpha=1.0, eta=0.1, eta_normal=0.1, kappa=0.0, share_rollouts=False,
+        UNSHARED_REWARDS,
+        UNSHARED_LOGP_N,
+        UNSHARED_LOGP_H,
+        torch.ones(1, 4, 2),
+        alpha=1.0,
+        eta=0.1,
+        eta_normal=0.1,
+        kappa=0.0,
+        share_rollouts=False,
     )
     a = SQRT_HALF
     # HE rows: α = 1, b^H = −ℓ_H = {1, 2, 3, 4} pooled over rows 2–3 only → z = ∓1.161895, ∓0.387298
     # adv = A + 0.1·z: −0.707107 − 0.116190, −0.707107 − 0.038730, 0.707107 + 0.038730, 0.707107 + 0.116190
-    he = t([[
-        [0.0, 0.0],
-        [0.0, 0.0],
-        [-a + 0.1 * Z4[0], -a + 0.1 * Z4[1]],
-        [a + 0.1 * Z4[2], a + 0.1 * Z4[3]],
-    ]])
+    he = t(
+        [
+            [
+                [0.0, 0.0],
+                [0.0, 0.0],
+                [-a + 0.1 * Z4[0], -a + 0.1 * Z4[1]],
+                [a + 0.1 * Z4[2], a + 0.1 * Z4[3]],
+            ]
+        ]
+    )
     assert_close(adv_he, he)
     # normal rows: b^N = −ℓ_N = {1, 1, 2, 4} over rows 0–1 → B^N = −0.707107, −0.707107, 0, 1.414214;
     # adv = A − 0.1·B^N
@@ -633,8 +660,13 @@ def test_without_rollout_sharing_the_signal_pools_only_over_the_modes_own_tokens
 def test_without_rollout_sharing_the_he_bonus_still_uses_normal_context_logprobs_of_he_rollouts() -> None:
     def he_adv(logp_n: torch.Tensor) -> torch.Tensor:
         _, adv_he = policy_split_advantages(
-            UNSHARED_REWARDS, logp_n, UNSHARED_LOGP_H, torch.ones(1, 4, 2),
-            eta=0.1, kappa=0.0, share_rollouts=False,
+            UNSHARED_REWARDS,
+            logp_n,
+            UNSHARED_LOGP_H,
+            torch.ones(1, 4, 2),
+            eta=0.1,
+            kappa=0.0,
+            share_rollouts=False,
         )
         return adv_he
 
@@ -770,9 +802,7 @@ def test_forking_mask_keeps_the_top_fifth_of_tokens_globally() -> None:
     assert out.dtype == mask.dtype
 
 
-@pytest.mark.parametrize(
-    ("n_valid", "top_ratio", "k"), [(15, 0.2, 3), (10, 0.2, 2), (11, 0.2, 3), (3, 1.0, 3)]
-)
+@pytest.mark.parametrize(("n_valid", "top_ratio", "k"), [(15, 0.2, 3), (10, 0.2, 2), (11, 0.2, 3), (3, 1.0, 3)])
 def test_forking_mask_keeps_exactly_ceil_ratio_times_n_tokens(n_valid: int, top_ratio: float, k: int) -> None:
     # 0.2·15 = 3.0000000000000004 in floats must still give 3, not 4
     entropy = torch.rand(2, 10, generator=torch.Generator().manual_seed(n_valid))
@@ -800,9 +830,7 @@ def test_token_covariance_matches_hand_values() -> None:
     assert_close(token_covariance(COV_LOGP, COV_ADV, COV_MASK), expected)
 
 
-def _clip_cov(
-    ratio: float, old_logp: torch.Tensor, seed: int = 0
-) -> tuple[float, torch.Tensor, dict[str, float]]:
+def _clip_cov(ratio: float, old_logp: torch.Tensor, seed: int = 0) -> tuple[float, torch.Tensor, dict[str, float]]:
     logp = COV_LOGP.clone().requires_grad_()
     gen = torch.Generator().manual_seed(seed)
     loss, metrics = clip_cov_loss(logp, old_logp, COV_ADV, COV_MASK, ratio=ratio, generator=gen)

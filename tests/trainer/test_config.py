@@ -123,8 +123,14 @@ def test_it_exposes_field_help_for_forms() -> None:
 
 
 def test_the_cli_rejects_a_bad_config_before_loading_a_model(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "trainer", "train", "--set", "alpha=3", "--set",
-                          f"output_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "train", "--set", "alpha=3", "--set", f"output_dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 2
     assert "alpha: must be in [0.0, 1.0], got 3" in out.stderr
     assert not list(tmp_path.iterdir())

@@ -13,14 +13,17 @@ from trainer.rl.algos import entropy_from_logits
 # --- pass@k ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("n", "c", "k", "expected"), [
-    (4, 1, 2, 0.5),        # 1 − C(3,2)/C(4,2) = 1 − 3/6
-    (5, 2, 3, 0.9),        # 1 − C(3,3)/C(5,3) = 1 − 1/10
-    (8, 0, 8, 0.0),        # nothing correct: never passes
-    (8, 3, 1, 3 / 8),      # pass@1 is the plain accuracy c/n
-    (4, 3, 2, 1.0),        # n − c = 1 < k = 2: every pair holds a correct sample
-    (10, 2, 5, 1 - 56 / 252),  # 1 − C(8,5)/C(10,5)
-])
+@pytest.mark.parametrize(
+    ("n", "c", "k", "expected"),
+    [
+        (4, 1, 2, 0.5),  # 1 − C(3,2)/C(4,2) = 1 − 3/6
+        (5, 2, 3, 0.9),  # 1 − C(3,3)/C(5,3) = 1 − 1/10
+        (8, 0, 8, 0.0),  # nothing correct: never passes
+        (8, 3, 1, 3 / 8),  # pass@1 is the plain accuracy c/n
+        (4, 3, 2, 1.0),  # n − c = 1 < k = 2: every pair holds a correct sample
+        (10, 2, 5, 1 - 56 / 252),  # 1 − C(8,5)/C(10,5)
+    ],
+)
 def test_pass_at_k_is_the_unbiased_estimator(n: int, c: int, k: int, expected: float) -> None:
     assert diversity.pass_at_k(n, c, k) == pytest.approx(expected)
 
@@ -90,10 +93,10 @@ def test_reasoning_tokens_normalise_case_number_formatting_and_punctuation() -> 
 
 def test_unique_correct_merges_responses_that_differ_only_in_formatting() -> None:
     texts = [
-        "The answer is 12.",                      # correct
-        "the answer is   12",                     # correct, same reasoning after normalisation
+        "The answer is 12.",  # correct
+        "the answer is   12",  # correct, same reasoning after normalisation
         "First 3 x 4 = 12, so the answer is 12.",  # correct, a different derivation
-        "The answer is 13.",                      # wrong: never counted
+        "The answer is 13.",  # wrong: never counted
     ]
     assert diversity.unique_correct(texts, [1, 1, 1, 0]) == 2
 
@@ -103,8 +106,9 @@ def test_unique_correct_uses_the_jaccard_threshold() -> None:
     b = "we add five and seven to get twelve so the answer is 12"
     # 13 tokens each → 12 distinct 2-grams each; b swaps the last one, "is twelve", for "is 12":
     # |a ∩ b| = 11, |a ∪ b| = 13 → Jaccard 0.846 ≥ 0.8: one solution (but not at threshold 0.9).
-    assert diversity.jaccard(diversity.shingles(diversity.reasoning_tokens(a)),
-                             diversity.shingles(diversity.reasoning_tokens(b))) == pytest.approx(11 / 13)
+    assert diversity.jaccard(
+        diversity.shingles(diversity.reasoning_tokens(a)), diversity.shingles(diversity.reasoning_tokens(b))
+    ) == pytest.approx(11 / 13)
     assert diversity.unique_correct([a, b], [1, 1]) == 1
     assert diversity.unique_correct([a, b], [1, 1], threshold=0.9) == 2
 
@@ -136,7 +140,8 @@ def test_div_ngram_counts_repeats_within_a_sample() -> None:
     # "the cat the cat sat": (the cat)(cat the)(the cat)(cat sat) → 3/4; "a dog ran" 2/2;
     # "go go go go" 1/3; "hi" has no 2-gram and is left out: mean(0.75, 1, 1/3) = 0.69444
     assert diversity.div_ngram(["the cat the cat sat", "a dog ran", "go go go go", "hi"]) == pytest.approx(
-        100 * (0.75 + 1 + 1 / 3) / 3)
+        100 * (0.75 + 1 + 1 / 3) / 3
+    )
     assert diversity.div_ngram(["hi"]) is None
 
 
@@ -162,7 +167,7 @@ def test_mean_pairwise_cosine_distance() -> None:
     e = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     # pairs: (1,2) cos 0 → 1; (1,3) and (2,3) cos 1/√2 → 1 − 0.70711 = 0.29289 each
     # mean = (1 + 2 · 0.29289) / 3 = 0.52860
-    assert diversity.mean_pairwise_cosine_distance(e) == pytest.approx((1 + 2 * (1 - 2 ** -0.5)) / 3)
+    assert diversity.mean_pairwise_cosine_distance(e) == pytest.approx((1 + 2 * (1 - 2**-0.5)) / 3)
     assert diversity.mean_pairwise_cosine_distance(e[:1]) is None
 
 

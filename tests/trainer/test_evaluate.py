@@ -31,8 +31,11 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 
 def test_math500_loads_as_published() -> None:
     bench = benchmarks.load_benchmark("math500", data_dir=FIXTURES)
-    assert [q.id for q in bench.questions] == ["test/prealgebra/1.json", "test/prealgebra/2.json",
-                                               "test/algebra/3.json"]
+    assert [q.id for q in bench.questions] == [
+        "test/prealgebra/1.json",
+        "test/prealgebra/2.json",
+        "test/algebra/3.json",
+    ]
     q = bench.questions[1]
     assert q.answer == "\\frac{3}{4}" and q.kind == "math" and "\\boxed{}" in q.prompt
     assert bench.grade(q, "so the sum is \\boxed{\\frac{3}{4}}") == 1.0
@@ -77,12 +80,15 @@ def test_limit_draws_a_seeded_subset_in_file_order() -> None:
     assert [q.id for q in a.questions] == [q.id for q in b.questions] and len(a.questions) == 2
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("math500", "math500/test.jsonl"),
-    ("aime", "aime/aime24.jsonl"),
-    ("gpqa_diamond", "gpqa_diamond/gpqa_diamond.csv"),
-    ("mmlu_pro", "mmlu_pro/test.parquet"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("math500", "math500/test.jsonl"),
+        ("aime", "aime/aime24.jsonl"),
+        ("gpqa_diamond", "gpqa_diamond/gpqa_diamond.csv"),
+        ("mmlu_pro", "mmlu_pro/test.parquet"),
+    ],
+)
 def test_a_missing_file_names_the_path_to_create(tmp_path: Path, name: str, expected: str) -> None:
     with pytest.raises(benchmarks.BenchmarkMissing) as info:
         benchmarks.load_benchmark(name, data_dir=tmp_path)
@@ -105,8 +111,9 @@ def test_the_data_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPa
 # --- metrics of one mode -------------------------------------------------------------------------------
 
 
-def sample(q: str, i: int, response: str, score: float | None, length: int = 10, ent: float = 1.0,
-           kl: float = 0.0) -> SampleResult:
+def sample(
+    q: str, i: int, response: str, score: float | None, length: int = 10, ent: float = 1.0, kl: float = 0.0
+) -> SampleResult:
     return SampleResult(q, i, response, score, length, ent, kl, truncated=i == 0)
 
 
@@ -136,15 +143,17 @@ def test_mode_metrics_by_hand() -> None:
 
 
 def test_creative_samples_have_no_accuracy() -> None:
-    m = mode_metrics([sample("c1", 0, "a story", None), sample("c1", 1, "another story", None)],
-                     graded=False, mode="normal")
+    m = mode_metrics(
+        [sample("c1", 0, "a story", None), sample("c1", 1, "another story", None)], graded=False, mode="normal"
+    )
     assert "accuracy" not in m and m["graded"] is False
     assert m["kl_direction"].startswith("KL(normal‖HE)")
 
 
 def test_best_of_k_counts_questions_with_any_correct_sample() -> None:
-    m = graded_metrics([sample("q1", 0, "a", 0.0), sample("q1", 1, "b", 1.0),
-                        sample("q2", 0, "c", 0.0), sample("q2", 1, "d", 0.0)])
+    m = graded_metrics(
+        [sample("q1", 0, "a", 0.0), sample("q1", 1, "b", 1.0), sample("q2", 0, "c", 0.0), sample("q2", 1, "d", 0.0)]
+    )
     assert m["best_of_k"] == 0.5 and m["questions_solved_by_any"] == 1
 
 
@@ -169,8 +178,7 @@ def test_it_evaluates_both_modes_with_finite_inter_mode_kls(tiny: tuple[Any, Any
     assert set(report.modes) == {"normal", "he"} and report.graded
     for rep in report.modes.values():
         assert len(rep.samples) == 4
-        assert [(s.question_id, s.index) for s in rep.samples] == [
-            (q.id, i) for q in bench.questions for i in range(2)]
+        assert [(s.question_id, s.index) for s in rep.samples] == [(q.id, i) for q in bench.questions for i in range(2)]
         assert all(s.score in (0.0, 1.0) and 1 <= s.length <= 6 for s in rep.samples)
         m = rep.metrics
         assert math.isfinite(m["kl_to_other"]) and all(math.isfinite(s.kl) for s in rep.samples)
@@ -222,8 +230,26 @@ def test_the_cli_writes_results_and_keeps_going_past_a_missing_benchmark(tmp_pat
     data = tmp_path / "data"
     shutil.copytree(FIXTURES / "gpqa_diamond", data / "gpqa_diamond")
     out = tmp_path / "results.json"
-    code = main(["--", "--model", "tiny-random", "--benchmark", "gpqa_diamond,math500", "--data-dir", str(data),
-                 "--k", "2", "--max-new-tokens", "4", "--limit", "1", "--no-judge", "--out", str(out)])
+    code = main(
+        [
+            "--",
+            "--model",
+            "tiny-random",
+            "--benchmark",
+            "gpqa_diamond,math500",
+            "--data-dir",
+            str(data),
+            "--k",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--limit",
+            "1",
+            "--no-judge",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 1  # math500 is missing
     doc = json.loads(out.read_text())
     assert doc["settings"]["k"] == 2 and doc["settings"]["temperature"] == 0.6

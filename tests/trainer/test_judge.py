@@ -28,9 +28,15 @@ class StubJudge:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                payload = stub.reply if not isinstance(stub.reply, str) else {
-                    "id": "x", "object": "chat.completion",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": stub.reply}}]}
+                payload = (
+                    stub.reply
+                    if not isinstance(stub.reply, str)
+                    else {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": stub.reply}}],
+                    }
+                )
                 data = json.dumps(payload).encode()
                 self.send_response(stub.status)
                 self.send_header("Content-Type", "application/json")
@@ -61,8 +67,13 @@ def config(stub: StubJudge) -> judge.JudgeConfig:
 
 def test_it_scores_a_story_with_the_five_criteria_scaled_by_ten(stub: StubJudge) -> None:
     scores = judge.judge_story(config(stub), "Write about a door.", "The door hummed.")
-    assert scores == {"creativity": 70.0, "originality": 60.0, "narrative_flow": 80.0,
-                      "emotional_impact": 50.0, "imagery": 90.0}
+    assert scores == {
+        "creativity": 70.0,
+        "originality": 60.0,
+        "narrative_flow": 80.0,
+        "emotional_impact": 50.0,
+        "imagery": 90.0,
+    }
     (req,) = stub.requests
     assert req["path"] == "/v1/chat/completions"
     assert req["auth"] == "Bearer sk-test"
@@ -104,8 +115,9 @@ def test_it_is_not_configured_without_a_url() -> None:
 
 
 def test_it_reads_the_endpoint_from_the_environment() -> None:
-    cfg = judge.judge_config_from_env({"JUDGE_API_URL": "https://api.example.com/v1", "JUDGE_API_KEY": "k",
-                                       "JUDGE_MODEL": "gpt-5"})
+    cfg = judge.judge_config_from_env(
+        {"JUDGE_API_URL": "https://api.example.com/v1", "JUDGE_API_KEY": "k", "JUDGE_MODEL": "gpt-5"}
+    )
     assert cfg == judge.JudgeConfig(url="https://api.example.com/v1", api_key="k", model="gpt-5")
     assert cfg.endpoint == "https://api.example.com/v1/chat/completions"
     assert judge.JudgeConfig(url="http://h:8000/v1/chat/completions").endpoint == "http://h:8000/v1/chat/completions"
@@ -113,31 +125,45 @@ def test_it_reads_the_endpoint_from_the_environment() -> None:
 
 
 def test_summarize_averages_the_scored_samples(stub: StubJudge) -> None:
-    results = [judge.JudgeResult({k: 60.0 for k in judge.CRITERION_KEYS}),
-               judge.JudgeResult({k: 80.0 for k in judge.CRITERION_KEYS}), judge.JudgeResult(None, "bad")]
+    results = [
+        judge.JudgeResult({k: 60.0 for k in judge.CRITERION_KEYS}),
+        judge.JudgeResult({k: 80.0 for k in judge.CRITERION_KEYS}),
+        judge.JudgeResult(None, "bad"),
+    ]
     summary = judge.summarize(results)
     assert summary["judged"] == 2 and summary["errors"] == 1
     assert summary["imagery"] == pytest.approx(70.0) and summary["overall"] == pytest.approx(70.0)
 
 
-@pytest.mark.parametrize("text", [
-    VALID,
-    "Here are the scores:\n1. **Creativity**: 7/10\n2. Originality - 6\n- Narrative Flow: 8 (good pacing)\n"
-    "* Emotional Impact = 5.\nImagery: 9\nOverall: 7",
-    "imagery: 9\nemotional impact: 5\nnarrative   flow: 8\noriginality: 6\ncreativity: 7",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        VALID,
+        "Here are the scores:\n1. **Creativity**: 7/10\n2. Originality - 6\n- Narrative Flow: 8 (good pacing)\n"
+        "* Emotional Impact = 5.\nImagery: 9\nOverall: 7",
+        "imagery: 9\nemotional impact: 5\nnarrative   flow: 8\noriginality: 6\ncreativity: 7",
+    ],
+)
 def test_the_parser_accepts_harmless_variations(text: str) -> None:
-    assert judge.parse_judge_output(text) == {"creativity": 70.0, "originality": 60.0, "narrative_flow": 80.0,
-                                              "emotional_impact": 50.0, "imagery": 90.0}
+    assert judge.parse_judge_output(text) == {
+        "creativity": 70.0,
+        "originality": 60.0,
+        "narrative_flow": 80.0,
+        "emotional_impact": 50.0,
+        "imagery": 90.0,
+    }
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "lacks"),
-    (VALID.replace("Imagery: 9", "Imagery: 11"), "outside 0–10"),
-    (VALID.replace("Imagery: 9", "Imagery: vivid"), "unparseable"),
-    (VALID.replace("Imagery: 9", "Imagery: 7-9"), "unparseable"),
-    (VALID + "\nCreativity: 3", "twice"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "lacks"),
+        (VALID.replace("Imagery: 9", "Imagery: 11"), "outside 0–10"),
+        (VALID.replace("Imagery: 9", "Imagery: vivid"), "unparseable"),
+        (VALID.replace("Imagery: 9", "Imagery: 7-9"), "unparseable"),
+        (VALID + "\nCreativity: 3", "twice"),
+    ],
+)
 def test_the_parser_rejects_what_it_cannot_trust(text: str, message: str) -> None:
     with pytest.raises(judge.JudgeError, match=message):
         judge.parse_judge_output(text)

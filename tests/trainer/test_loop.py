@@ -80,16 +80,18 @@ def test_it_scores_shared_responses_under_a_real_he_system_turn_with_the_same_to
     questions = state.pool[:2]
     rollouts = generate(state, questions)
     scores = score_contexts(state, rollouts)
-    rewards = torch.tensor([[parity_task.grade(q, "x" * len(r)) for r in rs]
-                            for q, rs in zip(questions, rollouts.responses, strict=True)])
+    rewards = torch.tensor(
+        [[parity_task.grade(q, "x" * len(r)) for r in rs] for q, rs in zip(questions, rollouts.responses, strict=True)]
+    )
     rows, _ = build_rows(cfg, rollouts, scores, rewards)
 
     q4_prompt = state.tokenizer.decode(rollouts.prompt_for(0, "he", 0))  # HE context, normal rollout
     assert "<|im_start|>system\n" + HE_SYSTEM_PROMPT in q4_prompt
     assert q4_prompt.index(HE_SYSTEM_PROMPT) < q4_prompt.index(questions[0].prompt)
     normal_response = rollouts.responses[0][0]
-    trained_under = [(ctx, p) for ctx, p, r in zip(rows.contexts, rows.prompts, rows.responses, strict=True)
-                     if r is normal_response]
+    trained_under = [
+        (ctx, p) for ctx, p, r in zip(rows.contexts, rows.prompts, rows.responses, strict=True) if r is normal_response
+    ]
     assert sorted(ctx for ctx, _ in trained_under) == ["he", "normal"]  # Q1 and Q4: the very same token ids
     assert len(rows) == 4 * cfg.n * len(questions)
 
@@ -130,8 +132,11 @@ def test_it_trains_each_mode_on_its_own_rollouts_without_sharing(tmp_path: Path,
 
 def test_it_evaluates_both_modes_on_held_out_questions_when_asked(tmp_path: Path, parity_task: Any) -> None:
     rec = Recorder()
-    train(tiny_config(tmp_path, algorithm="grpo", steps=2, eval_every=2, eval_questions=3), rec.callbacks(),
-          task=parity_task)
+    train(
+        tiny_config(tmp_path, algorithm="grpo", steps=2, eval_every=2, eval_questions=3),
+        rec.callbacks(),
+        task=parity_task,
+    )
     assert "eval/normal/accuracy" not in rec.metrics[1]
     assert 0.0 <= rec.metrics[2]["eval/normal/accuracy"] <= 1.0
     assert 0.0 <= rec.metrics[2]["eval/he/accuracy"] <= 1.0

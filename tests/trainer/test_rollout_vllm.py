@@ -71,8 +71,11 @@ def test_it_samples_from_the_trainers_weights_after_a_sync(smol: tuple[Any, Any]
         for p in zeroed.parameters():
             p.zero_()
     engine.sync_weights(zeroed)  # all-zero weights: every logit 0, a uniform next-token distribution
-    out = engine.llm.generate([{"prompt_token_ids": [1, 2, 3]}],
-                              vllm.SamplingParams(max_tokens=3, logprobs=0, temperature=1.0, seed=0), use_tqdm=False)
+    out = engine.llm.generate(
+        [{"prompt_token_ids": [1, 2, 3]}],
+        vllm.SamplingParams(max_tokens=3, logprobs=0, temperature=1.0, seed=0),
+        use_tqdm=False,
+    )
     logprobs = [next(iter(step.values())).logprob for step in out[0].outputs[0].logprobs]
     assert logprobs == pytest.approx([-math.log(zeroed.config.vocab_size)] * 3, abs=1e-3)
     engine.sync_weights(model)
@@ -87,9 +90,18 @@ def test_it_trains_a_policy_split_step_with_vllm_rollouts(tmp_path: Path) -> Non
     from trainer.loop import train
 
     seen: dict[int, dict[str, float]] = {}
-    cfg = TrainConfig(model="smollm2-135m", rollout_backend="vllm", steps=1, n=2, questions_per_step=1,
-                      mini_batch_size=8, micro_batch_size=4, max_new_tokens=16, samples_per_step=1,
-                      output_dir=str(tmp_path))
+    cfg = TrainConfig(
+        model="smollm2-135m",
+        rollout_backend="vllm",
+        steps=1,
+        n=2,
+        questions_per_step=1,
+        mini_batch_size=8,
+        micro_batch_size=4,
+        max_new_tokens=16,
+        samples_per_step=1,
+        output_dir=str(tmp_path),
+    )
     result = train(cfg, Callbacks(on_metrics=lambda s, m: seen.__setitem__(s, m)))
     assert result.steps_done == 1
     assert math.isfinite(seen[1]["actor/pg_loss"])

@@ -107,8 +107,9 @@ def test_a_logged_in_browser_can_read_but_not_write(client_for: Any, alice: Any,
     assert not Run.objects.exists()
 
 
-def test_token_writes_need_no_csrf_token(api_for: ApiFor, bob: Any, project: Any,
-                                         django_capture_on_commit_callbacks: Any) -> None:
+def test_token_writes_need_no_csrf_token(
+    api_for: ApiFor, bob: Any, project: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     with django_capture_on_commit_callbacks(execute=False):
         response = api_for(bob).post(runs_url(project), {"algorithm": "grpo", "steps": 3})
     assert response.status_code == 201  # the Api client enforces CSRF checks
@@ -135,15 +136,18 @@ def test_last_used_is_recorded_at_most_once_a_minute(alice: Any) -> None:
 # --- projects and runs -------------------------------------------------------------------------------------
 
 
-def test_projects_lists_the_users_projects_with_their_role(api_for: ApiFor, vera: Any,
-                                                           project: Any, other_project: Any) -> None:
+def test_projects_lists_the_users_projects_with_their_role(
+    api_for: ApiFor, vera: Any, project: Any, other_project: Any
+) -> None:
     body = api_for(vera).get(reverse("api-projects")).json()
     assert [(p["id"], p["name"], p["team"], p["role"]) for p in body["results"]] == [
-        (project.pk, "Entropy", "Lab", "viewer")]
+        (project.pk, "Entropy", "Lab", "viewer")
+    ]
 
 
-def test_runs_lists_the_projects_runs_newest_first(api_for: ApiFor, vera: Any, project: Any,
-                                                   run: Run, make_run: Callable[..., Run]) -> None:
+def test_runs_lists_the_projects_runs_newest_first(
+    api_for: ApiFor, vera: Any, project: Any, run: Run, make_run: Callable[..., Run]
+) -> None:
     newer = make_run(name="grpo", algorithm="grpo")
     body = api_for(vera).get(runs_url(project)).json()
     assert [r["id"] for r in body["results"]] == [newer.pk, run.pk]
@@ -153,8 +157,9 @@ def test_runs_lists_the_projects_runs_newest_first(api_for: ApiFor, vera: Any, p
     assert (body["count"], body["page"], body["pages"], body["next"]) == (2, 1, 1, None)
 
 
-def test_runs_filter_by_status_algorithm_and_tag(api_for: ApiFor, vera: Any, project: Any,
-                                                 run: Run, make_run: Callable[..., Run]) -> None:
+def test_runs_filter_by_status_algorithm_and_tag(
+    api_for: ApiFor, vera: Any, project: Any, run: Run, make_run: Callable[..., Run]
+) -> None:
     grpo = make_run(name="grpo", algorithm="grpo", status="succeeded")
     grpo.tags.add(Tag.objects.create(project=project, name="paper"))
     api = api_for(vera)
@@ -168,8 +173,7 @@ def test_runs_filter_by_status_algorithm_and_tag(api_for: ApiFor, vera: Any, pro
     assert names(status="running", algorithm="grpo") == []
 
 
-def test_runs_are_paginated(api_for: ApiFor, vera: Any, project: Any,
-                            make_run: Callable[..., Run]) -> None:
+def test_runs_are_paginated(api_for: ApiFor, vera: Any, project: Any, make_run: Callable[..., Run]) -> None:
     for i in range(5):
         make_run(name=f"r{i}")
     body = api_for(vera).get(runs_url(project), limit="2", page="2").json()
@@ -178,22 +182,38 @@ def test_runs_are_paginated(api_for: ApiFor, vera: Any, project: Any,
     assert body["next"].endswith("limit=2&page=3") and body["previous"].endswith("limit=2&page=1")
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"status": "exploded"}, "status"), ({"algorithm": "ppo"}, "algorithm"), ({"limit": "0"}, "limit"),
-    ({"limit": "1000"}, "limit"), ({"page": "x"}, "page"),
-])
-def test_bad_list_parameters_are_400_naming_the_parameter(api_for: ApiFor, vera: Any,
-                                                           project: Any, params: dict[str, str],
-                                                           field: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "exploded"}, "status"),
+        ({"algorithm": "ppo"}, "algorithm"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1000"}, "limit"),
+        ({"page": "x"}, "page"),
+    ],
+)
+def test_bad_list_parameters_are_400_naming_the_parameter(
+    api_for: ApiFor, vera: Any, project: Any, params: dict[str, str], field: str
+) -> None:
     response = api_for(vera).get(runs_url(project), **params)
     assert response.status_code == 400
     assert response.json()["field"] == field
 
 
-def test_members_create_a_run_from_a_partial_config(api_for: ApiFor, bob: Any, project: Any,
-                                                    django_capture_on_commit_callbacks: Any) -> None:
-    body = {"algorithm": "grpo", "eta": 0.05, "steps": 20, "n": 8, "seed": 3, "name": "api run",
-            "queue": "cpu", "tags": ["api", "sweep"], "wandb": False}
+def test_members_create_a_run_from_a_partial_config(
+    api_for: ApiFor, bob: Any, project: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    body = {
+        "algorithm": "grpo",
+        "eta": 0.05,
+        "steps": 20,
+        "n": 8,
+        "seed": 3,
+        "name": "api run",
+        "queue": "cpu",
+        "tags": ["api", "sweep"],
+        "wandb": False,
+    }
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api_for(bob).post(runs_url(project), body)
     assert response.status_code == 201
@@ -207,29 +227,33 @@ def test_members_create_a_run_from_a_partial_config(api_for: ApiFor, bob: Any, p
     assert len(callbacks) == 1  # enqueued once the transaction commits
 
 
-def test_a_run_can_join_a_study_of_the_project(api_for: ApiFor, bob: Any, project: Any,
-                                               django_capture_on_commit_callbacks: Any) -> None:
+def test_a_run_can_join_a_study_of_the_project(
+    api_for: ApiFor, bob: Any, project: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     study = Study.objects.create(project=project, name="s")
     with django_capture_on_commit_callbacks(execute=False):
         response = api_for(bob).post(runs_url(project), {"study": study.pk})
     assert response.status_code == 201 and Run.objects.get().study == study
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"eta": -1}, "eta"),
-    ({"algorithm": "ppo"}, "algorithm"),
-    ({"mini_batch_size": 7}, "mini_batch_size"),
-    ({"steps": "many"}, "steps"),
-    ({"not_a_field": 1}, "not_a_field"),
-    ({"queue": "tpu"}, "queue"),
-    ({"tags": "api"}, "tags"),
-    ({"wandb": "yes"}, "wandb"),
-    ({"name": 5}, "name"),
-    ({"study": 99999}, "study"),
-])
-def test_invalid_input_is_400_naming_the_field_and_creates_nothing(api_for: ApiFor, bob: Any,
-                                                                    project: Any, body: dict[str, Any],
-                                                                    field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"eta": -1}, "eta"),
+        ({"algorithm": "ppo"}, "algorithm"),
+        ({"mini_batch_size": 7}, "mini_batch_size"),
+        ({"steps": "many"}, "steps"),
+        ({"not_a_field": 1}, "not_a_field"),
+        ({"queue": "tpu"}, "queue"),
+        ({"tags": "api"}, "tags"),
+        ({"wandb": "yes"}, "wandb"),
+        ({"name": 5}, "name"),
+        ({"study": 99999}, "study"),
+    ],
+)
+def test_invalid_input_is_400_naming_the_field_and_creates_nothing(
+    api_for: ApiFor, bob: Any, project: Any, body: dict[str, Any], field: str
+) -> None:
     response = api_for(bob).post(runs_url(project), body)
     assert response.status_code == 400
     assert response.json()["field"] == field
@@ -238,8 +262,7 @@ def test_invalid_input_is_400_naming_the_field_and_creates_nothing(api_for: ApiF
 
 
 @pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"text"'])
-def test_a_body_that_is_not_a_json_object_is_400(api_for: ApiFor, bob: Any, project: Any,
-                                                 raw: str) -> None:
+def test_a_body_that_is_not_a_json_object_is_400(api_for: ApiFor, bob: Any, project: Any, raw: str) -> None:
     response = api_for(bob).post(runs_url(project), raw=raw)
     assert response.status_code == 400
     assert "JSON" in response.json()["error"]
@@ -253,8 +276,7 @@ def test_viewers_cannot_create_runs(api_for: ApiFor, vera: Any, project: Any) ->
     assert not Run.objects.exists()
 
 
-def test_run_detail_has_config_status_timestamps_progress_and_summary(api_for: ApiFor, vera: Any,
-                                                                       run: Run) -> None:
+def test_run_detail_has_config_status_timestamps_progress_and_summary(api_for: ApiFor, vera: Any, run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(step=5, total_steps=10)
     data = api_for(vera).get(reverse("api-run", args=[run.pk])).json()
     assert data["config"]["eta"] == 0.03 and data["status"] == "running"
@@ -272,8 +294,7 @@ def test_members_cancel_a_run(api_for: ApiFor, bob: Any, make_run: Callable[...,
     assert queued.status == "cancelled"
 
 
-def test_cancelling_a_finished_run_is_a_conflict(api_for: ApiFor, bob: Any,
-                                                 make_run: Callable[..., Run]) -> None:
+def test_cancelling_a_finished_run_is_a_conflict(api_for: ApiFor, bob: Any, make_run: Callable[..., Run]) -> None:
     done = make_run(status="succeeded")
     response = api_for(bob).post(reverse("api-run-cancel", args=[done.pk]))
     assert response.status_code == 409
@@ -309,19 +330,25 @@ def test_a_missing_trailing_slash_is_pointed_out(api_for: ApiFor, vera: Any) -> 
 
 
 def test_metrics_returns_the_series_of_each_key(api_for: ApiFor, vera: Any, run: Run) -> None:
-    MetricPoint.objects.bulk_create([
-        MetricPoint(run=run, key=k, step=s, value=s * m)
-        for k, m in (("train/reward", 0.1), ("he/entropy", 1.0)) for s in range(1, 6)
-    ])
+    MetricPoint.objects.bulk_create(
+        [
+            MetricPoint(run=run, key=k, step=s, value=s * m)
+            for k, m in (("train/reward", 0.1), ("he/entropy", 1.0))
+            for s in range(1, 6)
+        ]
+    )
     url = reverse("api-run-metrics", args=[run.pk])
     body = api_for(vera).get(url + "?key=train/reward&key=he/entropy&min_step=2&max_step=4").json()
-    assert body["series"]["he/entropy"] == {"steps": [2, 3, 4], "values": [2.0, 3.0, 4.0], "bucketed": False,
-                                            "total": 3}
+    assert body["series"]["he/entropy"] == {
+        "steps": [2, 3, 4],
+        "values": [2.0, 3.0, 4.0],
+        "bucketed": False,
+        "total": 3,
+    }
     assert body["series"]["train/reward"]["values"] == pytest.approx([0.2, 0.3, 0.4])
 
 
-def test_metrics_are_down_sampled_to_the_requested_points(api_for: ApiFor, vera: Any,
-                                                          run: Run) -> None:
+def test_metrics_are_down_sampled_to_the_requested_points(api_for: ApiFor, vera: Any, run: Run) -> None:
     MetricPoint.objects.bulk_create([MetricPoint(run=run, key="k", step=s, value=s % 10) for s in range(500)])
     url = reverse("api-run-metrics", args=[run.pk])
     series = api_for(vera).get(url, key="k", points="20").json()["series"]
@@ -331,8 +358,7 @@ def test_metrics_are_down_sampled_to_the_requested_points(api_for: ApiFor, vera:
 def test_metrics_without_a_key_lists_the_logged_keys(api_for: ApiFor, vera: Any, run: Run) -> None:
     response = api_for(vera).get(reverse("api-run-metrics", args=[run.pk]))
     assert response.status_code == 400
-    assert response.json() == {"error": "pass one or more ?key=; this run logged: train/reward",
-                               "field": "key"}
+    assert response.json() == {"error": "pass one or more ?key=; this run logged: train/reward", "field": "key"}
 
 
 def test_metrics_reject_bad_ranges(api_for: ApiFor, vera: Any, run: Run) -> None:
@@ -341,16 +367,32 @@ def test_metrics_reject_bad_ranges(api_for: ApiFor, vera: Any, run: Run) -> None
 
 
 def make_samples(run: Run) -> None:
-    Sample.objects.bulk_create([
-        Sample(run=run, step=step, question_id=q, mode=mode, context=mode, index=i, prompt="<b>2+2?</b>",
-               answer="4", response=f"<i>{step}-{q}-{mode}-{i}</i>", reward=float(i == 0), length=3,
-               tokens=["a"], surprisal=[0.1])
-        for step in (1, 2) for q in ("q1", "q2") for mode in ("normal", "he") for i in range(2)
-    ])
+    Sample.objects.bulk_create(
+        [
+            Sample(
+                run=run,
+                step=step,
+                question_id=q,
+                mode=mode,
+                context=mode,
+                index=i,
+                prompt="<b>2+2?</b>",
+                answer="4",
+                response=f"<i>{step}-{q}-{mode}-{i}</i>",
+                reward=float(i == 0),
+                length=3,
+                tokens=["a"],
+                surprisal=[0.1],
+            )
+            for step in (1, 2)
+            for q in ("q1", "q2")
+            for mode in ("normal", "he")
+            for i in range(2)
+        ]
+    )
 
 
-def test_samples_filter_and_page_and_keep_text_as_plain_strings(api_for: ApiFor, vera: Any,
-                                                                 run: Run) -> None:
+def test_samples_filter_and_page_and_keep_text_as_plain_strings(api_for: ApiFor, vera: Any, run: Run) -> None:
     make_samples(run)
     url = reverse("api-run-samples", args=[run.pk])
     api = api_for(vera)
@@ -366,8 +408,14 @@ def test_samples_filter_and_page_and_keep_text_as_plain_strings(api_for: ApiFor,
 
 
 def test_evaluations_list_the_runs_evaluations(api_for: ApiFor, vera: Any, run: Run) -> None:
-    ev = Evaluation.objects.create(run=run, step=10, benchmark="MATH-500", mode="he", status="succeeded",
-                                   metrics={"accuracy": 0.5, "accuracy_ci": [0.4, 0.6], "entropy_bits": 0.9})
+    ev = Evaluation.objects.create(
+        run=run,
+        step=10,
+        benchmark="MATH-500",
+        mode="he",
+        status="succeeded",
+        metrics={"accuracy": 0.5, "accuracy_ci": [0.4, 0.6], "entropy_bits": 0.9},
+    )
     EvalResult.objects.create(evaluation=ev, question_id="q1", index=0, response="x", score=1.0, length=1)
     (data,) = api_for(vera).get(reverse("api-run-evaluations", args=[run.pk])).json()["results"]
     assert (data["benchmark"], data["mode"], data["step"], data["n_results"]) == ("MATH-500", "he", 10, 1)
@@ -377,17 +425,21 @@ def test_evaluations_list_the_runs_evaluations(api_for: ApiFor, vera: Any, run: 
 # --- isolation -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "name", "kind"), [
-    ("get", "api-project-runs", "project"),
-    ("post", "api-project-runs", "project"),
-    ("get", "api-run", "run"),
-    ("post", "api-run-cancel", "run"),
-    ("get", "api-run-metrics", "run"),
-    ("get", "api-run-samples", "run"),
-    ("get", "api-run-evaluations", "run"),
-])
-def test_other_teams_get_404_for_labs_objects(api_for: ApiFor, eve: Any, project: Any, run: Run,
-                                              method: str, name: str, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "name", "kind"),
+    [
+        ("get", "api-project-runs", "project"),
+        ("post", "api-project-runs", "project"),
+        ("get", "api-run", "run"),
+        ("post", "api-run-cancel", "run"),
+        ("get", "api-run-metrics", "run"),
+        ("get", "api-run-samples", "run"),
+        ("get", "api-run-evaluations", "run"),
+    ],
+)
+def test_other_teams_get_404_for_labs_objects(
+    api_for: ApiFor, eve: Any, project: Any, run: Run, method: str, name: str, kind: str
+) -> None:
     target = project if kind == "project" else run
     api = api_for(eve)
     url = reverse(name, args=[target.pk])
@@ -399,15 +451,14 @@ def test_other_teams_get_404_for_labs_objects(api_for: ApiFor, eve: Any, project
     assert not run.cancel_requested
 
 
-def test_other_teams_do_not_see_labs_projects(api_for: ApiFor, eve: Any, project: Any,
-                                              other_project: Any) -> None:
+def test_other_teams_do_not_see_labs_projects(api_for: ApiFor, eve: Any, project: Any, other_project: Any) -> None:
     body = api_for(eve).get(reverse("api-projects")).json()
     assert [p["name"] for p in body["results"]] == ["Secret"]
 
 
-def test_the_runs_list_runs_a_constant_number_of_queries(api_for: ApiFor, vera: Any, project: Any,
-                                                         make_run: Callable[..., Run],
-                                                         django_assert_max_num_queries: Any) -> None:
+def test_the_runs_list_runs_a_constant_number_of_queries(
+    api_for: ApiFor, vera: Any, project: Any, make_run: Callable[..., Run], django_assert_max_num_queries: Any
+) -> None:
     for i in range(8):
         make_run(name=f"r{i}").tags.add(Tag.objects.get_or_create(project=project, name="t")[0])
     api = api_for(vera)

@@ -17,7 +17,8 @@ KEY = "normal/accuracy"
 
 def log(run: Run, key: str, values: Sequence[float], *, start: int = 1) -> None:
     MetricPoint.objects.bulk_create(
-        [MetricPoint(run=run, key=key, step=start + i, value=v) for i, v in enumerate(values)])
+        [MetricPoint(run=run, key=key, step=start + i, value=v) for i, v in enumerate(values)]
+    )
     run.summary = {**run.summary, key: values[-1]}
     run.save(update_fields=["summary"])
 
@@ -62,8 +63,9 @@ def test_it_shows_an_empty_state_without_runs(client_for: Any, vera: Any, projec
     assert b"Nothing to compare yet" in response.content
 
 
-def test_it_overlays_one_line_per_run_with_its_own_colour(client_for: Any, vera: Any,
-                                                            project: Any, seeds: dict[str, Run]) -> None:
+def test_it_overlays_one_line_per_run_with_its_own_colour(
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
+) -> None:
     response = client_for(vera).get(url(project, runs=ids(seeds["grpo1"], seeds["ps1"]), keys=KEY))
     assert response.status_code == 200
     (chart,) = response.context["charts"]["charts"]
@@ -77,7 +79,8 @@ def test_it_overlays_one_line_per_run_with_its_own_colour(client_for: Any, vera:
 
 
 def test_grouping_by_algorithm_draws_the_mean_and_min_max_band_across_seeds(
-        client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]) -> None:
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
+) -> None:
     response = client_for(vera).get(url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm"))
     (chart,) = response.context["charts"]["charts"]
     grpo, ps = chart["traces"]
@@ -91,10 +94,12 @@ def test_grouping_by_algorithm_draws_the_mean_and_min_max_band_across_seeds(
     assert b"min\xe2\x80\x93max across seeds" in response.content
 
 
-def test_the_std_band_is_mean_plus_minus_one_sample_std(client_for: Any, vera: Any,
-                                                        project: Any, seeds: dict[str, Run]) -> None:
-    response = client_for(vera).get(url(project, runs=ids(seeds["ps1"], seeds["ps2"]), keys=KEY,
-                                        group="algorithm", band="std"))
+def test_the_std_band_is_mean_plus_minus_one_sample_std(
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
+) -> None:
+    response = client_for(vera).get(
+        url(project, runs=ids(seeds["ps1"], seeds["ps2"]), keys=KEY, group="algorithm", band="std")
+    )
     (trace,) = response.context["charts"]["charts"][0]["traces"]
     # Seeds differ by 0.2 at every step: sample std = 0.2 / √2.
     half = 0.2 / 2**0.5
@@ -103,9 +108,11 @@ def test_the_std_band_is_mean_plus_minus_one_sample_std(client_for: Any, vera: A
 
 
 def test_final_metrics_show_group_means_and_deltas_against_the_baseline_group(
-        client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]) -> None:
-    response = client_for(vera).get(url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm",
-                                        baseline=str(seeds["grpo2"].pk)))
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
+) -> None:
+    response = client_for(vera).get(
+        url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm", baseline=str(seeds["grpo2"].pk))
+    )
     table = response.context["cmp"].table
     grpo, ps = table.rows
     assert grpo.is_baseline and grpo.cells[0].value == pytest.approx(0.4)
@@ -116,8 +123,9 @@ def test_final_metrics_show_group_means_and_deltas_against_the_baseline_group(
     assert "Δ vs <strong>GRPO</strong>" in content
 
 
-def test_a_form_submit_redirects_to_the_canonical_permalink(client_for: Any, vera: Any,
-                                                            project: Any, seeds: dict[str, Run]) -> None:
+def test_a_form_submit_redirects_to_the_canonical_permalink(
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
+) -> None:
     a, b = seeds["grpo1"], seeds["ps1"]
     query = f"runs={a.pk}&runs={b.pk}&keys={KEY}&group=algorithm&band=minmax&baseline="
     response = client_for(vera).get(reverse("webapp-compare", args=[project.pk]) + "?" + query)
@@ -125,20 +133,26 @@ def test_a_form_submit_redirects_to_the_canonical_permalink(client_for: Any, ver
     assert response["Location"].endswith(f"?runs={a.pk},{b.pk}&keys={KEY}&group=algorithm")
 
 
-def test_the_permalink_restores_every_setting(client_for: Any, vera: Any, project: Any,
-                                              seeds: dict[str, Run]) -> None:
+def test_the_permalink_restores_every_setting(client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]) -> None:
     a, b = seeds["grpo1"], seeds["ps1"]
-    response = client_for(vera).get(url(project, runs=ids(b, a), keys=KEY, group="algorithm", band="std",
-                                        baseline=str(a.pk)))
+    response = client_for(vera).get(
+        url(project, runs=ids(b, a), keys=KEY, group="algorithm", band="std", baseline=str(a.pk))
+    )
     state = response.context["state"]
     assert state.runs == (b.pk, a.pk) and state.keys == (KEY,) and state.group == ("algorithm",)
     assert state.band == "std" and state.baseline == a.pk
     assert response.context["permalink"].endswith(state.query())
 
 
-def test_runs_of_other_projects_are_ignored(client_for: Any, alice: Any, eve: Any,
-                                            project: Any, other_project: Any, make_run: Callable[..., Run],
-                                            seeds: dict[str, Run]) -> None:
+def test_runs_of_other_projects_are_ignored(
+    client_for: Any,
+    alice: Any,
+    eve: Any,
+    project: Any,
+    other_project: Any,
+    make_run: Callable[..., Run],
+    seeds: dict[str, Run],
+) -> None:
     secret = make_run(project=other_project, name="secret run")
     log(secret, KEY, [0.9])
     response = client_for(alice).get(url(project, runs=ids(seeds["grpo1"], secret), keys=KEY))
@@ -146,15 +160,15 @@ def test_runs_of_other_projects_are_ignored(client_for: Any, alice: Any, eve: An
     assert b"secret run" not in response.content
 
 
-def test_default_keys_come_from_what_the_runs_logged(client_for: Any, vera: Any, project: Any,
-                                                     seeds: dict[str, Run]) -> None:
+def test_default_keys_come_from_what_the_runs_logged(
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
+) -> None:
     log(seeds["grpo1"], "actor/pg_loss", [1.0, 0.5])
     response = client_for(vera).get(url(project, runs=ids(seeds["grpo1"])))
     assert response.context["cmp"].keys == [KEY, "actor/pg_loss"]
 
 
-def test_long_series_are_down_sampled(client_for: Any, vera: Any, project: Any,
-                                      make_run: Callable[..., Run]) -> None:
+def test_long_series_are_down_sampled(client_for: Any, vera: Any, project: Any, make_run: Callable[..., Run]) -> None:
     run = make_run(name="long")
     log(run, KEY, [float(i % 7) for i in range(3000)])
     response = client_for(vera).get(url(project, runs=ids(run), keys=KEY))
@@ -163,8 +177,9 @@ def test_long_series_are_down_sampled(client_for: Any, vera: Any, project: Any,
     assert max(trace["values"]) == 6.0  # min/max bucketing keeps the peaks
 
 
-def test_run_names_are_escaped_in_the_page_and_the_chart_data(client_for: Any, vera: Any, project: Any,
-                                                               make_run: Callable[..., Run]) -> None:
+def test_run_names_are_escaped_in_the_page_and_the_chart_data(
+    client_for: Any, vera: Any, project: Any, make_run: Callable[..., Run]
+) -> None:
     run = make_run(name="<script>alert(1)</script>")
     log(run, KEY, [0.5])
     content = client_for(vera).get(url(project, runs=ids(run), keys=KEY)).content.decode()
@@ -173,17 +188,19 @@ def test_run_names_are_escaped_in_the_page_and_the_chart_data(client_for: Any, v
     assert "\\u003Cscript\\u003Ealert(1)" in content  # json_script escapes < and >
 
 
-@pytest.mark.parametrize(("fmt", "content_type", "needle"), [
-    ("csv", "text/csv", "Group,Runs,normal/accuracy,normal/accuracy std,normal/accuracy delta"),
-    ("md", "text/markdown", "| Group | Runs | normal/accuracy |"),
-    ("tex", "application/x-tex", r"\toprule"),
-])
-def test_the_final_metrics_table_downloads_in_each_format(client_for: Any, vera: Any,
-                                                          project: Any, seeds: dict[str, Run], fmt: str,
-                                                          content_type: str, needle: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "needle"),
+    [
+        ("csv", "text/csv", "Group,Runs,normal/accuracy,normal/accuracy std,normal/accuracy delta"),
+        ("md", "text/markdown", "| Group | Runs | normal/accuracy |"),
+        ("tex", "application/x-tex", r"\toprule"),
+    ],
+)
+def test_the_final_metrics_table_downloads_in_each_format(
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run], fmt: str, content_type: str, needle: str
+) -> None:
     export = reverse("webapp-compare-export", args=[project.pk])
-    response = client_for(vera).get(f"{export}?runs={ids(*seeds.values())}&keys={KEY}&group=algorithm"
-                                    f"&format={fmt}")
+    response = client_for(vera).get(f"{export}?runs={ids(*seeds.values())}&keys={KEY}&group=algorithm&format={fmt}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith(content_type)
     assert response["Content-Disposition"] == f'attachment; filename="entropy-compare.{fmt}"'
@@ -195,16 +212,17 @@ def test_export_rejects_an_unknown_format(client_for: Any, vera: Any, project: A
     assert client_for(vera).get(export + "?format=xlsx").status_code == 400
 
 
-def test_the_page_runs_a_bounded_number_of_queries(client_for: Any, vera: Any, project: Any,
-                                                   seeds: dict[str, Run],
-                                                   django_assert_max_num_queries: Any) -> None:
+def test_the_page_runs_a_bounded_number_of_queries(
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run], django_assert_max_num_queries: Any
+) -> None:
     client = client_for(vera)
     with django_assert_max_num_queries(12):
         client.get(url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm"))
 
 
-def test_smoothing_is_part_of_the_permalink_and_clamped(client_for: Any, vera: Any, project: Any,
-                                                        seeds: dict[str, Run]) -> None:
+def test_smoothing_is_part_of_the_permalink_and_clamped(
+    client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
+) -> None:
     client = client_for(vera)
     a = seeds["grpo1"]
     base = reverse("webapp-compare", args=[project.pk])

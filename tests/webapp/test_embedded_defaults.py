@@ -29,8 +29,15 @@ def _embedded_env(var_dir: Path) -> dict[str, str]:
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -45,11 +52,19 @@ def test_it_runs_a_task_through_the_filesystem_broker_on_sqlite(tmp_path: Path) 
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool=solo", "-Q", "cpu", "-l", "warning"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
-        sent = _manage(env, "shell", "-c",
-                       "from webapp.tasks import ping; ping.apply_async(args=['from-another-process'], queue='cpu')")
+        sent = _manage(
+            env,
+            "shell",
+            "-c",
+            "from webapp.tasks import ping; ping.apply_async(args=['from-another-process'], queue='cpu')",
+        )
         assert sent.returncode == 0, sent.stderr
         assert (tmp_path / "broker" / "queue").is_dir()  # the broker is a folder under var/
         marker = tmp_path / "ping" / "from-another-process"
@@ -90,8 +105,15 @@ def _free_port() -> int:
 def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keeping_the_run(tmp_path: Path) -> None:
     env = {**_embedded_env(tmp_path), "PSL_MODEL_CACHE": str(REPO / "var" / "models")}  # converted once per machine
     port = _free_port()
-    demo = subprocess.Popen([sys.executable, "manage.py", "demo", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output: list[str] = []
     try:
         assert demo.stdout is not None
@@ -106,10 +128,16 @@ def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keepin
 
         db = sqlite3.connect(tmp_path / "db.sqlite3")
         names = [r[0] for r in db.execute("SELECT name FROM webapp_run ORDER BY id")]
-        assert names == ["demo: Policy Split, tiny-random (fast)", "demo: Policy Split, SmolLM2-135M",
-                         "demo: GRPO, SmolLM2-135M"]
-        _until(lambda: db.execute("SELECT step FROM webapp_run WHERE id = 1").fetchone()[0] >= 2, timeout=240,
-               what="the worker to train the fast demo run")
+        assert names == [
+            "demo: Policy Split, tiny-random (fast)",
+            "demo: Policy Split, SmolLM2-135M",
+            "demo: GRPO, SmolLM2-135M",
+        ]
+        _until(
+            lambda: db.execute("SELECT step FROM webapp_run WHERE id = 1").fetchone()[0] >= 2,
+            timeout=240,
+            what="the worker to train the fast demo run",
+        )
 
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the terminal
         rest, _ = demo.communicate(timeout=150)

@@ -58,8 +58,17 @@ def url(run: Run) -> str:
     return reverse("webapp-run-evaluations", args=[run.pk])
 
 
-FORM = {"step": "2", "benchmarks": ["math500", "arith"], "modes": ["normal", "he"], "k": "4", "limit": "2",
-        "max_new_tokens": "16", "temperature": "0.6", "top_k": "20", "top_p": "0.95"}
+FORM = {
+    "step": "2",
+    "benchmarks": ["math500", "arith"],
+    "modes": ["normal", "he"],
+    "k": "4",
+    "limit": "2",
+    "max_new_tokens": "16",
+    "temperature": "0.6",
+    "top_k": "20",
+    "top_p": "0.95",
+}
 
 
 # --- permissions and the form ------------------------------------------------------------------------
@@ -84,8 +93,9 @@ def test_outsiders_get_404(client_for: Any, eve: Any, run: Run) -> None:
     assert client.get(reverse("webapp-run-evaluations-status", args=[run.pk])).status_code == 404
 
 
-def test_members_queue_one_task_per_checkpoint_after_commit(client_for: Any, bob: Any, run: Run, broker: Broker,
-                                                            django_capture_on_commit_callbacks: Any) -> None:
+def test_members_queue_one_task_per_checkpoint_after_commit(
+    client_for: Any, bob: Any, run: Run, broker: Broker, django_capture_on_commit_callbacks: Any
+) -> None:
     client = client_for(bob)
     form_page = client.get(url(run))
     assert b"Evaluate a checkpoint" in form_page.content and b"untrained base model" in form_page.content
@@ -97,16 +107,27 @@ def test_members_queue_one_task_per_checkpoint_after_commit(client_for: Any, bob
         callback()
     evals = list(Evaluation.objects.order_by("pk"))
     assert [(e.benchmark, e.mode, e.step, e.status) for e in evals] == [
-        ("math500", "normal", 2, "queued"), ("math500", "he", 2, "queued"),
-        ("arith", "normal", 2, "queued"), ("arith", "he", 2, "queued")]
-    assert evals[0].settings == {"k": 4, "limit": 2, "max_new_tokens": 16, "temperature": 0.6, "top_k": 20,
-                                 "top_p": 0.95, "judge": False}
+        ("math500", "normal", 2, "queued"),
+        ("math500", "he", 2, "queued"),
+        ("arith", "normal", 2, "queued"),
+        ("arith", "he", 2, "queued"),
+    ]
+    assert evals[0].settings == {
+        "k": 4,
+        "limit": 2,
+        "max_new_tokens": 16,
+        "temperature": 0.6,
+        "top_k": 20,
+        "top_p": 0.95,
+        "judge": False,
+    }
     (message,) = broker.messages(run.queue)
     assert (message.task, message.args, message.kwargs) == (evaluate_run_checkpoint.name, [[e.pk for e in evals]], {})
 
 
-def test_it_names_the_file_a_missing_benchmark_needs(client_for: Any, bob: Any, run: Run, settings: Any,
-                                                      tmp_path: Path) -> None:
+def test_it_names_the_file_a_missing_benchmark_needs(
+    client_for: Any, bob: Any, run: Run, settings: Any, tmp_path: Path
+) -> None:
     settings.PSL_DATA_DIR = tmp_path / "empty"
     response = client_for(bob).post(url(run), {**FORM, "benchmarks": ["math500"]})
     assert response.status_code == 400
@@ -140,8 +161,9 @@ def test_the_judge_needs_an_endpoint(client_for: Any, bob: Any, run: Run, settin
     page = client_for(bob).get(url(run))
     assert b"not configured (JUDGE_API_URL)" in page.content
     with pytest.raises(ServiceError, match="no LLM judge"):
-        service.evaluations_create(run=run, request=service.EvalRequest(
-            step=0, benchmarks=("creative",), judge=True), enqueue=False)
+        service.evaluations_create(
+            run=run, request=service.EvalRequest(step=0, benchmarks=("creative",), judge=True), enqueue=False
+        )
 
 
 def test_the_judge_key_travels_in_the_environment_only(settings: Any, tmp_path: Path) -> None:
@@ -158,7 +180,8 @@ def test_the_judge_key_travels_in_the_environment_only(settings: Any, tmp_path: 
 
 
 def test_a_finished_run_is_evaluated_on_its_task_at_the_last_checkpoint(
-        run: Run, broker: Broker, django_capture_on_commit_callbacks: Any) -> None:
+    run: Run, broker: Broker, django_capture_on_commit_callbacks: Any
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         evals = service.evaluations_schedule_final(run)
     assert sorted((e.benchmark, e.mode, e.step) for e in evals) == [("arith", "he", 2), ("arith", "normal", 2)]
@@ -185,18 +208,43 @@ def test_unfinished_runs_and_runs_without_a_benchmark_task_are_not_evaluated(run
 
 def report(mode: str, scores: list[list[float]], response: str = "The answer is 5.") -> dict[str, Any]:
     """One (benchmark, mode) report as trainer.evaluation.evaluate writes it: the input of evaluation_store."""
-    samples = [{"question_id": f"q{q}", "index": i, "response": response, "score": s, "length": 5,
-                "entropy_bits": 0.5, "kl": 0.01, "truncated": False, "judge": None, "judge_error": ""}
-               for q, row in enumerate(scores) for i, s in enumerate(row)]
+    samples = [
+        {
+            "question_id": f"q{q}",
+            "index": i,
+            "response": response,
+            "score": s,
+            "length": 5,
+            "entropy_bits": 0.5,
+            "kl": 0.01,
+            "truncated": False,
+            "judge": None,
+            "judge_error": "",
+        }
+        for q, row in enumerate(scores)
+        for i, s in enumerate(row)
+    ]
     flat = [s for row in scores for s in row]
-    return {"mode": mode, "samples": samples,
-            "metrics": {"accuracy": sum(flat) / len(flat), "entropy_bits": 0.5, "graded": True, "kl_to_other": 0.01,
-                        "pass_at_k": {"1": sum(flat) / len(flat)}, "accuracy_ci": [0.1, 0.9]}}
+    return {
+        "mode": mode,
+        "samples": samples,
+        "metrics": {
+            "accuracy": sum(flat) / len(flat),
+            "entropy_bits": 0.5,
+            "graded": True,
+            "kl_to_other": 0.01,
+            "pass_at_k": {"1": sum(flat) / len(flat)},
+            "accuracy_ci": [0.1, 0.9],
+        },
+    }
 
 
 def queued(run: Run, benchmarks: tuple[str, ...] = ("math500",)) -> list[Evaluation]:
-    return service.evaluations_create(run=run, request=service.EvalRequest(
-        step=2, benchmarks=benchmarks, k=2, limit=2, max_new_tokens=8), enqueue=False)
+    return service.evaluations_create(
+        run=run,
+        request=service.EvalRequest(step=2, benchmarks=benchmarks, k=2, limit=2, max_new_tokens=8),
+        enqueue=False,
+    )
 
 
 def test_storing_a_report_writes_the_samples_and_metrics_the_study_table_reads(run: Run) -> None:
@@ -207,13 +255,13 @@ def test_storing_a_report_writes_the_samples_and_metrics_the_study_table_reads(r
     assert normal.metrics["accuracy"] == 0.75 and normal.metrics["title"] == "MATH-500"
     assert EvalResult.objects.filter(evaluation=normal).count() == 4
     assert EvalResult.objects.filter(evaluation=he)[0].response == "nul\ufffdbyte <b>"  # PostgreSQL has no NUL
-    assert question_accuracy([normal.pk, he.pk]) == {normal.pk: {"q0": 1.0, "q1": 0.5},
-                                                     he.pk: {"q0": 0.0, "q1": 0.5}}
+    assert question_accuracy([normal.pk, he.pk]) == {normal.pk: {"q0": 1.0, "q1": 0.5}, he.pk: {"q0": 0.0, "q1": 0.5}}
 
 
 @pytest.mark.slow
 def test_the_celery_task_evaluates_the_checkpoint_and_stores_what_the_study_table_reads(
-        run: Run, model_checkpoint: Path) -> None:
+    run: Run, model_checkpoint: Path
+) -> None:
     evals = queued(run)
     assert evaluate_run_checkpoint.run([e.pk for e in evals]) == "succeeded"
     normal, he = (Evaluation.objects.get(run=run, mode=m) for m in ("normal", "he"))
@@ -223,21 +271,27 @@ def test_the_celery_task_evaluates_the_checkpoint_and_stores_what_the_study_tabl
     assert f"loaded {model_checkpoint}" in (folder / "evaluate.log").read_text()  # the command named the checkpoint
     doc = json.loads((folder / "results.json").read_text())
     assert {key: doc["settings"][key] for key in ("k", "limit", "max_new_tokens", "modes")} == {
-        "k": 2, "limit": 2, "max_new_tokens": 8, "modes": ["normal", "he"]}
+        "k": 2,
+        "limit": 2,
+        "max_new_tokens": 8,
+        "modes": ["normal", "he"],
+    }
     for ev in (normal, he):
         assert ev.metrics["title"] == "MATH-500" and set(ev.metrics["pass_at_k"]) == {"1", "2"}
         assert {"accuracy", "accuracy_ci", "entropy_bits", "kl_to_other", "unique_correct"} <= set(ev.metrics)
         rows = list(EvalResult.objects.filter(evaluation=ev))
         assert sorted((r.question_id, r.index) for r in rows) == sorted(
-            (q["id"], i) for q in doc["benchmarks"]["math500"]["questions"] for i in range(2))
+            (q["id"], i) for q in doc["benchmarks"]["math500"]["questions"] for i in range(2)
+        )
         correct = {q: [r.score > 0.5 for r in rows if r.question_id == q] for q in {r.question_id for r in rows}}
         assert question_accuracy([ev.pk])[ev.pk] == {q: sum(c) / 2 for q, c in correct.items()}
         assert ev.metrics["accuracy"] == sum(r.score > 0.5 for r in rows) / 4
 
 
 @pytest.mark.slow
-def test_a_killed_evaluator_fails_its_evaluations_with_the_log_tail(run: Run, model_checkpoint: Path,
-                                                                    settings: Any) -> None:
+def test_a_killed_evaluator_fails_its_evaluations_with_the_log_tail(
+    run: Run, model_checkpoint: Path, settings: Any
+) -> None:
     settings.PSL_EVAL_TIMEOUT_SECONDS = 1  # run_child kills the child's process group, as the OOM killer would
     evals = queued(run)
     assert service.evaluations_execute([e.pk for e in evals]) == "failed"
@@ -248,8 +302,9 @@ def test_a_killed_evaluator_fails_its_evaluations_with_the_log_tail(run: Run, mo
 
 
 @pytest.mark.slow
-def test_one_failed_benchmark_does_not_fail_the_others(run: Run, model_checkpoint: Path, settings: Any,
-                                                       tmp_path: Path) -> None:
+def test_one_failed_benchmark_does_not_fail_the_others(
+    run: Run, model_checkpoint: Path, settings: Any, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(FIXTURES / "math500", data / "math500")
     broken = data / "aime" / "aime24.jsonl"
@@ -286,23 +341,55 @@ def test_the_celery_task_fails_evaluations_whose_checkpoint_was_pruned_meanwhile
 # --- the pages ------------------------------------------------------------------------------------------
 
 
-def evaluated(run: Run, mode: str, correct: list[int], *, k: int = 4, step: int = 2, response: str = "ok",
-              benchmark: str = "math500") -> Evaluation:
-    ev = Evaluation.objects.create(run=run, step=step, benchmark=benchmark, mode=mode, status="succeeded",
-                                   settings={"k": k}, metrics={
-                                       "accuracy": sum(correct) / (k * len(correct)), "accuracy_ci": [0.1, 0.6],
-                                       "entropy_bits": 0.7 if mode == "he" else 0.4, "kl_to_other": 0.0123,
-                                       "length": 40.0, "pass_at_k": {"1": 0.25, "4": 0.5},
-                                       "unique_correct": 1.5, "graded": True})
-    EvalResult.objects.bulk_create([
-        EvalResult(evaluation=ev, question_id=f"test/q{q}", index=i, response=response, score=float(i < c),
-                   length=40, entropy_bits=0.5)
-        for q, c in enumerate(correct) for i in range(k)])
+def evaluated(
+    run: Run,
+    mode: str,
+    correct: list[int],
+    *,
+    k: int = 4,
+    step: int = 2,
+    response: str = "ok",
+    benchmark: str = "math500",
+) -> Evaluation:
+    ev = Evaluation.objects.create(
+        run=run,
+        step=step,
+        benchmark=benchmark,
+        mode=mode,
+        status="succeeded",
+        settings={"k": k},
+        metrics={
+            "accuracy": sum(correct) / (k * len(correct)),
+            "accuracy_ci": [0.1, 0.6],
+            "entropy_bits": 0.7 if mode == "he" else 0.4,
+            "kl_to_other": 0.0123,
+            "length": 40.0,
+            "pass_at_k": {"1": 0.25, "4": 0.5},
+            "unique_correct": 1.5,
+            "graded": True,
+        },
+    )
+    EvalResult.objects.bulk_create(
+        [
+            EvalResult(
+                evaluation=ev,
+                question_id=f"test/q{q}",
+                index=i,
+                response=response,
+                score=float(i < c),
+                length=40,
+                entropy_bits=0.5,
+            )
+            for q, c in enumerate(correct)
+            for i in range(k)
+        ]
+    )
     return ev
 
 
-def test_the_page_shows_tables_best_of_k_and_the_questions_one_mode_solved(client_for: Any, vera: Any,
-                                                                           run: Run) -> None:
+def test_the_page_shows_tables_best_of_k_and_the_questions_one_mode_solved(
+    client_for: Any, vera: Any, run: Run
+) -> None:
     evaluated(run, "normal", [4, 0, 1, 0])
     he = evaluated(run, "he", [4, 2, 0, 0])
     response = client_for(vera).get(url(run))
@@ -355,10 +442,12 @@ def test_the_detail_page_filters_by_question_and_shows_the_prompt(client_for: An
     assert [q["id"] for q in wrong.context["questions"]] == ["test/q1", "test/q2"]
 
 
-def test_the_status_endpoint_changes_its_token_when_an_evaluation_finishes(client_for: Any, vera: Any,
-                                                                          run: Run) -> None:
-    (ev,) = service.evaluations_create(run=run, request=service.EvalRequest(
-        step=2, benchmarks=("arith",), modes=("he",)), enqueue=False)
+def test_the_status_endpoint_changes_its_token_when_an_evaluation_finishes(
+    client_for: Any, vera: Any, run: Run
+) -> None:
+    (ev,) = service.evaluations_create(
+        run=run, request=service.EvalRequest(step=2, benchmarks=("arith",), modes=("he",)), enqueue=False
+    )
     client = client_for(vera)
     status_url = reverse("webapp-run-evaluations-status", args=[run.pk])
     before = client.get(status_url).json()
@@ -370,15 +459,32 @@ def test_the_status_endpoint_changes_its_token_when_an_evaluation_finishes(clien
 
 
 def test_creative_details_show_per_prompt_diversity_and_judge_errors(client_for: Any, vera: Any, run: Run) -> None:
-    ev = Evaluation.objects.create(run=run, step=2, benchmark="creative", mode="he", status="succeeded",
-                                   settings={"k": 2}, metrics={
-                                       "graded": False, "creative_per_prompt": {"creative-01": {
-                                           "div_ngram": 81.25, "div_bleu": 90.5, "embedding_diversity": None}},
-                                       "judge_errors": [{"question_id": "creative-01", "index": 1,
-                                                         "error": "judge answer lacks imagery"}]})
-    EvalResult.objects.bulk_create([EvalResult(evaluation=ev, question_id="creative-01", index=i,
-                                               response="Once <i>upon</i> a time", score=0.0, length=6)
-                                    for i in range(2)])
+    ev = Evaluation.objects.create(
+        run=run,
+        step=2,
+        benchmark="creative",
+        mode="he",
+        status="succeeded",
+        settings={"k": 2},
+        metrics={
+            "graded": False,
+            "creative_per_prompt": {"creative-01": {"div_ngram": 81.25, "div_bleu": 90.5, "embedding_diversity": None}},
+            "judge_errors": [{"question_id": "creative-01", "index": 1, "error": "judge answer lacks imagery"}],
+        },
+    )
+    EvalResult.objects.bulk_create(
+        [
+            EvalResult(
+                evaluation=ev,
+                question_id="creative-01",
+                index=i,
+                response="Once <i>upon</i> a time",
+                score=0.0,
+                length=6,
+            )
+            for i in range(2)
+        ]
+    )
     html = client_for(vera).get(reverse("webapp-evaluation-detail", args=[run.pk, ev.pk])).content.decode()
     assert "Div-N-Gram 81.3" in html and "Div-BLEU 90.5" in html
     assert "creative-01#1: judge answer lacks imagery" in html

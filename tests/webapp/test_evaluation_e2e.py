@@ -23,8 +23,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 
 
 def test_a_trained_checkpoint_is_evaluated_in_both_modes_and_shows_up_in_the_study_table(
-        tmp_path: Path, settings: Any, make_run: Callable[..., Run], project: Any, alice: Any,
-        client_for: Any) -> None:
+    tmp_path: Path, settings: Any, make_run: Callable[..., Run], project: Any, alice: Any, client_for: Any
+) -> None:
     settings.PSL_DATA_DIR = FIXTURES
     settings.PSL_RUNS_DIR = tmp_path / "runs"
     cfg = tiny_config(tmp_path, steps=2, task="arith")
@@ -34,13 +34,21 @@ def test_a_trained_checkpoint_is_evaluated_in_both_modes_and_shows_up_in_the_stu
     result = train(cfg, cb)
     assert result.steps_done == 2 and result.checkpoint
 
-    run = make_run(name="ps tiny e2e", status="succeeded", **{k: v for k, v in cfg.to_dict().items()
-                                                                 if k not in ("output_dir",)})
+    run = make_run(
+        name="ps tiny e2e", status="succeeded", **{k: v for k, v in cfg.to_dict().items() if k not in ("output_dir",)}
+    )
     Checkpoint.objects.create(run=run, step=2, path=result.checkpoint)
-    MetricPoint.objects.bulk_create([MetricPoint(run=run, key=k, step=s, value=v)
-                                     for s, values in metrics for k, v in values.items() if math.isfinite(v)])
-    study = Study.objects.create(project=project, name="e2e study", factors={"algorithm": ["policy_split"]},
-                                 created_by=alice)
+    MetricPoint.objects.bulk_create(
+        [
+            MetricPoint(run=run, key=k, step=s, value=v)
+            for s, values in metrics
+            for k, v in values.items()
+            if math.isfinite(v)
+        ]
+    )
+    study = Study.objects.create(
+        project=project, name="e2e study", factors={"algorithm": ["policy_split"]}, created_by=alice
+    )
     run.study = study
     run.save()
 

@@ -27,9 +27,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def _config(**overrides: Any) -> TrainConfig:
-    base: dict[str, Any] = dict(model="tiny-random", algorithm="policy_split", steps=6, n=2, questions_per_step=2,
-                                mini_batch_size=8, micro_batch_size=8, max_new_tokens=8, checkpoint_every=2,
-                                samples_per_step=1, lr=1e-3)
+    base: dict[str, Any] = dict(
+        model="tiny-random",
+        algorithm="policy_split",
+        steps=6,
+        n=2,
+        questions_per_step=2,
+        mini_batch_size=8,
+        micro_batch_size=8,
+        max_new_tokens=8,
+        checkpoint_every=2,
+        samples_per_step=1,
+        lr=1e-3,
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -49,8 +59,16 @@ def _status(run: Run) -> str:
     return Run.objects.values_list("status", flat=True).get(pk=run.pk)
 
 
-def _training(start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any, worker_name: str, *,
-              steps: int, checkpoint_every: int, reached: int) -> tuple[Run, WorkerProcess]:
+def _training(
+    start_worker: Callable[[str], WorkerProcess],
+    project: Any,
+    alice: Any,
+    worker_name: str,
+    *,
+    steps: int,
+    checkpoint_every: int,
+    reached: int,
+) -> tuple[Run, WorkerProcess]:
     """A run submitted to a new worker, once that worker has trained ``reached`` of its steps."""
     run = run_create(project=project, user=alice, config=_config(steps=steps, checkpoint_every=checkpoint_every))
     worker = start_worker(worker_name)
@@ -84,8 +102,12 @@ def test_a_succeeded_run_is_then_evaluated_in_both_modes_by_the_worker(
     run = run_create(project=project, user=alice, config=_config(steps=2, task="arith"))
     worker = start_worker("w-eval")
 
-    _wait(lambda: Evaluation.objects.filter(run=run, status=EvalStatus.SUCCEEDED).count() == 2, timeout=240,
-          what="both final evaluations", worker=worker)
+    _wait(
+        lambda: Evaluation.objects.filter(run=run, status=EvalStatus.SUCCEEDED).count() == 2,
+        timeout=240,
+        what="both final evaluations",
+        worker=worker,
+    )
 
     assert _status(run) == RunStatus.SUCCEEDED
     evals = {ev.mode: ev for ev in Evaluation.objects.filter(run=run)}
@@ -137,8 +159,9 @@ def test_a_killed_worker_leaves_a_lost_run_that_resumes_without_duplicate_or_mis
 
     run.refresh_from_db()
     assert run.attempt == 1 and run.step == 8
-    counts = MetricPoint.objects.filter(run=run).values("key").annotate(n=Count("id"), steps=Count("step",
-                                                                                                   distinct=True))
+    counts = (
+        MetricPoint.objects.filter(run=run).values("key").annotate(n=Count("id"), steps=Count("step", distinct=True))
+    )
     assert counts and all(row["n"] == row["steps"] == 8 for row in counts if row["key"].startswith("train/"))
     steps = sorted(MetricPoint.objects.filter(run=run, key="train/reward").values_list("step", flat=True))
     assert steps == list(range(1, 9))

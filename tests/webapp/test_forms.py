@@ -45,33 +45,44 @@ def test_it_gives_one_config_per_seed() -> None:
     assert [c.seed for c in form.to_configs()] == [1, 2, 3]
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("eta", "-0.1"),
-    ("alpha", "1.5"),
-    ("kappa", "-1"),
-    ("n", "0"),
-    ("temperature", "0"),
-    ("lr", "-1e-5"),
-    ("steps", "0"),
-    ("max_new_tokens", "0"),
-    ("micro_batch_size", "5"),
-    ("mini_batch_size", "7"),
-    ("model", "not a model!"),
-    ("task", "no-such-task"),
-    ("top_p", "0"),
-    ("dual_clip", "0.5"),
-    ("cov_lb", "9"),
-    ("samples_per_step", "99"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("eta", "-0.1"),
+        ("alpha", "1.5"),
+        ("kappa", "-1"),
+        ("n", "0"),
+        ("temperature", "0"),
+        ("lr", "-1e-5"),
+        ("steps", "0"),
+        ("max_new_tokens", "0"),
+        ("micro_batch_size", "5"),
+        ("mini_batch_size", "7"),
+        ("model", "not a model!"),
+        ("task", "no-such-task"),
+        ("top_p", "0"),
+        ("dual_clip", "0.5"),
+        ("cov_lb", "9"),
+        ("samples_per_step", "99"),
+    ],
+)
 def test_it_reports_the_trainer_rule_on_the_offending_field(field: str, value: str) -> None:
     form = RunForm(form_data(**{field: value}))
     assert not form.is_valid()
     assert field in form.errors, form.errors
 
 
-@pytest.mark.parametrize(("field", "value"), [("eta", "abc"), ("n", "2.5"), ("seed", "one"),
-                                              ("algorithm", "ppo"), ("clamp_order", "sideways"),
-                                              ("queue", "gpu-z")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("eta", "abc"),
+        ("n", "2.5"),
+        ("seed", "one"),
+        ("algorithm", "ppo"),
+        ("clamp_order", "sideways"),
+        ("queue", "gpu-z"),
+    ],
+)
 def test_it_rejects_values_that_do_not_convert(field: str, value: str) -> None:
     form = RunForm(form_data(**{field: value}))
     assert not form.is_valid()

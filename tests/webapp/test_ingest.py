@@ -16,9 +16,22 @@ pytestmark = pytest.mark.django_db
 
 
 def _sample(i: int, **extra: Any) -> dict[str, Any]:
-    return {"question_id": "q1", "mode": "normal" if i < 2 else "he", "context": "normal" if i < 2 else "he",
-            "index": i % 2, "prompt": "p", "answer": "4", "response": f"r{i}", "reward": 1.0, "advantage": None,
-            "num_tokens": 3, "mean_entropy": 0.5, "surprisal": [0.1, 0.2, 0.3], "tokens": ["a", "b", "c"], **extra}
+    return {
+        "question_id": "q1",
+        "mode": "normal" if i < 2 else "he",
+        "context": "normal" if i < 2 else "he",
+        "index": i % 2,
+        "prompt": "p",
+        "answer": "4",
+        "response": f"r{i}",
+        "reward": 1.0,
+        "advantage": None,
+        "num_tokens": 3,
+        "mean_entropy": 0.5,
+        "surprisal": [0.1, 0.2, 0.3],
+        "tokens": ["a", "b", "c"],
+        **extra,
+    }
 
 
 def test_it_writes_metric_points_once_even_when_a_batch_is_replayed(make_run: Any) -> None:
@@ -49,7 +62,7 @@ def test_it_writes_samples_once_with_their_arrays(make_run: Any) -> None:
 
 def test_it_keeps_untrusted_text_byte_for_byte(make_run: Any) -> None:
     run = make_run()
-    nasty = "<script>alert(1)</script>\t\\N\n\"quotes\" \x01 ünïcödé"
+    nasty = '<script>alert(1)</script>\t\\N\n"quotes" \x01 ünïcödé'
     ingest.samples_record(run.pk, 1, [_sample(0, response=nasty, tokens=[nasty])])
     sample = Sample.objects.get(run=run)
     assert sample.response == nasty

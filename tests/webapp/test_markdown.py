@@ -17,8 +17,16 @@ def test_it_renders_bold_code_and_lists() -> None:
     assert "<li>one</li>" in html
 
 
-@pytest.mark.parametrize("link", ["javascript:alert(1)", "JaVaScRiPt:alert(1)", "  javascript:alert(1)",
-                                  "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)"])
+@pytest.mark.parametrize(
+    "link",
+    [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "  javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+    ],
+)
 def test_it_renders_dangerous_links_inert(link: str) -> None:
     html = render_markdown(f"[x]({link})")
     assert "href" not in html

@@ -37,16 +37,27 @@ from webapp.stats import PairedResult
 
 def run(pk: int, name: str = "", summary: dict[str, float] | None = None, **config: object) -> Run:
     cfg = TrainConfig(**config)  # type: ignore[arg-type]
-    return Run(pk=pk, name=name or f"run {pk}", config=cfg.to_dict(), algorithm=cfg.algorithm, seed=cfg.seed,
-               model_name=cfg.model, summary=summary or {})
+    return Run(
+        pk=pk,
+        name=name or f"run {pk}",
+        config=cfg.to_dict(),
+        algorithm=cfg.algorithm,
+        seed=cfg.seed,
+        model_name=cfg.model,
+        summary=summary or {},
+    )
 
 
 # --- grouping ------------------------------------------------------------------------------------------
 
 
 def test_runs_that_differ_only_by_seed_form_one_group() -> None:
-    runs = [run(1, algorithm="grpo", seed=1), run(2, algorithm="grpo", seed=2),
-            run(3, algorithm="policy_split", seed=1), run(4, algorithm="policy_split", seed=2)]
+    runs = [
+        run(1, algorithm="grpo", seed=1),
+        run(2, algorithm="grpo", seed=2),
+        run(3, algorithm="policy_split", seed=1),
+        run(4, algorithm="policy_split", seed=2),
+    ]
     assert varied_fields(runs) == ["algorithm"]
     groups = group_runs(runs, ["algorithm"])
     assert [g.label for g in groups] == ["GRPO", "Policy Split"]
@@ -74,11 +85,13 @@ def test_a_study_groups_by_its_declared_factors_except_seed() -> None:
 
 
 def test_band_is_the_mean_min_max_and_std_across_seeds_at_each_step() -> None:
-    band = seed_band([
-        ([0, 1, 2], [1.0, 2.0, 3.0]),
-        ([0, 1, 2], [3.0, 4.0, 5.0]),
-        ([0, 1, 2], [2.0, 3.0, 7.0]),
-    ])
+    band = seed_band(
+        [
+            ([0, 1, 2], [1.0, 2.0, 3.0]),
+            ([0, 1, 2], [3.0, 4.0, 5.0]),
+            ([0, 1, 2], [2.0, 3.0, 7.0]),
+        ]
+    )
     assert band.steps == [0, 1, 2]
     assert band.mean == pytest.approx([2.0, 3.0, 5.0])
     assert band.low == [1.0, 2.0, 3.0]
@@ -114,8 +127,14 @@ def test_metric_direction_knows_better_worse_and_neutral_keys() -> None:
 
 
 def test_final_table_averages_seeds_and_colours_deltas_against_the_baseline() -> None:
-    grpo = RunGroup(("grpo",), "GRPO", [run(1, summary={"normal/accuracy": 0.5, "actor/pg_loss": 0.2}),
-                                         run(2, summary={"normal/accuracy": 0.7, "actor/pg_loss": 0.2})])
+    grpo = RunGroup(
+        ("grpo",),
+        "GRPO",
+        [
+            run(1, summary={"normal/accuracy": 0.5, "actor/pg_loss": 0.2}),
+            run(2, summary={"normal/accuracy": 0.7, "actor/pg_loss": 0.2}),
+        ],
+    )
     ps = RunGroup(("ps",), "Policy Split", [run(3, summary={"normal/accuracy": 0.8, "actor/pg_loss": 0.3})])
     table = final_table([grpo, ps], ["normal/accuracy", "actor/pg_loss", "missing"], grpo)
     base, other = table.rows
@@ -135,8 +154,9 @@ def paper() -> PaperTable:
     sig = PairedResult("permutation", 500, 0.0123, 0.004, 0.02, 0.003)
     rows = [
         PaperRow("GRPO", "method", [PaperCell(89.12, 0.31), PaperCell(41.04, 0.35)], is_baseline=True),
-        PaperRow("Policy Split", "method", [PaperCell(89.33, 0.59, test=sig), PaperCell(43.25, 0.68)],
-                 test=sig, best=True),
+        PaperRow(
+            "Policy Split", "method", [PaperCell(89.33, 0.59, test=sig), PaperCell(43.25, 0.68)], test=sig, best=True
+        ),
         PaperRow("+ HE prompt", "he", [PaperCell(87.38, 0.65), PaperCell(None, None)]),
     ]
     return PaperTable(["math500", "aime"], rows, "permutation", "GRPO")
@@ -155,15 +175,20 @@ def test_markdown_export_is_a_table_with_acc_ent_cells_marks_and_a_legend() -> N
     assert lines[2] == "| Method | MATH-500 | AIME-24/25 | Average | Δ Acc [95% CI] | p |"  # paper titles, not keys
     assert lines[3] == "| :--- | :---: | :---: | :---: | :---: | :---: |"
     assert lines[4] == "| GRPO | 89.12 / 0.31 | 41.04 / 0.35 | 65.08 / 0.33 | baseline | – |"
-    assert lines[5] == ("| Policy Split | 89.33‡ / 0.59 | 43.25 / 0.68 | **66.29‡ / 0.64** "
-                        "| +1.23 [+0.40, +2.00] | 0.003 |")
+    assert lines[5] == (
+        "| Policy Split | 89.33‡ / 0.59 | 43.25 / 0.68 | **66.29‡ / 0.64** | +1.23 [+0.40, +2.00] | 0.003 |"
+    )
     assert lines[6].startswith("| + HE prompt | 87.38 / 0.65 | – / – | – / – |")
     assert "† p < 0.05, ‡ p < 0.01" in md
 
 
 def test_latex_export_uses_booktabs_and_escapes_special_characters() -> None:
-    table = ExportTable("Results for eta_0.03 & 50% more", ["Method", "score_1"],
-                        [[Text("ps_eta 100% & #1 {x} $5 ~ ^"), Text("1.00", bold=True)]], "lc")
+    table = ExportTable(
+        "Results for eta_0.03 & 50% more",
+        ["Method", "score_1"],
+        [[Text("ps_eta 100% & #1 {x} $5 ~ ^"), Text("1.00", bold=True)]],
+        "lc",
+    )
     tex = to_latex(table)
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"\begin{tabular}{lc}" in tex
@@ -209,8 +234,9 @@ def test_markdown_escapes_pipes_and_html_in_run_names() -> None:
 
 
 def test_final_export_writes_mean_std_and_delta() -> None:
-    grpo = RunGroup(("grpo",), "GRPO", [run(1, summary={"normal/accuracy": 0.5}),
-                                         run(2, summary={"normal/accuracy": 0.7})])
+    grpo = RunGroup(
+        ("grpo",), "GRPO", [run(1, summary={"normal/accuracy": 0.5}), run(2, summary={"normal/accuracy": 0.7})]
+    )
     ps = RunGroup(("ps",), "Policy_Split", [run(3, summary={"normal/accuracy": 0.8})])
     table = final_table([grpo, ps], ["normal/accuracy"], grpo)
     md = to_markdown(final_export(table))

@@ -20,8 +20,9 @@ KINDS = ("run", "study", "sample")
 
 @pytest.fixture
 def run(project: Any, alice: Any) -> Run:
-    return Run.objects.create(project=project, name="ps eta=0.03", algorithm="policy_split",
-                              model_name="tiny-random", created_by=alice)
+    return Run.objects.create(
+        project=project, name="ps eta=0.03", algorithm="policy_split", model_name="tiny-random", created_by=alice
+    )
 
 
 @pytest.fixture
@@ -32,9 +33,21 @@ def study(project: Any) -> Study:
 @pytest.fixture
 def make_sample(run: Run) -> Callable[..., Sample]:
     def factory(**fields: Any) -> Sample:
-        values = {"run": run, "step": 3, "question_id": "q7", "mode": "he", "context": "he", "index": 0,
-                  "prompt": "<|im_start|>user\nWhat is 6*7?<|im_end|>\n", "response": "42", "reward": 1.0,
-                  "length": 1, "tokens": ["42"], "surprisal": [0.3], **fields}
+        values = {
+            "run": run,
+            "step": 3,
+            "question_id": "q7",
+            "mode": "he",
+            "context": "he",
+            "index": 0,
+            "prompt": "<|im_start|>user\nWhat is 6*7?<|im_end|>\n",
+            "response": "42",
+            "reward": 1.0,
+            "length": 1,
+            "tokens": ["42"],
+            "surprisal": [0.3],
+            **fields,
+        }
         return Sample.objects.create(**values)
 
     return factory
@@ -63,7 +76,8 @@ def comments_on(kind: str, target: Any) -> list[Comment]:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("persona", ["alice", "bob"])
 def test_it_lets_members_comment_on_runs_studies_and_samples(
-        request: Any, client_for: Any, targets: dict[str, Any], kind: str, persona: str) -> None:
+    request: Any, client_for: Any, targets: dict[str, Any], kind: str, persona: str
+) -> None:
     user = request.getfixturevalue(persona)
     target = targets[kind]
     r = client_for(user).post(comment_url(kind, target), {"body": "Looks **good**"})
@@ -100,8 +114,10 @@ def test_it_rejects_an_empty_comment(client_for: Any, bob: Any, run: Run) -> Non
 
 
 def test_it_404s_for_an_unknown_target_kind(client_for: Any, bob: Any, run: Run) -> None:
-    assert client_for(bob).post(reverse("webapp-comment-create", args=["project", run.pk]), {"body": "x"}
-                                ).status_code == 404
+    assert (
+        client_for(bob).post(reverse("webapp-comment-create", args=["project", run.pk]), {"body": "x"}).status_code
+        == 404
+    )
 
 
 def test_it_only_accepts_posts(client_for: Any, bob: Any, run: Run) -> None:
@@ -129,8 +145,7 @@ def test_it_requires_login(client: Any, run: Run) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_it_records_verdicts_with_who_and_when(client_for: Any, bob: Any, targets: dict[str, Any],
-                                               kind: str) -> None:
+def test_it_records_verdicts_with_who_and_when(client_for: Any, bob: Any, targets: dict[str, Any], kind: str) -> None:
     target = targets[kind]
     r = client_for(bob).post(verdict_url(kind, target), {"verdict": "needs_work", "note": "check seed 2"})
     assert r.status_code == 302
@@ -140,8 +155,9 @@ def test_it_records_verdicts_with_who_and_when(client_for: Any, bob: Any, target
     assert Activity.objects.get().verb == "set verdict “Needs work” on"
 
 
-def test_it_summarises_the_latest_verdict_of_each_person(client_for: Any, alice: Any, bob: Any, run: Run,
-                                                         project: Any) -> None:
+def test_it_summarises_the_latest_verdict_of_each_person(
+    client_for: Any, alice: Any, bob: Any, run: Run, project: Any
+) -> None:
     earlier = timezone.now() - timedelta(hours=1)
     Verdict.objects.create(project=project, run=run, author=alice, verdict="reject", created_at=earlier)
     Verdict.objects.create(project=project, run=run, author=alice, verdict="approve")
@@ -172,8 +188,11 @@ def test_it_adds_and_removes_run_tags(client_for: Any, bob: Any, run: Run) -> No
     tag(client, run, "baseline", "remove")
     assert list(run.tags.all()) == []
     assert Tag.objects.filter(name="baseline").exists()  # the project keeps the tag for other runs
-    assert [a.verb for a in Activity.objects.order_by("id")] == ["tagged “baseline”", "tagged “baseline”",
-                                                                "removed tag “baseline” from"]
+    assert [a.verb for a in Activity.objects.order_by("id")] == [
+        "tagged “baseline”",
+        "tagged “baseline”",
+        "removed tag “baseline” from",
+    ]
 
 
 def test_it_rejects_empty_and_overlong_tags(client_for: Any, bob: Any, run: Run) -> None:
@@ -184,8 +203,7 @@ def test_it_rejects_empty_and_overlong_tags(client_for: Any, bob: Any, run: Run)
     assert tag(client, run, "x", action="rename").status_code == 400
 
 
-def test_it_keeps_tags_within_the_run_project(client_for: Any, bob: Any, run: Run,
-                                              other_project: Any) -> None:
+def test_it_keeps_tags_within_the_run_project(client_for: Any, bob: Any, run: Run, other_project: Any) -> None:
     Tag.objects.create(project=other_project, name="baseline")
     tag(client_for(bob), run, "baseline")
     assert run.tags.get().project == run.project
@@ -207,8 +225,9 @@ WRITES = [("comment", k) for k in KINDS] + [("verdict", k) for k in KINDS] + [("
 
 @pytest.mark.parametrize(("action", "kind"), WRITES)
 @pytest.mark.parametrize(("persona", "status"), [("alice", 302), ("bob", 302), ("vera", 403), ("eve", 404)])
-def test_it_lets_only_members_write(request: Any, client_for: Any, targets: dict[str, Any], action: str,
-                                    kind: str, persona: str, status: int) -> None:
+def test_it_lets_only_members_write(
+    request: Any, client_for: Any, targets: dict[str, Any], action: str, kind: str, persona: str, status: int
+) -> None:
     client = client_for(request.getfixturevalue(persona))
     assert _write(client, action, kind, targets[kind]).status_code == status
     written = Comment.objects.count() + Verdict.objects.count() + Tag.objects.count()
@@ -216,8 +235,9 @@ def test_it_lets_only_members_write(request: Any, client_for: Any, targets: dict
 
 
 @pytest.mark.parametrize(("persona", "status"), [("alice", 200), ("bob", 200), ("vera", 200), ("eve", 404)])
-def test_it_shows_review_pages_to_the_team_only(request: Any, client_for: Any, targets: dict[str, Any],
-                                                project: Any, persona: str, status: int) -> None:
+def test_it_shows_review_pages_to_the_team_only(
+    request: Any, client_for: Any, targets: dict[str, Any], project: Any, persona: str, status: int
+) -> None:
     client = client_for(request.getfixturevalue(persona))
     assert client.get(reverse("webapp-sample-review", args=[targets["sample"].pk])).status_code == status
     assert client.get(reverse("webapp-activity", args=[project.pk])).status_code == status
@@ -233,10 +253,15 @@ def test_it_404s_for_missing_objects(client_for: Any, alice: Any) -> None:
 
 
 def test_the_sample_page_shows_the_response_and_its_thread(
-        client_for: Any, alice: Any, bob: Any, make_sample: Callable[..., Sample], project: Any) -> None:
+    client_for: Any, alice: Any, bob: Any, make_sample: Callable[..., Sample], project: Any
+) -> None:
     sample = make_sample(response="<script>alert(1)</script>")
-    Comment.objects.create(project=project, author=bob, sample=sample,
-                           body="**wrong** see [x](javascript:alert(1)) <img src=x onerror=alert(1)>")
+    Comment.objects.create(
+        project=project,
+        author=bob,
+        sample=sample,
+        body="**wrong** see [x](javascript:alert(1)) <img src=x onerror=alert(1)>",
+    )
     Verdict.objects.create(project=project, author=bob, sample=sample, verdict="reject")
     html = client_for(alice).get(reverse("webapp-sample-review", args=[sample.pk])).content.decode()
     assert "<strong>wrong</strong>" in html
@@ -245,8 +270,9 @@ def test_the_sample_page_shows_the_response_and_its_thread(
     assert reverse("webapp-side-by-side", args=[sample.run_id]) + "?step=3&amp;q=q7" in html
 
 
-def test_the_sample_page_is_read_only_for_viewers(client_for: Any, vera: Any,
-                                                  make_sample: Callable[..., Sample]) -> None:
+def test_the_sample_page_is_read_only_for_viewers(
+    client_for: Any, vera: Any, make_sample: Callable[..., Sample]
+) -> None:
     sample = make_sample()
     html = client_for(vera).get(reverse("webapp-sample-review", args=[sample.pk])).content.decode()
     assert comment_url("sample", sample) not in html and verdict_url("sample", sample) not in html
@@ -254,8 +280,9 @@ def test_the_sample_page_is_read_only_for_viewers(client_for: Any, vera: Any,
 
 
 @pytest.mark.parametrize(("persona", "forms"), [("bob", True), ("vera", False)])
-def test_the_review_partial_renders_for_any_target(request: Any, rf: RequestFactory, targets: dict[str, Any],
-                                                   persona: str, forms: bool) -> None:
+def test_the_review_partial_renders_for_any_target(
+    request: Any, rf: RequestFactory, targets: dict[str, Any], persona: str, forms: bool
+) -> None:
     user = request.getfixturevalue(persona)
     for kind, target in targets.items():
         req = rf.get("/")
@@ -267,8 +294,7 @@ def test_the_review_partial_renders_for_any_target(request: Any, rf: RequestFact
         assert ("csrfmiddlewaretoken" in html) is forms
 
 
-def test_the_tags_partial_lists_and_edits_run_tags(rf: RequestFactory, bob: Any, run: Run,
-                                                   project: Any) -> None:
+def test_the_tags_partial_lists_and_edits_run_tags(rf: RequestFactory, bob: Any, run: Run, project: Any) -> None:
     run.tags.add(Tag.objects.create(project=project, name="baseline"))
     Tag.objects.create(project=project, name="ablation")
     req = rf.get("/")
@@ -283,15 +309,29 @@ def test_the_tags_partial_lists_and_edits_run_tags(rf: RequestFactory, bob: Any,
 # --- activity feed --------------------------------------------------------------------------------
 
 
-def test_the_activity_feed_lists_newest_first_with_links(client_for: Any, vera: Any, bob: Any, run: Run,
-                                                         project: Any) -> None:
+def test_the_activity_feed_lists_newest_first_with_links(
+    client_for: Any, vera: Any, bob: Any, run: Run, project: Any
+) -> None:
     now = timezone.now()
-    Activity.objects.create(project=project, actor=bob, verb="launched", target="old run", url="/runs/1/",
-                            created_at=now - timedelta(days=2))
-    Activity.objects.create(project=project, actor=bob, verb="commented on", target="new run", url="/runs/2/",
-                            created_at=now)
-    Activity.objects.create(project=project, actor=bob, verb="evil", target="x", url="javascript:alert(1)",
-                            created_at=now - timedelta(days=3))
+    Activity.objects.create(
+        project=project,
+        actor=bob,
+        verb="launched",
+        target="old run",
+        url="/runs/1/",
+        created_at=now - timedelta(days=2),
+    )
+    Activity.objects.create(
+        project=project, actor=bob, verb="commented on", target="new run", url="/runs/2/", created_at=now
+    )
+    Activity.objects.create(
+        project=project,
+        actor=bob,
+        verb="evil",
+        target="x",
+        url="javascript:alert(1)",
+        created_at=now - timedelta(days=3),
+    )
     html = client_for(vera).get(reverse("webapp-activity", args=[project.pk])).content.decode()
     assert html.index("new run") < html.index("old run")
     assert '<a href="/runs/2/">new run</a>' in html and "javascript:" not in html
@@ -299,11 +339,15 @@ def test_the_activity_feed_lists_newest_first_with_links(client_for: Any, vera: 
 
 def test_the_activity_feed_paginates(client_for: Any, alice: Any, project: Any, other_project: Any) -> None:
     now = timezone.now()
-    Activity.objects.bulk_create([
-        Activity(project=project, actor=alice, verb="launched", target=f"run {i}",
-                 created_at=now - timedelta(minutes=i))
-        for i in range(60)
-    ] + [Activity(project=other_project, actor=alice, verb="launched", target="secret")])
+    Activity.objects.bulk_create(
+        [
+            Activity(
+                project=project, actor=alice, verb="launched", target=f"run {i}", created_at=now - timedelta(minutes=i)
+            )
+            for i in range(60)
+        ]
+        + [Activity(project=other_project, actor=alice, verb="launched", target="secret")]
+    )
     client = client_for(alice)
     first = client.get(reverse("webapp-activity", args=[project.pk]))
     assert [a.target for a in first.context["page"]][:2] == ["run 0", "run 1"]
@@ -312,8 +356,7 @@ def test_the_activity_feed_paginates(client_for: Any, alice: Any, project: Any, 
     assert len(second.context["page"]) == 10 and "secret" not in second.content.decode()
 
 
-def test_writes_show_up_in_the_activity_feed(client_for: Any, bob: Any, targets: dict[str, Any],
-                                             project: Any) -> None:
+def test_writes_show_up_in_the_activity_feed(client_for: Any, bob: Any, targets: dict[str, Any], project: Any) -> None:
     client = client_for(bob)
     client.post(comment_url("study", targets["study"]), {"body": "nice sweep"})
     client.post(verdict_url("sample", targets["sample"]), {"verdict": "approve"})

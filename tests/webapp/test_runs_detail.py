@@ -22,12 +22,14 @@ def url(name: str, run: Run, query: str = "") -> str:
 
 def add_points(run: Run, key: str, values: list[float], *, start: int = 1) -> None:
     MetricPoint.objects.bulk_create(
-        [MetricPoint(run=run, key=key, step=start + i, value=v) for i, v in enumerate(values)])
+        [MetricPoint(run=run, key=key, step=start + i, value=v) for i, v in enumerate(values)]
+    )
 
 
 @pytest.mark.parametrize("status", [s.value for s in RunStatus])
-def test_it_renders_the_run_page_in_every_status(status: str, client_for: Callable[..., Any], alice: Any,
-                                                 make_run: Callable[..., Any]) -> None:
+def test_it_renders_the_run_page_in_every_status(
+    status: str, client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(name="the run", status=status)
     response = client_for(alice).get(url("webapp-run-detail", run))
     assert response.status_code == 200
@@ -38,11 +40,13 @@ def test_it_renders_the_run_page_in_every_status(status: str, client_for: Callab
     assert ("Resume from" in body) == (status in ("failed", "cancelled", "lost"))
 
 
-def test_it_shows_progress_eta_and_the_error(client_for: Callable[..., Any], alice: Any,
-                                             make_run: Callable[..., Any]) -> None:
+def test_it_shows_progress_eta_and_the_error(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="running", steps=100)
-    Run.objects.filter(pk=run.pk).update(step=25, started_at=timezone.now() - timedelta(minutes=10),
-                                         host="gpu-7", error="")
+    Run.objects.filter(pk=run.pk).update(
+        step=25, started_at=timezone.now() - timedelta(minutes=10), host="gpu-7", error=""
+    )
     body = client_for(alice).get(url("webapp-run-detail", run)).content.decode()
     assert "step 25 / 100" in body and "ETA 30m" in body and "gpu-7" in body
     Run.objects.filter(pk=run.pk).update(status="failed", error="CUDA <oom>")
@@ -50,8 +54,9 @@ def test_it_shows_progress_eta_and_the_error(client_for: Callable[..., Any], ali
     assert "The run failed" in body and "CUDA &lt;oom&gt;" in body
 
 
-def test_it_lists_logs_newest_at_the_bottom_and_checkpoints(client_for: Callable[..., Any], alice: Any,
-                                                            make_run: Callable[..., Any]) -> None:
+def test_it_lists_logs_newest_at_the_bottom_and_checkpoints(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="running")
     RunLog.objects.bulk_create([RunLog(run=run, seq=i, message=f"line {i}") for i in range(3)])
     Checkpoint.objects.create(run=run, step=5, path="/ckpt/step_5")
@@ -60,8 +65,9 @@ def test_it_lists_logs_newest_at_the_bottom_and_checkpoints(client_for: Callable
     assert "/ckpt/step_5" in body
 
 
-def test_it_highlights_config_differences_from_the_parent(client_for: Callable[..., Any], alice: Any,
-                                                          make_run: Callable[..., Any]) -> None:
+def test_it_highlights_config_differences_from_the_parent(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     parent = make_run(name="parent", eta=0.03)
     child = make_run(name="child", eta=0.1)
     Run.objects.filter(pk=child.pk).update(parent=parent)
@@ -71,8 +77,9 @@ def test_it_highlights_config_differences_from_the_parent(client_for: Callable[.
     assert "cloned from" in response.content.decode()
 
 
-def test_it_compares_a_study_run_with_the_baseline(client_for: Callable[..., Any], alice: Any, project: Any,
-                                                   make_run: Callable[..., Any]) -> None:
+def test_it_compares_a_study_run_with_the_baseline(
+    client_for: Callable[..., Any], alice: Any, project: Any, make_run: Callable[..., Any]
+) -> None:
     base, other = make_run(kappa=2.0), make_run(kappa=1.0)
     study = Study.objects.create(project=project, name="s", baseline=base)
     Run.objects.filter(pk__in=[base.pk, other.pk]).update(study=study)
@@ -81,16 +88,18 @@ def test_it_compares_a_study_run_with_the_baseline(client_for: Callable[..., Any
     assert [r["name"] for r in response.context["config_rows"] if r["changed"]] == ["kappa"]
 
 
-def test_it_offers_only_the_charts_of_the_algorithm(client_for: Callable[..., Any], alice: Any,
-                                                    make_run: Callable[..., Any]) -> None:
+def test_it_offers_only_the_charts_of_the_algorithm(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     grpo = make_run(algorithm="grpo")
     charts = client_for(alice).get(url("webapp-run-detail", grpo)).context["page_data"]["charts"]
     keys = [line["key"] for chart in charts for line in chart["lines"]]
     assert "split/he_normal_kl" not in keys and "he/accuracy" not in keys and "normal/accuracy" in keys
 
 
-def test_it_escapes_run_names_on_the_run_page(client_for: Callable[..., Any], alice: Any,
-                                              make_run: Callable[..., Any]) -> None:
+def test_it_escapes_run_names_on_the_run_page(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(name='</script><img src=x onerror="alert(1)">')
     RunLog.objects.create(run=run, seq=0, message="<b>model output</b>")
     body = client_for(alice).get(url("webapp-run-detail", run)).content.decode()
@@ -100,24 +109,37 @@ def test_it_escapes_run_names_on_the_run_page(client_for: Callable[..., Any], al
 # --- status poll -----------------------------------------------------------------------------------------
 
 
-def test_it_returns_the_status_contract(client_for: Callable[..., Any], alice: Any,
-                                        make_run: Callable[..., Any]) -> None:
+def test_it_returns_the_status_contract(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="running", steps=10)
     Run.objects.filter(pk=run.pk).update(step=3)
     RunLog.objects.create(run=run, seq=0, message="hello <world>")
     add_points(run, "normal/accuracy", [0.1, 0.2, 0.3])
     add_points(run, "he/accuracy", [0.5, 0.6, 0.7])
     data = client_for(alice).get(url("webapp-run-status", run, "since=1")).json()
-    assert {"token", "changed", "status", "finished", "step", "total_steps", "attempt", "header_html",
-            "logs_html", "points", "reset"} <= set(data)
+    assert {
+        "token",
+        "changed",
+        "status",
+        "finished",
+        "step",
+        "total_steps",
+        "attempt",
+        "header_html",
+        "logs_html",
+        "points",
+        "reset",
+    } <= set(data)
     assert (data["status"], data["finished"], data["step"], data["total_steps"]) == ("running", False, 3, 10)
     assert data["points"] == {"he/accuracy": [[2, 0.6], [3, 0.7]], "normal/accuracy": [[2, 0.2], [3, 0.3]]}
     assert "hello &lt;world&gt;" in data["logs_html"] and "step 3 / 10" in data["header_html"]
     assert data["reset"] is False
 
 
-def test_it_skips_the_partials_when_the_token_is_unchanged(client_for: Callable[..., Any], alice: Any,
-                                                           make_run: Callable[..., Any]) -> None:
+def test_it_skips_the_partials_when_the_token_is_unchanged(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="running")
     client = client_for(alice)
     token = client.get(url("webapp-run-status", run)).json()["token"]
@@ -128,22 +150,23 @@ def test_it_skips_the_partials_when_the_token_is_unchanged(client_for: Callable[
     assert data["changed"] is True and "new line" in data["logs_html"]
 
 
-def test_it_tells_the_page_when_the_run_is_finished(client_for: Callable[..., Any], alice: Any,
-                                                    make_run: Callable[..., Any]) -> None:
+def test_it_tells_the_page_when_the_run_is_finished(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="succeeded")
     assert client_for(alice).get(url("webapp-run-status", run)).json()["finished"] is True
 
 
-def test_it_asks_for_a_refetch_when_the_page_is_far_behind(client_for: Callable[..., Any], alice: Any,
-                                                           make_run: Callable[..., Any]) -> None:
+def test_it_asks_for_a_refetch_when_the_page_is_far_behind(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="running")
     add_points(run, "normal/accuracy", [0.5] * 5001)
     data = client_for(alice).get(url("webapp-run-status", run, "since=0")).json()
     assert data["reset"] is True and data["points"] == {}
 
 
-def test_it_rejects_a_bad_since(client_for: Callable[..., Any], alice: Any,
-                                make_run: Callable[..., Any]) -> None:
+def test_it_rejects_a_bad_since(client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]) -> None:
     run = make_run()
     assert client_for(alice).get(url("webapp-run-status", run, "since=abc")).status_code == 400
 
@@ -151,18 +174,24 @@ def test_it_rejects_a_bad_since(client_for: Callable[..., Any], alice: Any,
 # --- series ----------------------------------------------------------------------------------------------
 
 
-def test_it_returns_raw_series_for_small_ranges(client_for: Callable[..., Any], alice: Any,
-                                                make_run: Callable[..., Any]) -> None:
+def test_it_returns_raw_series_for_small_ranges(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run()
     add_points(run, "actor/pg_loss", [1.0, 2.0, 3.0])
     data = client_for(alice).get(url("webapp-run-series", run, "key=actor/pg_loss&key=missing")).json()
-    assert data["series"]["actor/pg_loss"] == {"steps": [1, 2, 3], "values": [1.0, 2.0, 3.0],
-                                               "bucketed": False, "total": 3}
+    assert data["series"]["actor/pg_loss"] == {
+        "steps": [1, 2, 3],
+        "values": [1.0, 2.0, 3.0],
+        "bucketed": False,
+        "total": 3,
+    }
     assert data["series"]["missing"]["steps"] == []
 
 
-def test_it_buckets_and_rebuckets_on_zoom(client_for: Callable[..., Any], alice: Any,
-                                          make_run: Callable[..., Any]) -> None:
+def test_it_buckets_and_rebuckets_on_zoom(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run()
     values = [0.0] * 1000
     values[500] = 99.0
@@ -177,8 +206,9 @@ def test_it_buckets_and_rebuckets_on_zoom(client_for: Callable[..., Any], alice:
     assert not line["bucketed"] and line["steps"] == list(range(480, 531))
 
 
-def test_it_rejects_bad_series_parameters(client_for: Callable[..., Any], alice: Any,
-                                          make_run: Callable[..., Any]) -> None:
+def test_it_rejects_bad_series_parameters(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run()
     assert client_for(alice).get(url("webapp-run-series", run, "key=a&min_step=x")).status_code == 400
 
@@ -186,8 +216,7 @@ def test_it_rejects_bad_series_parameters(client_for: Callable[..., Any], alice:
 # --- actions ---------------------------------------------------------------------------------------------
 
 
-def test_it_cancels_a_queued_run(client_for: Callable[..., Any], bob: Any,
-                                 make_run: Callable[..., Any]) -> None:
+def test_it_cancels_a_queued_run(client_for: Callable[..., Any], bob: Any, make_run: Callable[..., Any]) -> None:
     run = make_run()
     response = client_for(bob).post(url("webapp-run-cancel", run))
     assert response.status_code == 302
@@ -195,15 +224,17 @@ def test_it_cancels_a_queued_run(client_for: Callable[..., Any], bob: Any,
     assert run.status == "cancelled"
 
 
-def test_it_explains_why_a_finished_run_cannot_be_cancelled(client_for: Callable[..., Any], bob: Any,
-                                                            make_run: Callable[..., Any]) -> None:
+def test_it_explains_why_a_finished_run_cannot_be_cancelled(
+    client_for: Callable[..., Any], bob: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="succeeded")
     response = client_for(bob).post(url("webapp-run-cancel", run), follow=True)
     assert "only queued or running runs can be cancelled" in response.content.decode()
 
 
-def test_it_resumes_a_failed_run(client_for: Callable[..., Any], bob: Any, make_run: Callable[..., Any],
-                                 django_capture_on_commit_callbacks: Any) -> None:
+def test_it_resumes_a_failed_run(
+    client_for: Callable[..., Any], bob: Any, make_run: Callable[..., Any], django_capture_on_commit_callbacks: Any
+) -> None:
     run = make_run(status="failed")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         client_for(bob).post(url("webapp-run-resume", run))
@@ -211,11 +242,11 @@ def test_it_resumes_a_failed_run(client_for: Callable[..., Any], bob: Any, make_
     assert (run.status, run.attempt, len(callbacks)) == ("queued", 1, 1)
 
 
-def test_it_downloads_the_full_log(client_for: Callable[..., Any], alice: Any,
-                                   make_run: Callable[..., Any]) -> None:
+def test_it_downloads_the_full_log(client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]) -> None:
     run = make_run()
-    RunLog.objects.bulk_create([RunLog(run=run, attempt=a, seq=i, message=f"a{a} l{i}")
-                                for a in (1, 0) for i in range(2)])
+    RunLog.objects.bulk_create(
+        [RunLog(run=run, attempt=a, seq=i, message=f"a{a} l{i}") for a in (1, 0) for i in range(2)]
+    )
     response = client_for(alice).get(url("webapp-run-logs", run))
     text = b"".join(response.streaming_content).decode()
     assert response["Content-Type"].startswith("text/plain")
@@ -224,11 +255,13 @@ def test_it_downloads_the_full_log(client_for: Callable[..., Any], alice: Any,
     assert text.index("a0 l1") < text.index("a1 l0")
 
 
-def test_it_embeds_the_page_data_as_json(client_for: Callable[..., Any], alice: Any,
-                                         make_run: Callable[..., Any]) -> None:
+def test_it_embeds_the_page_data_as_json(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="running")
     body = client_for(alice).get(url("webapp-run-detail", run)).content.decode()
     start = body.index('<script id="run-page-data" type="application/json">') + len(
-        '<script id="run-page-data" type="application/json">')
-    data = json.loads(body[start:body.index("</script>", start)])
+        '<script id="run-page-data" type="application/json">'
+    )
+    data = json.loads(body[start : body.index("</script>", start)])
     assert data["statusUrl"] == url("webapp-run-status", run) and data["finished"] is False

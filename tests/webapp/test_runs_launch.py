@@ -30,8 +30,9 @@ def test_it_shows_the_form_with_help_texts(client_for: Callable[..., Any], alice
     assert '<datalist id="id_model-options">' in body
 
 
-def test_it_launches_a_run_and_redirects_to_it(client_for: Callable[..., Any], bob: Any, project: Any,
-                                               django_capture_on_commit_callbacks: Any) -> None:
+def test_it_launches_a_run_and_redirects_to_it(
+    client_for: Callable[..., Any], bob: Any, project: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     data = form_data(name="my run", eta="0.06", kappa="1", tags="baseline, paper", wandb="on")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client_for(bob).post(new_url(project), data)
@@ -44,12 +45,18 @@ def test_it_launches_a_run_and_redirects_to_it(client_for: Callable[..., Any], b
     assert len(callbacks) == 1  # enqueued once, after commit
 
 
-@pytest.mark.parametrize(("field", "value"), [("eta", "-1"), ("micro_batch_size", "3"),
-                                              ("model", "bad model!"), ("n", "x"), ("queue", "nope"),
-                                              ("seed", "")])
-def test_it_enqueues_nothing_when_a_field_is_invalid(field: str, value: str, client_for: Callable[..., Any],
-                                                     alice: Any, project: Any,
-                                                     django_capture_on_commit_callbacks: Any) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("eta", "-1"), ("micro_batch_size", "3"), ("model", "bad model!"), ("n", "x"), ("queue", "nope"), ("seed", "")],
+)
+def test_it_enqueues_nothing_when_a_field_is_invalid(
+    field: str,
+    value: str,
+    client_for: Callable[..., Any],
+    alice: Any,
+    project: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client_for(alice).post(new_url(project), form_data(**{field: value}))
     assert response.status_code == 400
@@ -63,12 +70,12 @@ def test_it_launches_one_run_per_seed(client_for: Callable[..., Any], alice: Any
     response = client_for(alice).post(new_url(project), form_data(name="sweep", seed="1, 2, 3"))
     assert response.status_code == 302
     assert response["Location"] == reverse("webapp-run-list", args=[project.pk])
-    assert sorted(Run.objects.values_list("seed", "name")) == [(1, "sweep s1"), (2, "sweep s2"),
-                                                               (3, "sweep s3")]
+    assert sorted(Run.objects.values_list("seed", "name")) == [(1, "sweep s1"), (2, "sweep s2"), (3, "sweep s3")]
 
 
-def test_it_prefills_the_form_from_a_clone(client_for: Callable[..., Any], alice: Any, project: Any,
-                                           make_run: Callable[..., Any]) -> None:
+def test_it_prefills_the_form_from_a_clone(
+    client_for: Callable[..., Any], alice: Any, project: Any, make_run: Callable[..., Any]
+) -> None:
     source = make_run(name="source", eta=0.1, kappa=1.0, seed=5, rollout_sharing=False)
     response = client_for(alice).get(new_url(project, f"clone={source.pk}"))
     form = response.context["form"]
@@ -77,22 +84,23 @@ def test_it_prefills_the_form_from_a_clone(client_for: Callable[..., Any], alice
     assert form["name"].value() == "source (clone)"
 
 
-def test_it_links_a_launched_clone_to_its_parent(client_for: Callable[..., Any], alice: Any, project: Any,
-                                                 make_run: Callable[..., Any]) -> None:
+def test_it_links_a_launched_clone_to_its_parent(
+    client_for: Callable[..., Any], alice: Any, project: Any, make_run: Callable[..., Any]
+) -> None:
     source = make_run(name="source")
     client_for(alice).post(new_url(project, f"clone={source.pk}"), form_data(name="child"))
     assert Run.objects.get(name="child").parent == source
 
 
-def test_it_hides_clone_sources_of_other_teams(client_for: Callable[..., Any], eve: Any, other_project: Any,
-                                               make_run: Callable[..., Any]) -> None:
+def test_it_hides_clone_sources_of_other_teams(
+    client_for: Callable[..., Any], eve: Any, other_project: Any, make_run: Callable[..., Any]
+) -> None:
     secret = make_run(name="secret")
     response = client_for(eve).get(new_url(other_project, f"clone={secret.pk}"))
     assert response.status_code == 404
 
 
-def test_it_previews_a_grid_without_creating_anything(client_for: Callable[..., Any], alice: Any,
-                                                      project: Any) -> None:
+def test_it_previews_a_grid_without_creating_anything(client_for: Callable[..., Any], alice: Any, project: Any) -> None:
     factors = "eta = 0.01, 0.03, 0.1\nrollout_sharing = true, false"
     data = form_data(name="eta sweep", factors=factors, preview="1")
     response = client_for(alice).post(grid_url(project), data)
@@ -102,8 +110,7 @@ def test_it_previews_a_grid_without_creating_anything(client_for: Callable[..., 
     assert not Run.objects.exists() and not Study.objects.exists()
 
 
-def test_it_reports_invalid_grid_cells_in_the_preview(client_for: Callable[..., Any], alice: Any,
-                                                      project: Any) -> None:
+def test_it_reports_invalid_grid_cells_in_the_preview(client_for: Callable[..., Any], alice: Any, project: Any) -> None:
     data = form_data(name="bad", factors="n = 3, 4", mini_batch_size="32", micro_batch_size="8", preview="1")
     response = client_for(alice).post(grid_url(project), data)
     assert response.status_code == 400
@@ -112,8 +119,9 @@ def test_it_reports_invalid_grid_cells_in_the_preview(client_for: Callable[..., 
     assert "1 of 2 runs have an invalid config" in body
 
 
-def test_it_launches_a_grid_as_a_study(client_for: Callable[..., Any], alice: Any, project: Any,
-                                       django_capture_on_commit_callbacks: Any) -> None:
+def test_it_launches_a_grid_as_a_study(
+    client_for: Callable[..., Any], alice: Any, project: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     data = form_data(name="eta sweep", factors="eta = 0.01, 0.03, 0.1\nseed = 1, 2", description="why")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client_for(alice).post(grid_url(project), data)
@@ -122,7 +130,13 @@ def test_it_launches_a_grid_as_a_study(client_for: Callable[..., Any], alice: An
     assert study.factors == {"eta": [0.01, 0.03, 0.1], "seed": [1, 2]}
     assert study.runs.count() == 6 and len(callbacks) == 6
     assert sorted({(r.config["eta"], r.seed) for r in study.runs.all()}) == [
-        (0.01, 1), (0.01, 2), (0.03, 1), (0.03, 2), (0.1, 1), (0.1, 2)]
+        (0.01, 1),
+        (0.01, 2),
+        (0.03, 1),
+        (0.03, 2),
+        (0.1, 1),
+        (0.1, 2),
+    ]
 
 
 def test_it_refuses_a_grid_over_the_cap(client_for: Callable[..., Any], alice: Any, project: Any) -> None:
@@ -134,8 +148,7 @@ def test_it_refuses_a_grid_over_the_cap(client_for: Callable[..., Any], alice: A
     assert not Run.objects.exists()
 
 
-def test_it_reports_an_unknown_factor_on_its_line(client_for: Callable[..., Any], alice: Any,
-                                                  project: Any) -> None:
+def test_it_reports_an_unknown_factor_on_its_line(client_for: Callable[..., Any], alice: Any, project: Any) -> None:
     response = client_for(alice).post(grid_url(project), form_data(name="x", factors="eta = 0.1\nwarp = 9"))
     assert response.status_code == 400
     assert "Line 2: “warp” is not a config field." in response.context["form"].errors["factors"]

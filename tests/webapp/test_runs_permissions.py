@@ -41,9 +41,15 @@ def call(client: Any, name: str, for_project: bool, method: str, run: Run) -> An
 
 
 @pytest.mark.parametrize(("name", "for_project", "method", "_write"), ENDPOINTS)
-def test_it_hides_everything_from_other_teams(name: str, for_project: bool, method: str, _write: bool,
-                                              client_for: Callable[..., Any], eve: Any,
-                                              make_run: Callable[..., Any]) -> None:
+def test_it_hides_everything_from_other_teams(
+    name: str,
+    for_project: bool,
+    method: str,
+    _write: bool,
+    client_for: Callable[..., Any],
+    eve: Any,
+    make_run: Callable[..., Any],
+) -> None:
     run = make_run(status="failed")
     assert call(client_for(eve), name, for_project, method, run).status_code == 404
     run.refresh_from_db()
@@ -51,9 +57,15 @@ def test_it_hides_everything_from_other_teams(name: str, for_project: bool, meth
 
 
 @pytest.mark.parametrize(("name", "for_project", "method", "write"), ENDPOINTS)
-def test_it_lets_viewers_read_but_not_write(name: str, for_project: bool, method: str, write: bool,
-                                            client_for: Callable[..., Any], vera: Any,
-                                            make_run: Callable[..., Any]) -> None:
+def test_it_lets_viewers_read_but_not_write(
+    name: str,
+    for_project: bool,
+    method: str,
+    write: bool,
+    client_for: Callable[..., Any],
+    vera: Any,
+    make_run: Callable[..., Any],
+) -> None:
     run = make_run(status="failed")
     response = call(client_for(vera), name, for_project, method, run)
     read_status = 302 if name == "webapp-run-compare-selected" else 200
@@ -63,9 +75,9 @@ def test_it_lets_viewers_read_but_not_write(name: str, for_project: bool, method
 
 
 @pytest.mark.parametrize("persona", ["alice", "bob"])
-def test_it_lets_members_and_admins_cancel_resume_and_clone(persona: str, request: Any,
-                                                            client_for: Callable[..., Any],
-                                                            make_run: Callable[..., Any]) -> None:
+def test_it_lets_members_and_admins_cancel_resume_and_clone(
+    persona: str, request: Any, client_for: Callable[..., Any], make_run: Callable[..., Any]
+) -> None:
     client = client_for(request.getfixturevalue(persona))
     queued, failed = make_run(), make_run(status="failed")
     assert client.post(reverse("webapp-run-cancel", args=[queued.pk])).status_code == 302
@@ -77,8 +89,9 @@ def test_it_lets_members_and_admins_cancel_resume_and_clone(persona: str, reques
     assert (queued.status, failed.status) == ("cancelled", "queued")
 
 
-def test_it_shows_no_action_buttons_to_viewers(client_for: Callable[..., Any], vera: Any,
-                                               make_run: Callable[..., Any]) -> None:
+def test_it_shows_no_action_buttons_to_viewers(
+    client_for: Callable[..., Any], vera: Any, make_run: Callable[..., Any]
+) -> None:
     run = make_run(status="failed")
     body = client_for(vera).get(reverse("webapp-run-detail", args=[run.pk])).content.decode()
     assert "Resume from" not in body and "?clone=" not in body

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 
 def add_points(run: Run, key: str, values: list[float], *, start: int = 0, every: int = 1) -> None:
     MetricPoint.objects.bulk_create(
-        [MetricPoint(run=run, key=key, step=start + i * every, value=v) for i, v in enumerate(values)])
+        [MetricPoint(run=run, key=key, step=start + i * every, value=v) for i, v in enumerate(values)]
+    )
 
 
 def spiky(n: int) -> list[float]:

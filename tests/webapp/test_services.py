@@ -91,8 +91,14 @@ def test_it_creates_a_study_with_its_runs_tags_and_a_baseline(
     project: Any, alice: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False):
-        study = services.study_create_grid(project=project, user=alice, name="eta sweep", base=_small(),
-                                           factors={"eta": [0.01, 0.03, 0.1]}, tags=["sweep"])
+        study = services.study_create_grid(
+            project=project,
+            user=alice,
+            name="eta sweep",
+            base=_small(),
+            factors={"eta": [0.01, 0.03, 0.1]},
+            tags=["sweep"],
+        )
     runs = list(study.runs.order_by("id"))
     assert [r.config["eta"] for r in runs] == [0.01, 0.03, 0.1]
     assert all(list(r.tags.values_list("name", flat=True)) == ["sweep"] for r in runs)

@@ -75,8 +75,15 @@ def _check(env_overrides: dict[str, str], *args: str) -> subprocess.CompletedPro
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PSL_", "SECRET_KEY", "DEBUG", "DJANGO_"))}
     env.update({"PSL_VAR_DIR": str(REPO / "var" / "test"), "DJANGO_SETTINGS_MODULE": "webapp.settings"})
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "manage.py", "check", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_it_requires_a_secret_key_outside_demo_and_debug() -> None:
@@ -86,11 +93,18 @@ def test_it_requires_a_secret_key_outside_demo_and_debug() -> None:
 
 
 def test_it_passes_the_deploy_checks_with_production_like_variables() -> None:
-    out = _check({
-        "SECRET_KEY": "k" * 20 + "-Zq8#x1!fP0vR7sLm2@bW9yT4nC6hJ3dE5gA",
-        "ALLOWED_HOSTS": "lab.example.com", "SECURE_SSL_REDIRECT": "1", "SECURE_HSTS_SECONDS": "31536000",
-        "BEHIND_HTTPS_PROXY": "1",
-    }, "--deploy", "--fail-level", "WARNING")
+    out = _check(
+        {
+            "SECRET_KEY": "k" * 20 + "-Zq8#x1!fP0vR7sLm2@bW9yT4nC6hJ3dE5gA",
+            "ALLOWED_HOSTS": "lab.example.com",
+            "SECURE_SSL_REDIRECT": "1",
+            "SECURE_HSTS_SECONDS": "31536000",
+            "BEHIND_HTTPS_PROXY": "1",
+        },
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

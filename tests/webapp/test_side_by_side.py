@@ -25,17 +25,38 @@ HE_PROMPT = "<|im_start|>system\n" + HE_SYSTEM_PROMPT + "<|im_end|>\n" + NORMAL_
 def make_sample() -> Callable[..., Sample]:
     """Create a Sample row: make_sample(run, step=1, question_id="q1", mode="he", reward=1.0, ...)."""
 
-    def factory(run: Any, *, step: int = 1, question_id: str = "q1", mode: str = "normal", index: int = 0,
-                reward: float = 0.0, response: str = "", question: str = "", **fields: Any) -> Sample:
+    def factory(
+        run: Any,
+        *,
+        step: int = 1,
+        question_id: str = "q1",
+        mode: str = "normal",
+        index: int = 0,
+        reward: float = 0.0,
+        response: str = "",
+        question: str = "",
+        **fields: Any,
+    ) -> Sample:
         question = question or f"What is question {question_id}?"
         response = response or f"{mode} answer {index} to {question_id}"
         prompt = (HE_PROMPT if mode == "he" else NORMAL_PROMPT).format(q=question)
         tokens = fields.pop("tokens", response.split(" "))
         return Sample.objects.create(
-            run=run, step=step, question_id=question_id, mode=mode, context=mode, index=index, prompt=prompt,
-            answer=fields.pop("answer", "42"), response=response, reward=reward, length=len(tokens),
-            entropy=fields.pop("entropy", 0.5), tokens=tokens,
-            surprisal=fields.pop("surprisal", [0.5 * i for i in range(len(tokens))]), **fields,
+            run=run,
+            step=step,
+            question_id=question_id,
+            mode=mode,
+            context=mode,
+            index=index,
+            prompt=prompt,
+            answer=fields.pop("answer", "42"),
+            response=response,
+            reward=reward,
+            length=len(tokens),
+            entropy=fields.pop("entropy", 0.5),
+            tokens=tokens,
+            surprisal=fields.pop("surprisal", [0.5 * i for i in range(len(tokens))]),
+            **fields,
         )
 
     return factory
@@ -46,8 +67,14 @@ def make_run(project: Any, alice: Any) -> Callable[..., Run]:
     """A bare Run row (no trainer config needed to look at samples)."""
 
     def factory(*, project: Any = project, name: str = "run", algorithm: str = "policy_split") -> Run:
-        return Run.objects.create(project=project, name=name, algorithm=algorithm, model_name="tiny-random",
-                                  status="succeeded", created_by=alice)
+        return Run.objects.create(
+            project=project,
+            name=name,
+            algorithm=algorithm,
+            model_name="tiny-random",
+            status="succeeded",
+            created_by=alice,
+        )
 
     return factory
 
@@ -62,8 +89,9 @@ def url(run: Any, **params: Any) -> str:
     return reverse("webapp-side-by-side", args=[run.pk]) + ("?" + query if query else "")
 
 
-def question(make_sample: Callable[..., Sample], run: Any, qid: str, *, normal: list[float], he: list[float],
-             step: int = 1) -> None:
+def question(
+    make_sample: Callable[..., Sample], run: Any, qid: str, *, normal: list[float], he: list[float], step: int = 1
+) -> None:
     """One question at one step: len(normal) normal-mode and len(he) HE-mode rollouts with these rewards."""
     for mode, rewards in (("normal", normal), ("he", he)):
         for i, r in enumerate(rewards):
@@ -77,8 +105,9 @@ def question_ids(response: Any) -> list[str]:
 # --- rendering ------------------------------------------------------------------------------------
 
 
-def test_it_renders_both_modes_columns_for_a_question(client_for: Any, alice: Any, run: Any,
-                                                       make_sample: Callable[..., Sample]) -> None:
+def test_it_renders_both_modes_columns_for_a_question(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     question(make_sample, run, "q1", normal=[1, 0], he=[0, 0])
     r = client_for(alice).get(url(run, step=1, q="q1"))
     assert r.status_code == 200
@@ -92,8 +121,9 @@ def test_it_renders_both_modes_columns_for_a_question(client_for: Any, alice: An
     assert (left.stats.correct, left.stats.n, right.stats.correct) == (1, 2, 0)
 
 
-def test_it_defaults_to_the_latest_step_and_its_first_question(client_for: Any, alice: Any, run: Any,
-                                                                make_sample: Callable[..., Sample]) -> None:
+def test_it_defaults_to_the_latest_step_and_its_first_question(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     question(make_sample, run, "early", normal=[1], he=[1], step=1)
     question(make_sample, run, "late-b", normal=[1], he=[0], step=5)
     question(make_sample, run, "late-a", normal=[0], he=[0], step=5)
@@ -105,15 +135,17 @@ def test_it_defaults_to_the_latest_step_and_its_first_question(client_for: Any, 
     assert r.context["canonical"] == "step=5&q=late-b"
 
 
-def test_it_shows_per_question_accuracy_badges(client_for: Any, alice: Any, run: Any,
-                                               make_sample: Callable[..., Sample]) -> None:
+def test_it_shows_per_question_accuracy_badges(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     question(make_sample, run, "q1", normal=[1, 1, 0, 0], he=[1, 0, 0, 0])
     html = client_for(alice).get(url(run)).content.decode()
     assert "N 2/4" in html and "HE 1/4" in html
 
 
-def test_it_shows_that_the_he_prompt_has_the_system_turn(client_for: Any, alice: Any, run: Any,
-                                                         make_sample: Callable[..., Sample]) -> None:
+def test_it_shows_that_the_he_prompt_has_the_system_turn(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     question(make_sample, run, "q1", normal=[1], he=[1])
     r = client_for(alice).get(url(run))
     left, right = r.context["columns"]
@@ -123,8 +155,9 @@ def test_it_shows_that_the_he_prompt_has_the_system_turn(client_for: Any, alice:
     assert r.context["row"].text == "What is question q1?"
 
 
-def test_it_colours_tokens_by_surprisal(client_for: Any, alice: Any, run: Any,
-                                        make_sample: Callable[..., Sample]) -> None:
+def test_it_colours_tokens_by_surprisal(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     make_sample(run, tokens=["The", " answer"], surprisal=[0.05, 3.5], response="The answer")
     make_sample(run, mode="he")
     html = client_for(alice).get(url(run)).content.decode()
@@ -133,8 +166,9 @@ def test_it_colours_tokens_by_surprisal(client_for: Any, alice: Any, run: Any,
     assert "heat-on" in html
 
 
-def test_it_leaves_the_heatmap_to_the_script_when_it_is_off(client_for: Any, alice: Any, run: Any,
-                                                            make_sample: Callable[..., Sample]) -> None:
+def test_it_leaves_the_heatmap_to_the_script_when_it_is_off(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     s = make_sample(run, tokens=["Hi"], surprisal=[1.25])
     r = client_for(alice).get(url(run, heat=0))
     html = r.content.decode()
@@ -144,7 +178,8 @@ def test_it_leaves_the_heatmap_to_the_script_when_it_is_off(client_for: Any, ali
 
 
 def test_it_shows_comment_counts_and_verdict_buttons_on_each_card(
-        client_for: Any, alice: Any, bob: Any, run: Any, make_sample: Callable[..., Sample]) -> None:
+    client_for: Any, alice: Any, bob: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     s = make_sample(run)
     Comment.objects.create(project=run.project, author=bob, sample=s, body="look")
     Comment.objects.create(project=run.project, author=bob, sample=s, body="again")
@@ -157,8 +192,9 @@ def test_it_shows_comment_counts_and_verdict_buttons_on_each_card(
     assert reverse("webapp-sample-review", args=[s.pk]) in html
 
 
-def test_it_hides_verdict_buttons_from_viewers(client_for: Any, vera: Any, run: Any,
-                                               make_sample: Callable[..., Sample]) -> None:
+def test_it_hides_verdict_buttons_from_viewers(
+    client_for: Any, vera: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     s = make_sample(run)
     r = client_for(vera).get(url(run))
     assert r.status_code == 200
@@ -210,8 +246,9 @@ def test_it_filters_incorrect_responses(client_for: Any, alice: Any, mixed: Any)
     assert left.cards == [] and [c.sample.index for c in right.cards] == [1]
 
 
-def test_it_searches_questions_and_responses(client_for: Any, alice: Any, run: Any,
-                                             make_sample: Callable[..., Sample]) -> None:
+def test_it_searches_questions_and_responses(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     make_sample(run, question_id="q1", question="How many primes below ten?")
     make_sample(run, question_id="q2", response="the Riemann zeta function")
     make_sample(run, question_id="q3")
@@ -228,8 +265,9 @@ def test_it_falls_back_to_the_first_matching_question(client_for: Any, alice: An
     assert r.context["state"].q == "only-he"
 
 
-def test_it_says_when_no_question_matches(client_for: Any, alice: Any, run: Any,
-                                          make_sample: Callable[..., Sample]) -> None:
+def test_it_says_when_no_question_matches(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
     question(make_sample, run, "q1", normal=[1], he=[1])
     r = client_for(alice).get(url(run, show="disagree"))
     assert r.context["rows"] == [] and "Nothing matches" in r.content.decode()
@@ -238,8 +276,7 @@ def test_it_says_when_no_question_matches(client_for: Any, alice: Any, run: Any,
 # --- navigation and permalinks --------------------------------------------------------------------
 
 
-def test_it_navigates_between_steps(client_for: Any, alice: Any, run: Any,
-                                    make_sample: Callable[..., Sample]) -> None:
+def test_it_navigates_between_steps(client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]) -> None:
     for step in (0, 10, 20):
         question(make_sample, run, "q1", normal=[1], he=[0], step=step)
     r = client_for(alice).get(url(run, step=10, q="q1"))
@@ -260,36 +297,47 @@ def test_it_links_the_previous_and_next_question(client_for: Any, alice: Any, mi
     assert 'data-next-q="?step=1&amp;q=only-he"' in html
 
 
-def test_it_keeps_the_whole_state_in_every_link(client_for: Any, alice: Any, make_run: Callable[..., Any],
-                                                run: Any, make_sample: Callable[..., Sample]) -> None:
+def test_it_keeps_the_whole_state_in_every_link(
+    client_for: Any, alice: Any, make_run: Callable[..., Any], run: Any, make_sample: Callable[..., Sample]
+) -> None:
     other = make_run(name="grpo")
     question(make_sample, run, "q1", normal=[1], he=[0], step=3)
     question(make_sample, run, "q2", normal=[0], he=[1], step=3)
     make_sample(other, step=3, question_id="q1", mode="he", reward=1.0)
-    params = {"step": "3", "q": "q1", "show": "disagree", "outcome": "correct", "search": "question",
-              "heat": "0", "compare": str(other.pk), "mode_a": "he", "mode_b": "he"}
+    params = {
+        "step": "3",
+        "q": "q1",
+        "show": "disagree",
+        "outcome": "correct",
+        "search": "question",
+        "heat": "0",
+        "compare": str(other.pk),
+        "mode_a": "he",
+        "mode_b": "he",
+    }
     r = client_for(alice).get(url(run, **params))
     assert r.status_code == 200
     canonical = {k: v[0] for k, v in parse_qs(r.context["canonical"]).items()}
     assert canonical == params
     for row in r.context["rows"]:
         assert {k: v[0] for k, v in parse_qs(urlsplit(row.url).query).items() if k != "q"} == {
-            k: v for k, v in params.items() if k != "q"}
+            k: v for k, v in params.items() if k != "q"
+        }
     # Rendering the canonical query again gives the same view.
     again = client_for(alice).get(url(run) + "?" + r.context["canonical"])
     assert again.context["canonical"] == r.context["canonical"]
 
 
 def test_it_parses_and_writes_the_state_symmetrically() -> None:
-    state = ViewState.from_query(QueryDict("step=7&q=a%26b&show=one_correct&outcome=incorrect&search=x+y"
-                                           "&heat=0&compare=9&mode_a=he&mode_b=he"))
+    state = ViewState.from_query(
+        QueryDict("step=7&q=a%26b&show=one_correct&outcome=incorrect&search=x+y&heat=0&compare=9&mode_a=he&mode_b=he")
+    )
     assert ViewState.from_query(QueryDict(state.query())) == state
     assert ViewState().query() == ""
     assert ViewState(compare=3, mode_b="normal").query() == "compare=3"
 
 
-def test_it_ignores_malformed_state(client_for: Any, alice: Any, run: Any,
-                                    make_sample: Callable[..., Sample]) -> None:
+def test_it_ignores_malformed_state(client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]) -> None:
     question(make_sample, run, "q1", normal=[1], he=[0])
     bad = {"step": "x", "show": "evil", "outcome": "?", "mode_a": "both", "compare": "abc", "heat": "yes"}
     r = client_for(alice).get(url(run, **bad))
@@ -300,9 +348,9 @@ def test_it_ignores_malformed_state(client_for: Any, alice: Any, run: Any,
 # --- two runs -------------------------------------------------------------------------------------
 
 
-def test_it_compares_two_runs_on_the_same_question_and_step(client_for: Any, alice: Any, run: Any,
-                                                            make_run: Callable[..., Any],
-                                                            make_sample: Callable[..., Sample]) -> None:
+def test_it_compares_two_runs_on_the_same_question_and_step(
+    client_for: Any, alice: Any, run: Any, make_run: Callable[..., Any], make_sample: Callable[..., Sample]
+) -> None:
     grpo = make_run(name="grpo baseline", algorithm="grpo")
     question(make_sample, run, "q1", normal=[0, 0], he=[1, 1])
     make_sample(grpo, question_id="q1", reward=1.0, response="grpo says 42")
@@ -316,8 +364,9 @@ def test_it_compares_two_runs_on_the_same_question_and_step(client_for: Any, ali
     assert "grpo baseline · Normal mode" in html and "A 2/2" in html and "B 1/1" in html
 
 
-def test_it_compares_a_mode_of_each_run(client_for: Any, alice: Any, run: Any, make_run: Callable[..., Any],
-                                        make_sample: Callable[..., Sample]) -> None:
+def test_it_compares_a_mode_of_each_run(
+    client_for: Any, alice: Any, run: Any, make_run: Callable[..., Any], make_sample: Callable[..., Sample]
+) -> None:
     other = make_run(name="eta 0.1")
     question(make_sample, run, "q1", normal=[1], he=[0])
     question(make_sample, other, "q1", normal=[0], he=[1])
@@ -327,8 +376,9 @@ def test_it_compares_a_mode_of_each_run(client_for: Any, alice: Any, run: Any, m
     assert right.cards[0].sample.mode == "he" and r.context["rows"][0].one_correct is False
 
 
-def test_it_404s_when_run_b_belongs_to_another_team(client_for: Any, alice: Any, run: Any,
-                                                    make_run: Callable[..., Any], other_project: Any) -> None:
+def test_it_404s_when_run_b_belongs_to_another_team(
+    client_for: Any, alice: Any, run: Any, make_run: Callable[..., Any], other_project: Any
+) -> None:
     secret = make_run(project=other_project, name="secret")
     assert client_for(alice).get(url(run, compare=secret.pk)).status_code == 404
     assert client_for(alice).get(url(run, compare=999_999)).status_code == 404
@@ -353,8 +403,14 @@ def _populate(make_sample: Callable[..., Sample], run: Any, n_questions: int) ->
 
 
 def test_it_makes_a_constant_number_of_queries(
-        client_for: Any, alice: Any, bob: Any, run: Any, make_run: Callable[..., Any],
-        make_sample: Callable[..., Sample], django_assert_num_queries: Any) -> None:
+    client_for: Any,
+    alice: Any,
+    bob: Any,
+    run: Any,
+    make_run: Callable[..., Any],
+    make_sample: Callable[..., Sample],
+    django_assert_num_queries: Any,
+) -> None:
     other = make_run(name="other")
     _populate(make_sample, run, 2)
     _populate(make_sample, other, 2)
@@ -380,11 +436,18 @@ XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
 
 
 @pytest.mark.parametrize("heat", ["1", "0"])
-def test_it_escapes_untrusted_responses_and_tokens(client_for: Any, alice: Any, run: Any, heat: str,
-                                                   make_sample: Callable[..., Sample]) -> None:
+def test_it_escapes_untrusted_responses_and_tokens(
+    client_for: Any, alice: Any, run: Any, heat: str, make_sample: Callable[..., Sample]
+) -> None:
     tokens = ["<script>", "alert(1)", "</script>", "<img src=x onerror=alert(1)>"]
-    make_sample(run, question_id="<b>q</b>", question="<script>alert(2)</script>", response=XSS,
-                answer="<i>42</i>", tokens=tokens)
+    make_sample(
+        run,
+        question_id="<b>q</b>",
+        question="<script>alert(2)</script>",
+        response=XSS,
+        answer="<i>42</i>",
+        tokens=tokens,
+    )
     html = client_for(alice).get(url(run, heat=heat)).content.decode()
     for raw in ("<script>alert", "</script> and", "<img src=x", "<b>q</b>", "<i>42</i>", "<script>alert(2)"):
         assert raw not in html
@@ -407,7 +470,8 @@ def test_it_splits_a_chatml_prompt_into_turns() -> None:
     assert question_text(llama) == "Why?"
 
 
-@pytest.mark.parametrize(("nats", "bucket"), [(None, 0), (-1.0, 0), (0.0, 0), (0.1, 1), (0.99, 3), (5.0, 8),
-                                               (50.0, 9), (float("nan"), 0)])
+@pytest.mark.parametrize(
+    ("nats", "bucket"), [(None, 0), (-1.0, 0), (0.0, 0), (0.1, 1), (0.99, 3), (5.0, 8), (50.0, 9), (float("nan"), 0)]
+)
 def test_it_buckets_surprisal_for_the_heatmap(nats: float | None, bucket: int) -> None:
     assert surprisal_bucket(nats) == bucket

@@ -146,8 +146,9 @@ def test_it_rejects_an_unknown_test_name() -> None:
         paired_question_test({("m", "q"): 1.0}, {("m", "q"): 0.0}, test="t-test")
 
 
-@pytest.mark.parametrize(("p", "mark"), [(0.001, "‡"), (0.0099, "‡"), (0.01, "†"), (0.049, "†"), (0.05, ""),
-                                         (None, "")])
+@pytest.mark.parametrize(
+    ("p", "mark"), [(0.001, "‡"), (0.0099, "‡"), (0.01, "†"), (0.049, "†"), (0.05, ""), (None, "")]
+)
 def test_significance_marks_follow_the_legend(p: float | None, mark: str) -> None:
     assert significance_mark(p) == mark
 

@@ -16,32 +16,45 @@ pytestmark = pytest.mark.django_db
 K = 4  # samples per question
 
 
-def evaluate(run: Run, benchmark: str, correct: Sequence[int], *, mode: str = "normal", step: int = 100,
-             entropy: float = 0.5, status: str = "succeeded") -> Evaluation:
+def evaluate(
+    run: Run,
+    benchmark: str,
+    correct: Sequence[int],
+    *,
+    mode: str = "normal",
+    step: int = 100,
+    entropy: float = 0.5,
+    status: str = "succeeded",
+) -> Evaluation:
     """An evaluation whose question i has ``correct[i]`` of its K samples right."""
     metrics = {"accuracy": sum(correct) / (K * len(correct)), "entropy_bits": entropy}
-    ev = Evaluation.objects.create(run=run, step=step, benchmark=benchmark, mode=mode, status=status,
-                                   metrics=metrics)
-    EvalResult.objects.bulk_create([
-        EvalResult(evaluation=ev, question_id=f"q{q}", index=i, response="…", score=float(i < c), length=10)
-        for q, c in enumerate(correct) for i in range(K)
-    ])
+    ev = Evaluation.objects.create(run=run, step=step, benchmark=benchmark, mode=mode, status=status, metrics=metrics)
+    EvalResult.objects.bulk_create(
+        [
+            EvalResult(evaluation=ev, question_id=f"q{q}", index=i, response="…", score=float(i < c), length=10)
+            for q, c in enumerate(correct)
+            for i in range(K)
+        ]
+    )
     return ev
 
 
 @pytest.fixture
 def study(project: Any, alice: Any, make_run: Callable[..., Run]) -> Study:
     """GRPO vs Policy Split, two seeds each; the first GRPO seed is the baseline."""
-    study = Study.objects.create(project=project, name="ps_vs_grpo 100%", factors={
-        "algorithm": ["grpo", "policy_split"], "seed": [1, 2]}, created_by=alice)
+    study = Study.objects.create(
+        project=project,
+        name="ps_vs_grpo 100%",
+        factors={"algorithm": ["grpo", "policy_split"], "seed": [1, 2]},
+        created_by=alice,
+    )
     for algorithm in ("grpo", "policy_split"):
         for seed in (1, 2):
             run = make_run(name=f"{algorithm} s{seed}", algorithm=algorithm, seed=seed, status="succeeded")
             run.study = study
             run.summary = {"normal/accuracy": 0.5 if algorithm == "grpo" else 0.6}
             run.save()
-            MetricPoint.objects.create(run=run, key="normal/accuracy", step=1,
-                                       value=run.summary["normal/accuracy"])
+            MetricPoint.objects.create(run=run, key="normal/accuracy", step=1, value=run.summary["normal/accuracy"])
     study.baseline = study.runs.order_by("id").first()
     study.save()
     return study
@@ -76,8 +89,7 @@ def detail(study: Study, **params: str) -> str:
 # --- list ------------------------------------------------------------------------------------------------
 
 
-def test_the_list_shows_each_study_with_its_progress(client_for: Any, vera: Any,
-                                                     study: Study) -> None:
+def test_the_list_shows_each_study_with_its_progress(client_for: Any, vera: Any, study: Study) -> None:
     response = client_for(vera).get(reverse("webapp-study-list", args=[study.project_id]))
     assert response.status_code == 200
     (row,) = response.context["studies"]
@@ -85,15 +97,13 @@ def test_the_list_shows_each_study_with_its_progress(client_for: Any, vera: Any,
     assert b"ps_vs_grpo 100%" in response.content and b"4/4 done" in response.content
 
 
-def test_the_list_requires_login_and_hides_other_teams(client: Any, client_for: Any, eve: Any,
-                                                        study: Study) -> None:
+def test_the_list_requires_login_and_hides_other_teams(client: Any, client_for: Any, eve: Any, study: Study) -> None:
     url = reverse("webapp-study-list", args=[study.project_id])
     assert client.get(url).status_code == 302
     assert client_for(eve).get(url).status_code == 404
 
 
-def test_viewers_do_not_get_the_launch_button(client_for: Any, vera: Any, bob: Any,
-                                              study: Study) -> None:
+def test_viewers_do_not_get_the_launch_button(client_for: Any, vera: Any, bob: Any, study: Study) -> None:
     url = reverse("webapp-study-list", args=[study.project_id])
     assert b"New study (grid)" not in client_for(vera).get(url).content
     assert b"New study (grid)" in client_for(bob).get(url).content
@@ -107,7 +117,8 @@ def test_outsiders_get_404_on_the_study_page(client_for: Any, eve: Any, study: S
 
 
 def test_the_page_shows_factors_runs_and_curves_grouped_by_the_varied_factor(
-        client_for: Any, vera: Any, study: Study) -> None:
+    client_for: Any, vera: Any, study: Study
+) -> None:
     response = client_for(vera).get(detail(study))
     assert response.status_code == 200
     sv = response.context["sv"]
@@ -122,8 +133,9 @@ def test_the_page_shows_factors_runs_and_curves_grouped_by_the_varied_factor(
     assert "No finished evaluations yet" in content
 
 
-def test_the_final_metrics_table_compares_groups_with_the_baseline_group(client_for: Any,
-                                                                         vera: Any, study: Study) -> None:
+def test_the_final_metrics_table_compares_groups_with_the_baseline_group(
+    client_for: Any, vera: Any, study: Study
+) -> None:
     table = client_for(vera).get(detail(study)).context["sv"].final
     grpo, ps = table.rows
     assert grpo.is_baseline
@@ -131,7 +143,8 @@ def test_the_final_metrics_table_compares_groups_with_the_baseline_group(client_
 
 
 def test_the_paper_table_has_acc_ent_per_benchmark_an_average_and_an_he_row(
-        client_for: Any, vera: Any, evaluated: Study) -> None:
+    client_for: Any, vera: Any, evaluated: Study
+) -> None:
     response = client_for(vera).get(detail(evaluated))
     paper = response.context["sv"].paper
     assert paper.benchmarks == ["MATH-500", "AIME-24/25"]  # the paper's column order
@@ -150,8 +163,7 @@ def test_the_paper_table_has_acc_ent_per_benchmark_an_average_and_an_he_row(
     assert '<span class="pt-acc">100.00</span><sup class="sig">‡</sup>' in content
 
 
-def test_significance_is_tested_against_the_baseline_and_marked(client_for: Any, vera: Any,
-                                                                evaluated: Study) -> None:
+def test_significance_is_tested_against_the_baseline_and_marked(client_for: Any, vera: Any, evaluated: Study) -> None:
     paper = client_for(vera).get(detail(evaluated)).context["sv"].paper
     _, grpo, ps, he = paper.rows
     assert grpo.is_baseline and grpo.test is None
@@ -165,8 +177,7 @@ def test_significance_is_tested_against_the_baseline_and_marked(client_for: Any,
     assert he.test is not None and he.test.test == "permutation"
 
 
-def test_the_page_states_which_test_is_used_with_a_legend(client_for: Any, vera: Any,
-                                                          evaluated: Study) -> None:
+def test_the_page_states_which_test_is_used_with_a_legend(client_for: Any, vera: Any, evaluated: Study) -> None:
     content = client_for(vera).get(detail(evaluated)).content.decode()
     assert "paired sign-flip permutation test on per-question mean accuracy" in content
     assert '<sup class="sig">†</sup> p &lt; 0.05, <sup class="sig">‡</sup> p &lt; 0.01' in content
@@ -182,8 +193,7 @@ def test_mcnemar_can_be_chosen_instead(client_for: Any, vera: Any, evaluated: St
     assert "exact McNemar test on per-question correctness" in response.content.decode()
 
 
-def test_seeds_are_averaged_per_question_before_pairing(client_for: Any, vera: Any,
-                                                        study: Study) -> None:
+def test_seeds_are_averaged_per_question_before_pairing(client_for: Any, vera: Any, study: Study) -> None:
     runs = runs_of(study)
     evaluate(runs["grpo s1"], "MATH-500", [4, 0])
     evaluate(runs["grpo s2"], "MATH-500", [2, 2])
@@ -197,7 +207,8 @@ def test_seeds_are_averaged_per_question_before_pairing(client_for: Any, vera: A
 
 
 def test_unfinished_evaluations_and_a_missing_baseline_give_no_significance(
-        client_for: Any, vera: Any, study: Study) -> None:
+    client_for: Any, vera: Any, study: Study
+) -> None:
     runs = runs_of(study)
     evaluate(runs["grpo s1"], "MATH-500", [4, 0])
     evaluate(runs["policy_split s1"], "MATH-500", [4, 4], status="running")
@@ -216,8 +227,9 @@ def test_a_baseline_without_evaluations_is_explained(client_for: Any, vera: Any,
     assert b"The baseline, GRPO, has no finished evaluations yet" in response.content
 
 
-def test_the_review_thread_is_optional(client_for: Any, vera: Any, study: Study,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_review_thread_is_optional(
+    client_for: Any, vera: Any, study: Study, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = client_for(vera)
     monkeypatch.setattr(studies_view, "REVIEW_PARTIAL", "webapp/partials/no_such_partial.html")
     response = client.get(detail(study))
@@ -248,12 +260,14 @@ def test_viewers_cannot_set_the_baseline(client_for: Any, vera: Any, study: Stud
 
 def test_outsiders_cannot_set_the_baseline(client_for: Any, eve: Any, study: Study) -> None:
     target = runs_of(study)["policy_split s2"]
-    assert client_for(eve).post(reverse("webapp-study-baseline", args=[study.pk]),
-                                {"run": target.pk}).status_code == 404
+    assert (
+        client_for(eve).post(reverse("webapp-study-baseline", args=[study.pk]), {"run": target.pk}).status_code == 404
+    )
 
 
-def test_the_baseline_must_be_a_run_of_the_study(client_for: Any, bob: Any, study: Study,
-                                                 make_run: Callable[..., Run]) -> None:
+def test_the_baseline_must_be_a_run_of_the_study(
+    client_for: Any, bob: Any, study: Study, make_run: Callable[..., Run]
+) -> None:
     stranger = make_run(name="not in the study")
     url = reverse("webapp-study-baseline", args=[study.pk])
     assert client_for(bob).post(url, {"run": stranger.pk}).status_code == 404
@@ -268,8 +282,7 @@ def export(study: Study, **params: str) -> str:
     return reverse("webapp-study-export", args=[study.pk]) + "?" + query
 
 
-def test_the_paper_table_exports_as_latex_with_escaping(client_for: Any, vera: Any,
-                                                        evaluated: Study) -> None:
+def test_the_paper_table_exports_as_latex_with_escaping(client_for: Any, vera: Any, evaluated: Study) -> None:
     response = client_for(vera).get(export(evaluated, table="paper", format="tex"))
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="ps_vs_grpo-100-paper.tex"'
@@ -280,8 +293,7 @@ def test_the_paper_table_exports_as_latex_with_escaping(client_for: Any, vera: A
     assert r"+ HE prompt & 75.00\textsuperscript{\ddag} / 0.90" in tex
 
 
-def test_the_paper_table_exports_as_markdown_and_csv(client_for: Any, vera: Any,
-                                                     evaluated: Study) -> None:
+def test_the_paper_table_exports_as_markdown_and_csv(client_for: Any, vera: Any, evaluated: Study) -> None:
     client = client_for(vera)
     md = client.get(export(evaluated, table="paper", format="md")).content.decode()
     assert "| Method | MATH-500 | AIME-24/25 | Average | Δ Acc [95% CI] | p |" in md
@@ -298,8 +310,7 @@ def test_the_final_metrics_table_exports_too(client_for: Any, vera: Any, study: 
     assert "| Policy Split | 2 | 0.6 ± 0 (+0.1) |" in md
 
 
-def test_export_rejects_bad_parameters_and_empty_tables(client_for: Any, vera: Any,
-                                                        study: Study) -> None:
+def test_export_rejects_bad_parameters_and_empty_tables(client_for: Any, vera: Any, study: Study) -> None:
     client = client_for(vera)
     assert client.get(export(study, table="paper", format="docx")).status_code == 400
     assert client.get(export(study, table="nope", format="csv")).status_code == 400
@@ -310,9 +321,9 @@ def test_outsiders_cannot_export(client_for: Any, eve: Any, evaluated: Study) ->
     assert client_for(eve).get(export(evaluated, table="paper", format="csv")).status_code == 404
 
 
-def test_the_study_page_runs_a_bounded_number_of_queries(client_for: Any, vera: Any,
-                                                         evaluated: Study,
-                                                         django_assert_max_num_queries: Any) -> None:
+def test_the_study_page_runs_a_bounded_number_of_queries(
+    client_for: Any, vera: Any, evaluated: Study, django_assert_max_num_queries: Any
+) -> None:
     client = client_for(vera)
     with django_assert_max_num_queries(25):
         client.get(detail(evaluated))

@@ -14,9 +14,22 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 EVENTS = [
     {"kind": "metrics", "step": 1, "values": {"train/reward": 0.25, "split/he_normal_kl": 0.01}},
-    {"kind": "samples", "step": 1, "samples": [{
-        "question_id": "q1", "mode": "he", "index": 0, "question": "2+2?", "response": "<b>4</b>", "reward": 1.0,
-        "num_tokens": 3, "mean_entropy": 0.4}]},
+    {
+        "kind": "samples",
+        "step": 1,
+        "samples": [
+            {
+                "question_id": "q1",
+                "mode": "he",
+                "index": 0,
+                "question": "2+2?",
+                "response": "<b>4</b>",
+                "reward": 1.0,
+                "num_tokens": 3,
+                "mean_entropy": 0.4,
+            }
+        ],
+    },
     {"kind": "metrics", "step": 2, "values": {"train/reward": 0.5}},
 ]
 

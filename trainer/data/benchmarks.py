@@ -83,15 +83,34 @@ class BenchmarkSpec:
 
 
 BENCHMARKS: Mapping[str, BenchmarkSpec] = {
-    "math500": BenchmarkSpec("math500", "MATH-500", "math", "math500", "math500/test.jsonl",
-                             "test.jsonl of HuggingFaceH4/MATH-500"),
-    "aime": BenchmarkSpec("aime", "AIME-24/25", "math", "aime", "aime/aime24.jsonl",
-                          "one .jsonl/.json/.parquet per year, e.g. Maxwell-Jia/AIME_2024 and opencompass/AIME2025; "
-                          "all files in the folder are pooled"),
-    "gpqa_diamond": BenchmarkSpec("gpqa_diamond", "GPQA-Diam", "choice", "gpqa_diamond",
-                                  "gpqa_diamond/gpqa_diamond.csv", "gpqa_diamond.csv of Idavidrein/gpqa (gated)"),
-    "mmlu_pro": BenchmarkSpec("mmlu_pro", "MMLU-Pro", "choice", "mmlu_pro", "mmlu_pro/test.parquet",
-                              "data/test-00000-of-00001.parquet of TIGER-Lab/MMLU-Pro (or a .jsonl export)"),
+    "math500": BenchmarkSpec(
+        "math500", "MATH-500", "math", "math500", "math500/test.jsonl", "test.jsonl of HuggingFaceH4/MATH-500"
+    ),
+    "aime": BenchmarkSpec(
+        "aime",
+        "AIME-24/25",
+        "math",
+        "aime",
+        "aime/aime24.jsonl",
+        "one .jsonl/.json/.parquet per year, e.g. Maxwell-Jia/AIME_2024 and opencompass/AIME2025; "
+        "all files in the folder are pooled",
+    ),
+    "gpqa_diamond": BenchmarkSpec(
+        "gpqa_diamond",
+        "GPQA-Diam",
+        "choice",
+        "gpqa_diamond",
+        "gpqa_diamond/gpqa_diamond.csv",
+        "gpqa_diamond.csv of Idavidrein/gpqa (gated)",
+    ),
+    "mmlu_pro": BenchmarkSpec(
+        "mmlu_pro",
+        "MMLU-Pro",
+        "choice",
+        "mmlu_pro",
+        "mmlu_pro/test.parquet",
+        "data/test-00000-of-00001.parquet of TIGER-Lab/MMLU-Pro (or a .jsonl export)",
+    ),
     "arith": BenchmarkSpec("arith", "Arith (test)", "arith"),
     "creative": BenchmarkSpec("creative", "Creative", "creative"),
 }
@@ -161,8 +180,14 @@ def benchmark_problem(name: str, data_dir: str | Path | None = None) -> str | No
     return None
 
 
-def load_benchmark(name: str, *, data_dir: str | Path | None = None, limit: int | None = None, seed: int = 0,
-                   require_think: bool = False) -> Benchmark:
+def load_benchmark(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    require_think: bool = False,
+) -> Benchmark:
     """The benchmark's questions (all, or ``limit`` drawn with ``seed`` in file order) and grader.
 
     ``require_think`` turns on the spec §6.1 think gate (thinking models such as Qwen3).

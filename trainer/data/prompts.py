@@ -21,7 +21,6 @@ HE_SYSTEM_PROMPT = (
 )
 
 
-
 def build_messages(question: str, mode: str, *, q4_context: str = "paper") -> list[dict[str, str]]:
     """The chat messages of one prompt.
 

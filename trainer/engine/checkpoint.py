@@ -25,8 +25,9 @@ class Restored:
     path: Path
 
 
-def save_checkpoint(output_dir: str | Path, step: int, model: Any, tokenizer: Any, optimizer: Any,
-                    config: dict[str, Any], *, keep: int) -> Path:
+def save_checkpoint(
+    output_dir: str | Path, step: int, model: Any, tokenizer: Any, optimizer: Any, config: dict[str, Any], *, keep: int
+) -> Path:
     target = checkpoint_dir(output_dir, step)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

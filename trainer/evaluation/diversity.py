@@ -209,8 +209,10 @@ def div_bleu(texts: Sequence[str]) -> float | None:
         return None
     import sacrebleu
 
-    bleus = [sacrebleu.sentence_bleu(t, [o for j, o in enumerate(texts) if j != i]).score / 100.0
-             for i, t in enumerate(texts)]
+    bleus = [
+        sacrebleu.sentence_bleu(t, [o for j, o in enumerate(texts) if j != i]).score / 100.0
+        for i, t in enumerate(texts)
+    ]
     return 100.0 * (1.0 - statistics.fmean(bleus))
 
 

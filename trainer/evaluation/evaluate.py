@@ -204,32 +204,39 @@ def creative_metrics(samples: Sequence[SampleResult], embedder: Any = None) -> d
 # --- sampling and scoring ------------------------------------------------------------------------------
 
 
-def sample_and_score(model: Any, tokenizer: Any, bench: Benchmark, mode: str,
-                     settings: EvalSettings) -> list[SampleResult]:
+def sample_and_score(
+    model: Any, tokenizer: Any, bench: Benchmark, mode: str, settings: EvalSettings
+) -> list[SampleResult]:
     """k samples per question in ``mode``, graded, each scored under both contexts (no grad)."""
     from trainer.rl.scoring import score
     from trainer.rollout.backend import SamplingParams, TransformersBackend
 
     texts = [q.prompt for q in bench.questions]
-    kw: dict[str, Any] = {"max_prompt_length": settings.max_prompt_length,
-                          "enable_thinking": settings.enable_thinking}
+    kw: dict[str, Any] = {"max_prompt_length": settings.max_prompt_length, "enable_thinking": settings.enable_thinking}
     other = "he" if mode == "normal" else "normal"
     own_prompts = encode_prompts(tokenizer, texts, mode, **kw)
     other_prompts = encode_prompts(tokenizer, texts, other, **kw)
     backend = TransformersBackend(model, tokenizer, batch_size=settings.batch_size)
-    params = SamplingParams(n=settings.k, temperature=settings.temperature, top_k=settings.top_k,
-                            top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
-                            seed=settings.seed * 1_000_003 + MODES.index(mode))
+    params = SamplingParams(
+        n=settings.k,
+        temperature=settings.temperature,
+        top_k=settings.top_k,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        seed=settings.seed * 1_000_003 + MODES.index(mode),
+    )
     gens = backend.generate(own_prompts, params)
     flat = gens.flat()  # (Q·k,) question-major
     q_of = [qi for qi in range(len(texts)) for _ in range(settings.k)]
     width = max(1, max(len(r) for r in flat))
     mbs = max(1, min(settings.micro_batch_size, SCORING_TOKEN_BUDGET // width))
     pad = backend.pad_id
-    logp_own, ent_own, mask = score(model, [own_prompts[q] for q in q_of], flat, pad_id=pad,
-                                    micro_batch_size=mbs, response_width=width)  # (N, T) each
-    logp_other, _, _ = score(model, [other_prompts[q] for q in q_of], flat, pad_id=pad,
-                             micro_batch_size=mbs, response_width=width)
+    logp_own, ent_own, mask = score(
+        model, [own_prompts[q] for q in q_of], flat, pad_id=pad, micro_batch_size=mbs, response_width=width
+    )  # (N, T) each
+    logp_other, _, _ = score(
+        model, [other_prompts[q] for q in q_of], flat, pad_id=pad, micro_batch_size=mbs, response_width=width
+    )
     kl = diversity.token_mean_kl(logp_own, logp_other, mask)  # (N,) nats
     ent_bits = (ent_own * mask).sum(-1) / mask.sum(-1).clamp(min=1.0) / diversity.LN2  # (N,)
     truncated = [t for per_q in gens.truncated for t in per_q]
@@ -237,20 +244,41 @@ def sample_and_score(model: Any, tokenizer: Any, bench: Benchmark, mode: str,
     for i, ids in enumerate(flat):
         question = bench.questions[q_of[i]]
         text = tokenizer.decode(ids, skip_special_tokens=True)
-        out.append(SampleResult(question_id=question.id, index=i % settings.k, response=text,
-                                score=bench.grade(question, text), length=len(ids),
-                                entropy_bits=float(ent_bits[i]), kl=float(kl[i]), truncated=bool(truncated[i])))
+        out.append(
+            SampleResult(
+                question_id=question.id,
+                index=i % settings.k,
+                response=text,
+                score=bench.grade(question, text),
+                length=len(ids),
+                entropy_bits=float(ent_bits[i]),
+                kl=float(kl[i]),
+                truncated=bool(truncated[i]),
+            )
+        )
     return out
 
 
-def evaluate_benchmark(model: Any, tokenizer: Any, bench: Benchmark, settings: EvalSettings, *,
-                       judge: JudgeConfig | None = None, embedder: Any = None,
-                       log: Log | None = None) -> BenchmarkReport:
+def evaluate_benchmark(
+    model: Any,
+    tokenizer: Any,
+    bench: Benchmark,
+    settings: EvalSettings,
+    *,
+    judge: JudgeConfig | None = None,
+    embedder: Any = None,
+    log: Log | None = None,
+) -> BenchmarkReport:
     """Both (or the requested) modes of one loaded benchmark on one loaded model."""
     log = log or (lambda msg: None)
     spec = bench.spec
-    report = BenchmarkReport(spec.name, spec.title, spec.kind, spec.graded,
-                             questions=[{"id": q.id, "prompt": q.prompt, "answer": q.answer} for q in bench.questions])
+    report = BenchmarkReport(
+        spec.name,
+        spec.title,
+        spec.kind,
+        spec.graded,
+        questions=[{"id": q.id, "prompt": q.prompt, "answer": q.answer} for q in bench.questions],
+    )
     t0 = time.perf_counter()
     prompts = {q.id: q.prompt for q in bench.questions}
     for mode in settings.modes:
@@ -266,16 +294,27 @@ def evaluate_benchmark(model: Any, tokenizer: Any, bench: Benchmark, settings: E
                 metrics["judge"] = summarize(results)
                 metrics["judge_model"] = judge.model
         report.modes[mode] = ModeReport(mode, metrics, samples)
-        log(f"[{spec.name}/{mode}] {len(samples)} samples in {time.perf_counter() - t_mode:.1f}s: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
-                        if isinstance(v, float) and k in ("accuracy", "entropy_bits", "kl_to_other", "div_ngram")))
+        log(
+            f"[{spec.name}/{mode}] {len(samples)} samples in {time.perf_counter() - t_mode:.1f}s: "
+            + ", ".join(
+                f"{k}={v:.4g}"
+                for k, v in metrics.items()
+                if isinstance(v, float) and k in ("accuracy", "entropy_bits", "kl_to_other", "div_ngram")
+            )
+        )
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def evaluate(model_name: str, benchmarks: Sequence[str], settings: EvalSettings, *,
-             data_dir: str | Path | None = None, judge: JudgeConfig | None = None,
-             log: Log | None = None) -> dict[str, Any]:
+def evaluate(
+    model_name: str,
+    benchmarks: Sequence[str],
+    settings: EvalSettings,
+    *,
+    data_dir: str | Path | None = None,
+    judge: JudgeConfig | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
     """Load the model once and evaluate every benchmark; returns the JSON-ready results document."""
     import torch
 
@@ -290,12 +329,21 @@ def evaluate(model_name: str, benchmarks: Sequence[str], settings: EvalSettings,
     model.eval()
     log(f"loaded {model_name} in {time.perf_counter() - t0:.1f}s")
     embedder = None
-    doc: dict[str, Any] = {"model": model_name, "settings": settings.to_dict(), "judge": judge.model if judge else None,
-                           "benchmarks": {}}
+    doc: dict[str, Any] = {
+        "model": model_name,
+        "settings": settings.to_dict(),
+        "judge": judge.model if judge else None,
+        "benchmarks": {},
+    }
     for name in benchmarks:
         try:
-            bench = load_benchmark(name, data_dir=data_dir, limit=settings.limit, seed=settings.seed,
-                                   require_think=settings.enable_thinking)
+            bench = load_benchmark(
+                name,
+                data_dir=data_dir,
+                limit=settings.limit,
+                seed=settings.seed,
+                require_think=settings.enable_thinking,
+            )
             if bench.spec.kind == "creative" and settings.embeddings and embedder is None:
                 embedder = diversity.load_embedder()
             report = evaluate_benchmark(model, tokenizer, bench, settings, judge=judge, embedder=embedder, log=log)
@@ -331,12 +379,12 @@ def _finite(value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainer evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m trainer evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     d = EvalSettings()
     p.add_argument("--model", required=True, help="registry name (tiny-random, smollm2-135m, …) or a checkpoint folder")
-    p.add_argument("--benchmark", required=True,
-                   help=f"comma-separated benchmark names: {', '.join(BENCHMARK_NAMES)}")
+    p.add_argument("--benchmark", required=True, help=f"comma-separated benchmark names: {', '.join(BENCHMARK_NAMES)}")
     p.add_argument("--k", type=int, default=d.k, help="samples per question and mode (default %(default)s)")
     p.add_argument("--temperature", type=float, default=d.temperature)
     p.add_argument("--top-k", type=int, default=d.top_k)
@@ -347,8 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default=",".join(d.modes), help="normal, he or normal,he (default)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per generate call")
-    p.add_argument("--thinking", choices=("auto", "on", "off"), default="auto",
-                   help="Qwen3 thinking mode (auto: on for models that support it)")
+    p.add_argument(
+        "--thinking",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="Qwen3 thinking mode (auto: on for models that support it)",
+    )
     p.add_argument("--no-embeddings", action="store_true", help="skip the embedding diversity of creative samples")
     p.add_argument("--data-dir", help="benchmark data folder (default $PSL_DATA_DIR or var/data)")
     p.add_argument("--judge-url", default="", help="OpenAI-compatible endpoint (default $JUDGE_API_URL)")
@@ -367,26 +419,42 @@ def main(argv: list[str] | None = None) -> int:
     names = [b.strip() for b in args.benchmark.split(",") if b.strip()]
     unknown = [b for b in names if b not in BENCHMARK_NAMES]
     if not names or unknown:
-        print(f"error: unknown benchmark {', '.join(unknown) or '(none)'}; valid: {', '.join(BENCHMARK_NAMES)}",
-              file=sys.stderr)
+        print(
+            f"error: unknown benchmark {', '.join(unknown) or '(none)'}; valid: {', '.join(BENCHMARK_NAMES)}",
+            file=sys.stderr,
+        )
         return 2
     from trainer.registry import supports_thinking
 
     thinking = supports_thinking(args.model) if args.thinking == "auto" else args.thinking == "on"
     try:
-        settings = EvalSettings(k=args.k, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                max_new_tokens=args.max_new_tokens, max_prompt_length=args.max_prompt_length,
-                                limit=args.limit, modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-                                seed=args.seed, batch_size=args.batch_size, enable_thinking=thinking,
-                                embeddings=not args.no_embeddings)
+        settings = EvalSettings(
+            k=args.k,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            max_prompt_length=args.max_prompt_length,
+            limit=args.limit,
+            modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+            seed=args.seed,
+            batch_size=args.batch_size,
+            enable_thinking=thinking,
+            embeddings=not args.no_embeddings,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    judge = None if args.no_judge else judge_config_from_env(url=args.judge_url, api_key=args.judge_key,
-                                                              model=args.judge_model)
+    judge = (
+        None
+        if args.no_judge
+        else judge_config_from_env(url=args.judge_url, api_key=args.judge_key, model=args.judge_model)
+    )
     if judge is None and any(b == "creative" for b in names):
-        print("note: no LLM judge configured (JUDGE_API_URL); creative samples get diversity metrics only",
-              file=sys.stderr)
+        print(
+            "note: no LLM judge configured (JUDGE_API_URL); creative samples get diversity metrics only",
+            file=sys.stderr,
+        )
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -400,8 +468,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary_table(doc: dict[str, Any]) -> str:
     """A plain-text table: one line per benchmark and mode."""
-    lines = [f"{'benchmark':<14}{'mode':<8}{'acc':>8}{'95% CI':>17}{'ent(bit)':>10}{'len':>8}{'pass@k':>8}"
-             f"{'uniq':>7}{'KL':>9}{'divNG':>8}{'divBLEU':>9}{'embDiv':>8}"]
+    lines = [
+        f"{'benchmark':<14}{'mode':<8}{'acc':>8}{'95% CI':>17}{'ent(bit)':>10}{'len':>8}{'pass@k':>8}"
+        f"{'uniq':>7}{'KL':>9}{'divNG':>8}{'divBLEU':>9}{'embDiv':>8}"
+    ]
 
     def f(v: Any, spec: str = ".3f") -> str:
         return format(v, spec) if isinstance(v, int | float) else "–"
@@ -416,11 +486,13 @@ def summary_table(doc: dict[str, Any]) -> str:
             ci_text = f"{f(ci[0])}–{f(ci[1])}" if ci else "–"
             pk = mt.get("pass_at_k") or {}
             top = pk[max(pk, key=int)] if pk else None
-            lines.append(f"{name:<14}{mode:<8}{f(mt.get('accuracy')):>8}{ci_text:>17}"
-                         f"{f(mt.get('entropy_bits')):>10}{f(mt.get('length'), '.1f'):>8}{f(top):>8}"
-                         f"{f(mt.get('unique_correct'), '.2f'):>7}{f(mt.get('kl_to_other'), '.4f'):>9}"
-                         f"{f(mt.get('div_ngram'), '.2f'):>8}{f(mt.get('div_bleu'), '.2f'):>9}"
-                         f"{f(mt.get('embedding_diversity'), '.2f'):>8}")
+            lines.append(
+                f"{name:<14}{mode:<8}{f(mt.get('accuracy')):>8}{ci_text:>17}"
+                f"{f(mt.get('entropy_bits')):>10}{f(mt.get('length'), '.1f'):>8}{f(top):>8}"
+                f"{f(mt.get('unique_correct'), '.2f'):>7}{f(mt.get('kl_to_other'), '.4f'):>9}"
+                f"{f(mt.get('div_ngram'), '.2f'):>8}{f(mt.get('div_bleu'), '.2f'):>9}"
+                f"{f(mt.get('embedding_diversity'), '.2f'):>8}"
+            )
     return "\n".join(lines)
 
 

@@ -33,9 +33,7 @@ CRITERIA: tuple[tuple[str, str], ...] = (
 CRITERION_KEYS = tuple(k for k, _ in CRITERIA)
 
 # Spec §6.4 (Appendix C of the paper), in our own words.
-SYSTEM_PROMPT = (
-    "You are an expert literary critic. You grade short stories strictly and consistently."
-)
+SYSTEM_PROMPT = "You are an expert literary critic. You grade short stories strictly and consistently."
 RUBRIC_TEMPLATE = (
     "Read the writing prompt and the story written for it, then grade the story on five criteria, "
     "each an integer from 0 (very poor) to 10 (outstanding):\n"
@@ -89,8 +87,9 @@ class JudgeConfig:
         return url + "/v1/chat/completions"
 
 
-def judge_config_from_env(env: Mapping[str, str] | None = None, *, url: str = "", api_key: str = "",
-                          model: str = "") -> JudgeConfig | None:
+def judge_config_from_env(
+    env: Mapping[str, str] | None = None, *, url: str = "", api_key: str = "", model: str = ""
+) -> JudgeConfig | None:
     """Arguments first, then ``JUDGE_API_URL`` / ``JUDGE_API_KEY`` / ``JUDGE_MODEL``; None without a URL."""
     import os
 
@@ -98,13 +97,16 @@ def judge_config_from_env(env: Mapping[str, str] | None = None, *, url: str = ""
     url = url or env.get("JUDGE_API_URL", "")
     if not url:
         return None
-    return JudgeConfig(url=url, api_key=api_key or env.get("JUDGE_API_KEY", ""),
-                       model=model or env.get("JUDGE_MODEL", "") or "gpt-4o")
+    return JudgeConfig(
+        url=url, api_key=api_key or env.get("JUDGE_API_KEY", ""), model=model or env.get("JUDGE_MODEL", "") or "gpt-4o"
+    )
 
 
 def build_messages(prompt: str, story: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": RUBRIC_TEMPLATE.format(prompt=prompt.strip(), story=story.strip())}]
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": RUBRIC_TEMPLATE.format(prompt=prompt.strip(), story=story.strip())},
+    ]
 
 
 _LABELS = {re.sub(r"\s+", " ", label.lower()): key for key, label in CRITERIA}
@@ -142,8 +144,9 @@ def parse_judge_output(text: str) -> dict[str, float]:
 
 def chat_completion(cfg: JudgeConfig, messages: list[dict[str, str]]) -> str:
     """POST one chat completion (temperature 0) and return the first choice's text."""
-    body = json.dumps({"model": cfg.model, "messages": messages, "temperature": 0.0,
-                       "max_tokens": cfg.max_tokens}).encode()
+    body = json.dumps(
+        {"model": cfg.model, "messages": messages, "temperature": 0.0, "max_tokens": cfg.max_tokens}
+    ).encode()
     headers = {"Content-Type": "application/json"}
     if cfg.api_key:
         headers["Authorization"] = f"Bearer {cfg.api_key}"

@@ -75,8 +75,9 @@ def policy_loss(name: str) -> PolicyLoss:
     return POLICY_LOSSES[name]
 
 
-def build_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
-               ) -> tuple[TrainRows, dict[str, float]]:
+def build_rows(
+    cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
+) -> tuple[TrainRows, dict[str, float]]:
     """Token advantages of the configured algorithm, laid out as training rows."""
     return advantage_step(cfg.algorithm)(cfg, ro, sc, rewards)
 
@@ -87,16 +88,28 @@ def build_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: T
 
 
 @register_advantage_step("policy_split")
-def policy_split_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
-                      ) -> tuple[TrainRows, dict[str, float]]:
+def policy_split_rows(
+    cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
+) -> tuple[TrainRows, dict[str, float]]:
     """GRPO advantages under the normal context, GRPO + clamped HE bonus under the HE context
     (docs/method.md §4); 4n rows per question with rollout sharing, 2n without."""
     adv_normal, adv_he, stats = algos.policy_split_advantages(
-        rewards, sc.logp["normal"], sc.logp["he"], sc.mask,
-        alpha=cfg.alpha, eta=cfg.eta, eta_normal=cfg.eta_normal, kappa=cfg.kappa,
-        clamp_order=cfg.clamp_order, normalize=cfg.normalize, lowest_ratio=cfg.lowest_ratio,
-        estimator=cfg.estimator, entropy_normal=sc.entropy.get("normal"), entropy_he=sc.entropy.get("he"),
-        share_rollouts=cfg.rollout_sharing, return_stats=True,
+        rewards,
+        sc.logp["normal"],
+        sc.logp["he"],
+        sc.mask,
+        alpha=cfg.alpha,
+        eta=cfg.eta,
+        eta_normal=cfg.eta_normal,
+        kappa=cfg.kappa,
+        clamp_order=cfg.clamp_order,
+        normalize=cfg.normalize,
+        lowest_ratio=cfg.lowest_ratio,
+        estimator=cfg.estimator,
+        entropy_normal=sc.entropy.get("normal"),
+        entropy_he=sc.entropy.get("he"),
+        share_rollouts=cfg.rollout_sharing,
+        return_stats=True,
     )  # each (S, 2n, T)
     n = cfg.n
     # Which pooled responses each context trains on: all 2n with sharing (Q1+Q3, Q2+Q4), else its own n.
@@ -105,9 +118,10 @@ def policy_split_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rew
     rows = RowCollector()
     for q in range(len(ro.questions)):
         for ctx, adv in (("normal", adv_normal), ("he", adv_he)):
-            for g in (pooled if cfg.rollout_sharing else own[ctx]):
-                rows.add(ro.prompt_for(q, ctx, g), ro.responses[q][g], sc.logp[ctx][q, g], adv[q, g],
-                         sc.mask[q, g], ctx)
+            for g in pooled if cfg.rollout_sharing else own[ctx]:
+                rows.add(
+                    ro.prompt_for(q, ctx, g), ro.responses[q][g], sc.logp[ctx][q, g], adv[q, g], sc.mask[q, g], ctx
+                )
     return rows.build(), {
         # Tokens with A = 0 always "bind" (their bound is 0), so count only where A ≠ 0.
         "split/clamp_frac": stats["clamp_binding_frac_nonzero_adv"],
@@ -117,8 +131,9 @@ def policy_split_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rew
 
 
 @register_advantage_step("grpo", "forking_tokens", "clip_cov", "kl_cov", "entropy_reg", "eda", "entropy_adv")
-def single_mode_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
-                     ) -> tuple[TrainRows, dict[str, float]]:
+def single_mode_rows(
+    cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
+) -> tuple[TrainRows, dict[str, float]]:
     """GRPO outcome advantages of the normal mode's n rollouts, reshaped by EDA (per response) or
     the entropy advantage (per token) where the algorithm asks for it (docs/method.md §9)."""
     s, g = rewards.shape
@@ -150,9 +165,16 @@ def single_mode_rows(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewa
 
 @register_policy_loss("policy_split", "grpo", "eda", "entropy_adv")
 def ppo_loss(cfg: TrainConfig, b: LossInputs, mask: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
-    loss, m = algos.ppo_clip_loss(b.logp, b.old_logp, b.advantages, b.mask if mask is None else mask,
-                                  clip_low=cfg.clip_low, clip_high=cfg.clip_high, dual_clip=cfg.dual_clip,
-                                  agg=cfg.loss_agg)
+    loss, m = algos.ppo_clip_loss(
+        b.logp,
+        b.old_logp,
+        b.advantages,
+        b.mask if mask is None else mask,
+        clip_low=cfg.clip_low,
+        clip_high=cfg.clip_high,
+        dual_clip=cfg.dual_clip,
+        agg=cfg.loss_agg,
+    )
     return loss, _actor_metrics(loss, m)
 
 
@@ -172,22 +194,36 @@ def entropy_reg_loss(cfg: TrainConfig, b: LossInputs) -> tuple[Tensor, dict[str,
 
 @register_policy_loss("clip_cov")
 def clip_cov_loss(cfg: TrainConfig, b: LossInputs) -> tuple[Tensor, dict[str, float]]:
-    loss, m = algos.clip_cov_loss(b.logp, b.old_logp, b.advantages, b.mask, ratio=cfg.cov_ratio, lb=cfg.cov_lb,
-                                  ub=cfg.cov_ub, clip_low=cfg.clip_low, clip_high=cfg.clip_high, agg=cfg.loss_agg)
+    loss, m = algos.clip_cov_loss(
+        b.logp,
+        b.old_logp,
+        b.advantages,
+        b.mask,
+        ratio=cfg.cov_ratio,
+        lb=cfg.cov_lb,
+        ub=cfg.cov_ub,
+        clip_low=cfg.clip_low,
+        clip_high=cfg.clip_high,
+        agg=cfg.loss_agg,
+    )
     return loss, _actor_metrics(loss, m)
 
 
 @register_policy_loss("kl_cov")
 def kl_cov_loss(cfg: TrainConfig, b: LossInputs) -> tuple[Tensor, dict[str, float]]:
-    loss, m = algos.kl_cov_loss(b.logp, b.old_logp, b.advantages, b.mask, ratio=cfg.cov_ratio,
-                                coef=cfg.kl_cov_coef, agg=cfg.loss_agg)
+    loss, m = algos.kl_cov_loss(
+        b.logp, b.old_logp, b.advantages, b.mask, ratio=cfg.cov_ratio, coef=cfg.kl_cov_coef, agg=cfg.loss_agg
+    )
     return loss, _actor_metrics(loss, m)
 
 
 def _actor_metrics(loss: Tensor, m: dict[str, float]) -> dict[str, float]:
     out = {"actor/pg_loss": float(loss.detach())}
-    for src, dst in (("clip_frac", "actor/clip_frac"), ("clip_frac_lower", "actor/clip_frac_lower"),
-                     ("approx_kl", "actor/approx_kl")):
+    for src, dst in (
+        ("clip_frac", "actor/clip_frac"),
+        ("clip_frac_lower", "actor/clip_frac_lower"),
+        ("approx_kl", "actor/approx_kl"),
+    ):
         if src in m:
             out[dst] = float(m[src])
     return out

@@ -174,9 +174,7 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k1") -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def grpo_advantages(
-    rewards: Tensor, group_ids: Tensor, *, scale_by_std: bool = True, eps: float = 1e-6
-) -> Tensor:
+def grpo_advantages(rewards: Tensor, group_ids: Tensor, *, scale_by_std: bool = True, eps: float = 1e-6) -> Tensor:
     """GRPO outcome advantage A_i = (r_i − mean_g r) / (std_g r + eps) per group (spec §4.2).
 
     Args:
@@ -407,8 +405,13 @@ def _policy_split(
 
     # Spec §4.3: raw signals; spec §4.4: z-score per (question, context) over that context's tokens.
     b_normal, b_he = policy_split_token_signal(
-        logp_normal, logp_he, mask, alpha=alpha, estimator=estimator,
-        entropy_normal=entropy_normal, entropy_he=entropy_he,
+        logp_normal,
+        logp_he,
+        mask,
+        alpha=alpha,
+        estimator=estimator,
+        entropy_normal=entropy_normal,
+        entropy_he=entropy_he,
     )
     big_b_he = group_normalize_tokens(b_he, valid_he, normalize=normalize, lowest_ratio=lowest_ratio, eps=eps)
     big_b_normal = group_normalize_tokens(
@@ -441,21 +444,47 @@ def _policy_split(
 
 @overload
 def policy_split_advantages(
-    rewards: Tensor, logp_normal: Tensor, logp_he: Tensor, mask: Tensor, *, alpha: float,
-    eta: float, eta_normal: float, kappa: float, clamp_order: str,
-    normalize: str, lowest_ratio: float, estimator: str,
-    entropy_normal: Tensor | None = ..., entropy_he: Tensor | None = ..., eps: float = ...,
-    share_rollouts: bool, return_stats: Literal[False] = ...,
+    rewards: Tensor,
+    logp_normal: Tensor,
+    logp_he: Tensor,
+    mask: Tensor,
+    *,
+    alpha: float,
+    eta: float,
+    eta_normal: float,
+    kappa: float,
+    clamp_order: str,
+    normalize: str,
+    lowest_ratio: float,
+    estimator: str,
+    entropy_normal: Tensor | None = ...,
+    entropy_he: Tensor | None = ...,
+    eps: float = ...,
+    share_rollouts: bool,
+    return_stats: Literal[False] = ...,
 ) -> tuple[Tensor, Tensor]: ...
 
 
 @overload
 def policy_split_advantages(
-    rewards: Tensor, logp_normal: Tensor, logp_he: Tensor, mask: Tensor, *, alpha: float,
-    eta: float, eta_normal: float, kappa: float, clamp_order: str,
-    normalize: str, lowest_ratio: float, estimator: str,
-    entropy_normal: Tensor | None = ..., entropy_he: Tensor | None = ..., eps: float = ...,
-    share_rollouts: bool, return_stats: Literal[True],
+    rewards: Tensor,
+    logp_normal: Tensor,
+    logp_he: Tensor,
+    mask: Tensor,
+    *,
+    alpha: float,
+    eta: float,
+    eta_normal: float,
+    kappa: float,
+    clamp_order: str,
+    normalize: str,
+    lowest_ratio: float,
+    estimator: str,
+    entropy_normal: Tensor | None = ...,
+    entropy_he: Tensor | None = ...,
+    eps: float = ...,
+    share_rollouts: bool,
+    return_stats: Literal[True],
 ) -> tuple[Tensor, Tensor, dict[str, float]]: ...
 
 
@@ -514,9 +543,22 @@ def policy_split_advantages(
         dict when ``return_stats=True``.
     """
     parts = _policy_split(
-        rewards, logp_normal, logp_he, mask, alpha=alpha, eta=eta, eta_normal=eta_normal, kappa=kappa,
-        clamp_order=clamp_order, normalize=normalize, lowest_ratio=lowest_ratio, estimator=estimator,
-        entropy_normal=entropy_normal, entropy_he=entropy_he, eps=eps, share_rollouts=share_rollouts,
+        rewards,
+        logp_normal,
+        logp_he,
+        mask,
+        alpha=alpha,
+        eta=eta,
+        eta_normal=eta_normal,
+        kappa=kappa,
+        clamp_order=clamp_order,
+        normalize=normalize,
+        lowest_ratio=lowest_ratio,
+        estimator=estimator,
+        entropy_normal=entropy_normal,
+        entropy_he=entropy_he,
+        eps=eps,
+        share_rollouts=share_rollouts,
     )
     if return_stats:
         return parts.adv_normal_ctx, parts.adv_he_ctx, parts.stats
@@ -754,9 +796,7 @@ def kl_cov_loss(
     return loss, metrics
 
 
-def eda_advantages(
-    advantages: Tensor, seq_entropy: Tensor, group_ids: Tensor, *, eps: float = 1e-6
-) -> Tensor:
+def eda_advantages(advantages: Tensor, seq_entropy: Tensor, group_ids: Tensor, *, eps: float = 1e-6) -> Tensor:
     """EDGE-GRPO's entropy-driven advantage Â_i = A_i / P̂_i, P̂_i = P_i / mean_g P (spec §10.5).
 
     Confident (low-entropy) responses get a larger |A|, uncertain ones a smaller |A|.
@@ -778,9 +818,7 @@ def eda_advantages(
     return (advantages.reshape(-1) * scale.to(advantages.dtype)).reshape(advantages.shape)
 
 
-def entropy_bonus_loss(
-    entropy: Tensor, mask: Tensor, *, coef: float, agg: str
-) -> Tensor:
+def entropy_bonus_loss(entropy: Tensor, mask: Tensor, *, coef: float, agg: str) -> Tensor:
     """Entropy-regularisation term −coef·agg(H) to add to the policy loss (spec §10.6).
 
     Args:

@@ -67,8 +67,15 @@ class RowCollector:
         self.mask: list[torch.Tensor] = []
         self.contexts: list[str] = []
 
-    def add(self, prompt: list[int], response: list[int], logp: torch.Tensor, adv: torch.Tensor,
-            mask: torch.Tensor, context: str) -> None:
+    def add(
+        self,
+        prompt: list[int],
+        response: list[int],
+        logp: torch.Tensor,
+        adv: torch.Tensor,
+        mask: torch.Tensor,
+        context: str,
+    ) -> None:
         self.prompts.append(prompt)
         self.responses.append(response)
         self.logp.append(logp)
@@ -77,5 +84,11 @@ class RowCollector:
         self.contexts.append(context)
 
     def build(self) -> TrainRows:
-        return TrainRows(self.prompts, self.responses, torch.stack(self.logp), torch.stack(self.adv),
-                         torch.stack(self.mask), self.contexts)
+        return TrainRows(
+            self.prompts,
+            self.responses,
+            torch.stack(self.logp),
+            torch.stack(self.adv),
+            torch.stack(self.mask),
+            self.contexts,
+        )

@@ -30,8 +30,13 @@ class Packed:
     prompt_width: int  # P
 
 
-def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int,
-         response_width: int | None = None) -> Packed:
+def pack(
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    response_width: int | None = None,
+) -> Packed:
     """Pack pairs; ``response_width`` pads every response to a fixed T (defaults to the longest)."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
@@ -77,8 +82,15 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(model: Any, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int,
-          micro_batch_size: int, response_width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def score(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    micro_batch_size: int,
+    response_width: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Old log-probs, full-vocabulary entropies (nats) and masks of the response tokens.
 
     Returns three (N, T) tensors with T = ``response_width``; padding positions are 0.
@@ -87,8 +99,12 @@ def score(model: Any, prompts: Sequence[Sequence[int]], responses: Sequence[Sequ
     model.eval()  # no dropout in the old-policy pass
     logps, ents, masks = [], [], []
     for start in range(0, len(prompts), micro_batch_size):
-        packed = pack(prompts[start : start + micro_batch_size], responses[start : start + micro_batch_size],
-                      pad_id=pad_id, response_width=response_width)
+        packed = pack(
+            prompts[start : start + micro_batch_size],
+            responses[start : start + micro_batch_size],
+            pad_id=pad_id,
+            response_width=response_width,
+        )
         logits = response_logits(model, packed)
         mask = packed.response_mask
         logps.append(token_logprobs(logits, packed.responses).cpu() * mask)

@@ -20,8 +20,16 @@ from trainer.rl.batch import TrainRows
 from trainer.rl.scoring import pack, response_logits, token_logprobs
 
 
-def ppo_update(model: Any, optimizer: Any, rows: TrainRows, cfg: TrainConfig, *, pad_id: int,
-               generator: torch.Generator, grad_sync: Callable[[Any], None] | None = None) -> dict[str, float]:
+def ppo_update(
+    model: Any,
+    optimizer: Any,
+    rows: TrainRows,
+    cfg: TrainConfig,
+    *,
+    pad_id: int,
+    generator: torch.Generator,
+    grad_sync: Callable[[Any], None] | None = None,
+) -> dict[str, float]:
     """Run ``ppo_epochs`` passes over the rows; returns averaged update metrics."""
     model.train()
     avg = MetricAverager()
@@ -50,15 +58,20 @@ def ppo_update(model: Any, optimizer: Any, rows: TrainRows, cfg: TrainConfig, *,
     return out
 
 
-def _micro_step(model: Any, rows: TrainRows, idx: list[int], cfg: TrainConfig, loss_fn: PolicyLoss,
-                pad_id: int, width: int) -> tuple[torch.Tensor, dict[str, float]]:
-    packed = pack([rows.prompts[i] for i in idx], [rows.responses[i] for i in idx], pad_id=pad_id,
-                  response_width=width)
+def _micro_step(
+    model: Any, rows: TrainRows, idx: list[int], cfg: TrainConfig, loss_fn: PolicyLoss, pad_id: int, width: int
+) -> tuple[torch.Tensor, dict[str, float]]:
+    packed = pack([rows.prompts[i] for i in idx], [rows.responses[i] for i in idx], pad_id=pad_id, response_width=width)
     logits = response_logits(model, packed)  # (B, T, V)
     logp = token_logprobs(logits, packed.responses)  # (B, T)
     device = logp.device
-    batch = LossInputs(logp=logp, entropy=algos.entropy_from_logits(logits), old_logp=rows.old_logp[idx].to(device),
-                       advantages=rows.advantages[idx].to(device), mask=rows.mask[idx].to(device))
+    batch = LossInputs(
+        logp=logp,
+        entropy=algos.entropy_from_logits(logits),
+        old_logp=rows.old_logp[idx].to(device),
+        advantages=rows.advantages[idx].to(device),
+        mask=rows.mask[idx].to(device),
+    )
     loss, metrics = loss_fn(cfg, batch)
     with torch.no_grad():
         metrics["actor/entropy"] = algos.masked_mean(batch.entropy, batch.mask).item()

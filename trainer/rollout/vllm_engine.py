@@ -39,17 +39,23 @@ def _import_vllm() -> Any:
 
 
 class VllmBackend:
-    def __init__(self, model: Any, tokenizer: Any, *, gpu_memory_utilization: float = 0.3,
-                 max_model_len: int = 4096) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, gpu_memory_utilization: float = 0.3, max_model_len: int = 4096
+    ) -> None:
         vllm = _import_vllm()
         self._vllm = vllm
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(model, tokenizer)
         path = getattr(model, "name_or_path", None) or model.config._name_or_path
         self.llm = vllm.LLM(
-            model=path, tokenizer=path, dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, enforce_eager=True,
-            seed=0, enable_prefix_caching=True,
+            model=path,
+            tokenizer=path,
+            dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enforce_eager=True,
+            seed=0,
+            enable_prefix_caching=True,
         )
         self.sync_weights(model)
 
@@ -63,9 +69,15 @@ class VllmBackend:
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> Generations:
         sp = self._vllm.SamplingParams(
-            n=params.n, temperature=params.temperature, top_k=params.top_k or -1, top_p=params.top_p,
-            max_tokens=params.max_new_tokens, seed=params.seed, stop_token_ids=self.eos_ids,
-            skip_special_tokens=False, include_stop_str_in_output=True,
+            n=params.n,
+            temperature=params.temperature,
+            top_k=params.top_k or -1,
+            top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            seed=params.seed,
+            stop_token_ids=self.eos_ids,
+            skip_special_tokens=False,
+            include_stop_str_in_output=True,
         )
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
         outputs = self.llm.generate(requests, sp, use_tqdm=False)

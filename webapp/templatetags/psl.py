@@ -15,8 +15,18 @@ register = template.Library()
 # so the scale is roughly logarithmic: fine steps where the mass is, coarse ones in the tail.
 SURPRISAL_EDGES = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 # Background of each bucket (the CSS classes .h0…h9 use the same colours).
-SURPRISAL_COLORS = ("transparent", "#fff9db", "#fff3bf", "#ffec99", "#ffd8a8", "#ffc078", "#ffa94d",
-                    "#ff8787", "#fa5252", "#e03131")
+SURPRISAL_COLORS = (
+    "transparent",
+    "#fff9db",
+    "#fff3bf",
+    "#ffec99",
+    "#ffd8a8",
+    "#ffc078",
+    "#ffa94d",
+    "#ff8787",
+    "#fa5252",
+    "#e03131",
+)
 
 
 @register.filter(name="markdown")

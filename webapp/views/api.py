@@ -36,8 +36,14 @@ RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study")
 # --- input helpers ----------------------------------------------------------------------------------
 
 
-def _int_param(request: HttpRequest, name: str, default: int | None = None, *, minimum: int | None = None,
-               maximum: int | None = None) -> int | None:
+def _int_param(
+    request: HttpRequest,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
     raw = request.GET.get(name, "")
     if raw == "":
         return default
@@ -74,7 +80,7 @@ def _page(request: HttpRequest, qs: QuerySet[Any]) -> tuple[list[Any], dict[str,
     limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
     page = _int_param(request, "page", 1, minimum=1) or 1
     count = qs.count()
-    items = list(qs[(page - 1) * limit: page * limit])
+    items = list(qs[(page - 1) * limit : page * limit])
     pages = max(1, -(-count // limit))
 
     def link(n: int) -> str | None:
@@ -84,8 +90,14 @@ def _page(request: HttpRequest, qs: QuerySet[Any]) -> tuple[list[Any], dict[str,
         query["page"] = str(n)
         return request.build_absolute_uri(request.path + "?" + query.urlencode())
 
-    return items, {"count": count, "page": page, "pages": pages, "limit": limit,
-                   "next": link(page + 1), "previous": link(page - 1) if page <= pages else None}
+    return items, {
+        "count": count,
+        "page": page,
+        "pages": pages,
+        "limit": limit,
+        "next": link(page + 1),
+        "previous": link(page - 1) if page <= pages else None,
+    }
 
 
 # --- representations ---------------------------------------------------------------------------------
@@ -93,36 +105,77 @@ def _page(request: HttpRequest, qs: QuerySet[Any]) -> tuple[list[Any], dict[str,
 
 def _project_json(project: Project, role: str) -> dict[str, Any]:
     return {
-        "id": project.pk, "name": project.name, "slug": project.slug, "team": project.team.name,
-        "description": project.description, "role": role, "created_at": project.created_at,
+        "id": project.pk,
+        "name": project.name,
+        "slug": project.slug,
+        "team": project.team.name,
+        "description": project.description,
+        "role": role,
+        "created_at": project.created_at,
         "runs_url": reverse("api-project-runs", args=[project.pk]),
     }
 
 
 def _run_json(run: Run, *, full: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": run.pk, "project": run.project_id, "name": run.name, "algorithm": run.algorithm,
-        "model": run.model_name, "seed": run.seed, "status": run.status, "queue": run.queue, "gpus": run.gpus,
-        "step": run.step, "total_steps": run.total_steps, "progress": round(run.progress, 4),
+        "id": run.pk,
+        "project": run.project_id,
+        "name": run.name,
+        "algorithm": run.algorithm,
+        "model": run.model_name,
+        "seed": run.seed,
+        "status": run.status,
+        "queue": run.queue,
+        "gpus": run.gpus,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "progress": round(run.progress, 4),
         "created_by": run.created_by.username if run.created_by else None,
-        "created_at": run.created_at, "queued_at": run.queued_at, "started_at": run.started_at,
-        "finished_at": run.finished_at, "study": run.study_id, "tags": [t.name for t in run.tags.all()],
-        "summary": run.summary, "url": run.get_absolute_url(), "api_url": reverse("api-run", args=[run.pk]),
+        "created_at": run.created_at,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "study": run.study_id,
+        "tags": [t.name for t in run.tags.all()],
+        "summary": run.summary,
+        "url": run.get_absolute_url(),
+        "api_url": reverse("api-run", args=[run.pk]),
     }
     if full:
         time_left = run.time_left()
-        data.update({
-            "config": run.config, "error": run.error, "attempt": run.attempt, "parent": run.parent_id,
-            "host": run.host, "heartbeat_at": run.heartbeat_at, "cancel_requested": run.cancel_requested,
-            "code_version": run.code_version, "last_checkpoint_step": run.last_checkpoint_step,
-            "time_left_seconds": round(time_left.total_seconds()) if time_left else None,
-            "wandb_run_id": run.wandb_run_id or None,
-        })
+        data.update(
+            {
+                "config": run.config,
+                "error": run.error,
+                "attempt": run.attempt,
+                "parent": run.parent_id,
+                "host": run.host,
+                "heartbeat_at": run.heartbeat_at,
+                "cancel_requested": run.cancel_requested,
+                "code_version": run.code_version,
+                "last_checkpoint_step": run.last_checkpoint_step,
+                "time_left_seconds": round(time_left.total_seconds()) if time_left else None,
+                "wandb_run_id": run.wandb_run_id or None,
+            }
+        )
     return data
 
 
-SAMPLE_FIELDS = ("id", "step", "question_id", "mode", "context", "index", "prompt", "answer", "response",
-                 "reward", "advantage", "length", "entropy")
+SAMPLE_FIELDS = (
+    "id",
+    "step",
+    "question_id",
+    "mode",
+    "context",
+    "index",
+    "prompt",
+    "answer",
+    "response",
+    "reward",
+    "advantage",
+    "length",
+    "entropy",
+)
 
 
 def _sample_json(sample: Sample, *, tokens: bool) -> dict[str, Any]:
@@ -135,9 +188,17 @@ def _sample_json(sample: Sample, *, tokens: bool) -> dict[str, Any]:
 
 def _evaluation_json(ev: Evaluation) -> dict[str, Any]:
     return {
-        "id": ev.pk, "run": ev.run_id, "step": ev.step, "benchmark": ev.benchmark, "mode": ev.mode,
-        "status": ev.status, "settings": ev.settings, "metrics": ev.metrics, "error": ev.error,
-        "n_results": getattr(ev, "n_results", None), "created_at": ev.created_at,
+        "id": ev.pk,
+        "run": ev.run_id,
+        "step": ev.step,
+        "benchmark": ev.benchmark,
+        "mode": ev.mode,
+        "status": ev.status,
+        "settings": ev.settings,
+        "metrics": ev.metrics,
+        "error": ev.error,
+        "n_results": getattr(ev, "n_results", None),
+        "created_at": ev.created_at,
         "finished_at": ev.finished_at,
     }
 
@@ -183,8 +244,16 @@ def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
     except ConfigError as exc:
         raise ApiError(400, exc.message, field=exc.field) from None
     try:
-        run = run_create(project=project, user=request.user, config=config, name=name, queue=queue, tags=tags,
-                         wandb=wandb, study=study)
+        run = run_create(
+            project=project,
+            user=request.user,
+            config=config,
+            name=name,
+            queue=queue,
+            tags=tags,
+            wandb=wandb,
+            study=study,
+        )
     except ServiceError as exc:
         raise ApiError(400, str(exc)) from None
     response = JsonResponse(_run_json(_run_queryset().get(pk=run.pk), full=True), status=201)
@@ -247,8 +316,7 @@ def run_metrics(request: HttpRequest, pk: int) -> HttpResponse:
     min_step = _int_param(request, "min_step")
     max_step = _int_param(request, "max_step")
     points = _int_param(request, "points", DEFAULT_POINTS, minimum=2, maximum=MAX_POINTS) or DEFAULT_POINTS
-    series = {k: metric_series(run, k, min_step=min_step, max_step=max_step, max_points=points).to_dict()
-              for k in keys}
+    series = {k: metric_series(run, k, min_step=min_step, max_step=max_step, max_points=points).to_dict() for k in keys}
     return JsonResponse({"run": run.pk, "series": series})
 
 
@@ -268,9 +336,10 @@ def run_samples(request: HttpRequest, pk: int) -> HttpResponse:
     if not tokens:
         qs = qs.defer("tokens", "surprisal")
     count = qs.count()
-    rows = qs.order_by("step", "question_id", "mode", "context", "index", "id")[offset: offset + limit]
-    return JsonResponse({"count": count, "limit": limit, "offset": offset,
-                         "results": [_sample_json(s, tokens=tokens) for s in rows]})
+    rows = qs.order_by("step", "question_id", "mode", "context", "index", "id")[offset : offset + limit]
+    return JsonResponse(
+        {"count": count, "limit": limit, "offset": offset, "results": [_sample_json(s, tokens=tokens) for s in rows]}
+    )
 
 
 @api_view("GET")

@@ -51,11 +51,11 @@ class EvaluationForm(forms.Form):
 
     step = forms.TypedChoiceField(coerce=int, label="Checkpoint step")
     benchmarks = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
-    modes = forms.MultipleChoiceField(choices=list(MODE_LABELS.items()), initial=list(MODES),
-                                      widget=forms.CheckboxSelectMultiple)
+    modes = forms.MultipleChoiceField(
+        choices=list(MODE_LABELS.items()), initial=list(MODES), widget=forms.CheckboxSelectMultiple
+    )
     k = forms.IntegerField(min_value=1, max_value=MAX_K, initial=8, label="k (samples per question)")
-    limit = forms.IntegerField(min_value=1, required=False, label="Questions per benchmark",
-                               help_text="empty = all")
+    limit = forms.IntegerField(min_value=1, required=False, label="Questions per benchmark", help_text="empty = all")
     max_new_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=512)
     temperature = forms.FloatField(min_value=0.01, max_value=5.0, initial=0.6)
     top_k = forms.IntegerField(min_value=0, initial=20, label="top-k", help_text="0 = off")
@@ -72,7 +72,8 @@ class EvaluationForm(forms.Form):
         self.problems = {name: benchmark_problem(name, settings.PSL_DATA_DIR) for name in BENCHMARK_NAMES}
         bench_field.choices = [
             (name, BENCHMARKS[name].title + ("" if self.problems[name] is None else " — no data file"))
-            for name in BENCHMARK_NAMES]
+            for name in BENCHMARK_NAMES
+        ]
         task = run.config.get("task", "")
         self.fields["benchmarks"].initial = [task] if task in BENCHMARKS else []
         self.fields["max_new_tokens"].initial = run.config.get("max_new_tokens", 512)
@@ -89,9 +90,18 @@ class EvaluationForm(forms.Form):
 
     def to_request(self) -> EvalRequest:
         d = self.cleaned_data
-        return EvalRequest(step=d["step"], benchmarks=tuple(d["benchmarks"]), modes=tuple(d["modes"]), k=d["k"],
-                           limit=d["limit"], max_new_tokens=d["max_new_tokens"], temperature=d["temperature"],
-                           top_k=d["top_k"], top_p=d["top_p"], judge=bool(d.get("judge")))
+        return EvalRequest(
+            step=d["step"],
+            benchmarks=tuple(d["benchmarks"]),
+            modes=tuple(d["modes"]),
+            k=d["k"],
+            limit=d["limit"],
+            max_new_tokens=d["max_new_tokens"],
+            temperature=d["temperature"],
+            top_k=d["top_k"],
+            top_p=d["top_p"],
+            judge=bool(d.get("judge")),
+        )
 
 
 # --- the evaluations page ---------------------------------------------------------------------------------
@@ -123,16 +133,28 @@ def _page_context(run: Run, form: EvaluationForm | None, can_write: bool) -> dic
     found, alone = one_mode_only(evals)
     charts = pass_at_k_charts(evals)
     return {
-        "run": run, "project": run.project, "nav": "runs", "form": form, "can_write": can_write,
-        "tables": evaluation_tables(evals), "active": [ev for ev in evals if ev.status in ACTIVE],
-        "one_mode": found, "one_mode_counts": alone, "passk_charts": charts,
-        "judge_configured": judge_configured(), "data_dir": settings.PSL_DATA_DIR,
+        "run": run,
+        "project": run.project,
+        "nav": "runs",
+        "form": form,
+        "can_write": can_write,
+        "tables": evaluation_tables(evals),
+        "active": [ev for ev in evals if ev.status in ACTIVE],
+        "one_mode": found,
+        "one_mode_counts": alone,
+        "passk_charts": charts,
+        "judge_configured": judge_configured(),
+        "data_dir": settings.PSL_DATA_DIR,
         "page_data": {
             "status_url": reverse("webapp-run-evaluations-status", args=[run.pk]),
-            "token": _status_token(evals), "active": sum(ev.status in ACTIVE for ev in evals),
-            "training": _training_series(run), "eval_kl": _eval_points(evals),
-            "passk": [{"id": f"passk-{i}", "title": f"{c.title} · step {c.step}", "curves": c.curves}
-                      for i, c in enumerate(charts)],
+            "token": _status_token(evals),
+            "active": sum(ev.status in ACTIVE for ev in evals),
+            "training": _training_series(run),
+            "eval_kl": _eval_points(evals),
+            "passk": [
+                {"id": f"passk-{i}", "title": f"{c.title} · step {c.step}", "curves": c.curves}
+                for i, c in enumerate(charts)
+            ],
         },
     }
 
@@ -210,15 +232,35 @@ def evaluation_detail(request: HttpRequest, pk: int, eval_pk: int) -> HttpRespon
     texts = _question_texts(ev.benchmark, str(settings.PSL_DATA_DIR))
     other = run.evaluations.filter(step=ev.step, benchmark=ev.benchmark).exclude(mode=ev.mode).first()
     per_prompt = (ev.metrics or {}).get("creative_per_prompt") or {}
-    questions = [{"id": q, "prompt": texts.get(q, ("", ""))[0], "answer": texts.get(q, ("", ""))[1],
-                  "samples": rows, "correct": sum(r.score > 0.5 for r in rows), "creative": per_prompt.get(q)}
-                 for q, rows in by_q.items()]
-    return render(request, "webapp/evaluation_detail.html", {
-        "run": run, "project": run.project, "nav": "runs", "evaluation": ev, "questions": questions,
-        "page": page, "q": qid, "show": show, "other": other, "graded": (ev.metrics or {}).get("graded", True),
-        "mode_label": MODE_LABELS.get(ev.mode, ev.mode), "title": BENCHMARKS[ev.benchmark].title
-        if ev.benchmark in BENCHMARKS else ev.benchmark,
-    })
+    questions = [
+        {
+            "id": q,
+            "prompt": texts.get(q, ("", ""))[0],
+            "answer": texts.get(q, ("", ""))[1],
+            "samples": rows,
+            "correct": sum(r.score > 0.5 for r in rows),
+            "creative": per_prompt.get(q),
+        }
+        for q, rows in by_q.items()
+    ]
+    return render(
+        request,
+        "webapp/evaluation_detail.html",
+        {
+            "run": run,
+            "project": run.project,
+            "nav": "runs",
+            "evaluation": ev,
+            "questions": questions,
+            "page": page,
+            "q": qid,
+            "show": show,
+            "other": other,
+            "graded": (ev.metrics or {}).get("graded", True),
+            "mode_label": MODE_LABELS.get(ev.mode, ev.mode),
+            "title": BENCHMARKS[ev.benchmark].title if ev.benchmark in BENCHMARKS else ev.benchmark,
+        },
+    )
 
 
 urlpatterns = [

@@ -19,10 +19,12 @@ from webapp.models import ApiToken, Membership, Project, Role, RunStatus, Team, 
 @login_required
 def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     projects = (
-        Project.objects.for_user(request.user).select_related("team")
-        .annotate(n_runs=Count("runs", distinct=True),
-                  n_active=Count("runs", filter=Q(runs__status__in=[RunStatus.QUEUED, RunStatus.RUNNING]),
-                                 distinct=True))
+        Project.objects.for_user(request.user)
+        .select_related("team")
+        .annotate(
+            n_runs=Count("runs", distinct=True),
+            n_active=Count("runs", filter=Q(runs__status__in=[RunStatus.QUEUED, RunStatus.RUNNING]), distinct=True),
+        )
         .order_by("team__name", "name")
     )
     teams = Team.objects.filter(memberships__user=request.user, memberships__role__in=[Role.MEMBER, Role.ADMIN])

@@ -62,8 +62,9 @@ def target_url(target: Target) -> str:
 def _back(request: HttpRequest, target: Target, anchor: str = "#review") -> HttpResponse:
     """Redirect to the page the form was on (a safe local ``next``), else to the target's page."""
     nxt = request.POST.get("next", "")
-    if nxt and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()},
-                                               require_https=request.is_secure()):
+    if nxt and url_has_allowed_host_and_scheme(
+        nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return redirect(nxt if "#" in nxt else nxt + anchor)
     return redirect(target_url(target) + anchor)
 
@@ -97,7 +98,7 @@ class ReviewBox:
 
     @property
     def summary_text(self) -> str:
-        """"2 approve, 1 needs work" (or "" when nobody has given a verdict)."""
+        """ "2 approve, 1 needs work" (or "" when nobody has given a verdict)."""
         return ", ".join(f"{n} {label.lower()}" for _, label, n in self.summary)
 
     @property
@@ -133,13 +134,22 @@ def review_context(target: Target, user: Any, *, next_url: str = "") -> dict[str
     verdicts = list(Verdict.objects.filter(**filters).select_related("author").order_by("-created_at", "-id"))
     latest = latest_verdicts(verdicts)
     mine = next((v.verdict for v in latest if v.author_id == getattr(user, "pk", None)), "")
-    box = ReviewBox(kind=kind, target=target, comments=comments, verdicts=verdicts, latest=latest,
-                    can_write=can(user, target_project(target), Role.MEMBER), my_verdict=mine,
-                    next_url=next_url or target_url(target), summary=verdict_summary(latest))
+    box = ReviewBox(
+        kind=kind,
+        target=target,
+        comments=comments,
+        verdicts=verdicts,
+        latest=latest,
+        can_write=can(user, target_project(target), Role.MEMBER),
+        my_verdict=mine,
+        next_url=next_url or target_url(target),
+        summary=verdict_summary(latest),
+    )
     if isinstance(target, Run):
         box.tags = list(target.tags.all())
-        box.tag_suggestions = list(Tag.objects.filter(project_id=target.project_id).exclude(
-            pk__in=[t.pk for t in box.tags]))
+        box.tag_suggestions = list(
+            Tag.objects.filter(project_id=target.project_id).exclude(pk__in=[t.pk for t in box.tags])
+        )
     return {"review": box}
 
 
@@ -210,11 +220,16 @@ def sample_review(request: HttpRequest, pk: int) -> HttpResponse:
     sample.n_comments = len(review["review"].comments)  # type: ignore[attr-defined]
     sample.my_verdict = review["review"].my_verdict  # type: ignore[attr-defined]
     context = {
-        "sample": sample, "run": sample.run, "project": sample.run.project, "nav": "runs",
+        "sample": sample,
+        "run": sample.run,
+        "project": sample.run.project,
+        "nav": "runs",
         "card": Card(sample, heat_pieces(sample), prompt_turns(sample.prompt)),
-        "question": question_text(sample.prompt), "self_url": request.path,
+        "question": question_text(sample.prompt),
+        "self_url": request.path,
         "side_by_side_url": side_by_side_url(sample.run, step=sample.step, q=sample.question_id),
-        "can_write": review["review"].can_write, **review,
+        "can_write": review["review"].can_write,
+        **review,
     }
     return render(request, "webapp/review_sample.html", context)
 

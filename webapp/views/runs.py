@@ -60,14 +60,25 @@ def run_list(request: HttpRequest, project_id: int) -> HttpResponse:
     column_ids = form.columns()
     columns = [selectors.column(c) for c in column_ids]
     rows = [(run, [(c, selectors.display(selectors.cell_value(run, c.id))) for c in columns]) for run in page]
-    return render(request, "webapp/run_list.html", {
-        "project": project, "nav": "runs", "form": form, "page": page, "rows": rows, "sort": sort,
-        "headers": _headers(columns, sort), "column_ids": ",".join(column_ids),
-        "column_choices": _column_choices(column_ids, [run for run, _ in rows]),
-        "tags": selectors.project_tags(project), "can_write": can(request.user, project, Role.MEMBER),
-        "filtered": any(request.GET.get(k) for k in ("q", "status", "algorithm", "tag", "where"))
-        or any(k.startswith("cfg.") for k in request.GET),
-    })
+    return render(
+        request,
+        "webapp/run_list.html",
+        {
+            "project": project,
+            "nav": "runs",
+            "form": form,
+            "page": page,
+            "rows": rows,
+            "sort": sort,
+            "headers": _headers(columns, sort),
+            "column_ids": ",".join(column_ids),
+            "column_choices": _column_choices(column_ids, [run for run, _ in rows]),
+            "tags": selectors.project_tags(project),
+            "can_write": can(request.user, project, Role.MEMBER),
+            "filtered": any(request.GET.get(k) for k in ("q", "status", "algorithm", "tag", "where"))
+            or any(k.startswith("cfg.") for k in request.GET),
+        },
+    )
 
 
 def _headers(columns: list[selectors.Column], sort: str) -> list[dict[str, Any]]:
@@ -76,8 +87,13 @@ def _headers(columns: list[selectors.Column], sort: str) -> list[dict[str, Any]]
     headers = []
     for col in columns:
         active = col.id == current
-        headers.append({"column": col, "state": ("desc" if descending else "asc") if active else "",
-                        "next": f"-{col.id}" if active and not descending else col.id})
+        headers.append(
+            {
+                "column": col,
+                "state": ("desc" if descending else "asc") if active else "",
+                "next": f"-{col.id}" if active and not descending else col.id,
+            }
+        )
     return headers
 
 
@@ -97,8 +113,9 @@ def run_bulk_cancel(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id)
     require(request.user, project, Role.MEMBER)
     cancelled = 0
-    for run in Run.objects.filter(project=project, pk__in=_ids(request.POST.getlist("run")),
-                                  status__in=ACTIVE_STATUSES):
+    for run in Run.objects.filter(
+        project=project, pk__in=_ids(request.POST.getlist("run")), status__in=ACTIVE_STATUSES
+    ):
         try:
             run_cancel(run=run, user=request.user)
             cancelled += 1
@@ -126,8 +143,7 @@ def _ids(values: list[str]) -> list[int]:
 
 def _back(request: HttpRequest, fallback: str) -> HttpResponse:
     target = request.POST.get("next", "")
-    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                         require_https=request.is_secure())
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
     return redirect(target if ok and target else fallback)
 
 
@@ -162,10 +178,16 @@ def _launch(project: Project, user: Any, form: RunForm, *, parent: Run | None) -
     name = form.cleaned_data["name"]
     with transaction.atomic():
         return [
-            run_create(project=project, user=user, config=cfg,
-                       name=f"{name} s{cfg.seed}" if name and len(configs) > 1 else name,
-                       queue=form.cleaned_data["queue"], tags=form.cleaned_data["tags"],
-                       wandb=form.cleaned_data["wandb"], parent=parent)
+            run_create(
+                project=project,
+                user=user,
+                config=cfg,
+                name=f"{name} s{cfg.seed}" if name and len(configs) > 1 else name,
+                queue=form.cleaned_data["queue"],
+                tags=form.cleaned_data["tags"],
+                wandb=form.cleaned_data["wandb"],
+                parent=parent,
+            )
             for cfg in configs
         ]
 
@@ -181,8 +203,7 @@ def _clone_source(request: HttpRequest) -> Run | None:
 
 def _clone_initial(run: Run) -> dict[str, Any]:
     initial = run_clone_initial(run)
-    initial.update(seed=str(initial["seed"]), wandb=run.wandb_enabled,
-                   tags=", ".join(t.name for t in run.tags.all()))
+    initial.update(seed=str(initial["seed"]), wandb=run.wandb_enabled, tags=", ".join(t.name for t in run.tags.all()))
     return initial
 
 
@@ -203,52 +224,102 @@ def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
     if form.is_valid() and not preview:
         data = form.cleaned_data
         try:
-            study = study_create_grid(project=project, user=request.user, name=data["name"],
-                                      base=form.to_config(), factors=data["factors"], queue=data["queue"],
-                                      description=data["description"], wandb=data["wandb"], tags=data["tags"])
+            study = study_create_grid(
+                project=project,
+                user=request.user,
+                name=data["name"],
+                base=form.to_config(),
+                factors=data["factors"],
+                queue=data["queue"],
+                description=data["description"],
+                wandb=data["wandb"],
+                tags=data["tags"],
+            )
         except ServiceError as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Launched study “{study.name}” with {study.runs.count()} runs.")
             return redirect(study)
     status = 200 if preview and form.is_valid() else 400
-    return render(request, "webapp/run_grid.html", _form_context(project, form, source, preview=preview),
-                  status=status)
+    return render(request, "webapp/run_grid.html", _form_context(project, form, source, preview=preview), status=status)
 
 
 # --- the run page -----------------------------------------------------------------------------------
 
 CHARTS: list[dict[str, Any]] = [
-    {"id": "reward", "title": "Reward and accuracy", "lines": [
-        {"key": "normal/accuracy", "label": "normal accuracy", "color": NORMAL},
-        {"key": "he/accuracy", "label": "HE accuracy", "color": HE},
-        {"key": "train/reward", "label": "mean reward", "color": GREY, "dash": "dot"}]},
-    {"id": "eval", "title": "Held-out accuracy", "needs": "eval", "lines": [
-        {"key": "eval/normal/accuracy", "label": "normal", "color": NORMAL},
-        {"key": "eval/he/accuracy", "label": "HE", "color": HE}]},
-    {"id": "entropy", "title": "Entropy (nats)", "lines": [
-        {"key": "normal/entropy", "label": "normal", "color": NORMAL},
-        {"key": "he/entropy", "label": "HE", "color": HE},
-        {"key": "actor/entropy", "label": "trained rows", "color": GREY, "dash": "dot"}]},
-    {"id": "kl", "title": "Inter-mode KL", "needs": "split", "lines": [
-        {"key": "split/he_normal_kl", "label": "KL(HE‖normal)", "color": HE},
-        {"key": "split/normal_he_kl", "label": "KL(normal‖HE)", "color": NORMAL}]},
-    {"id": "length", "title": "Response length (tokens)", "lines": [
-        {"key": "normal/length", "label": "normal", "color": NORMAL},
-        {"key": "he/length", "label": "HE", "color": HE}]},
-    {"id": "loss", "title": "Policy loss", "lines": [
-        {"key": "actor/pg_loss", "label": "loss", "color": "#5f3dc4"}]},
-    {"id": "clip", "title": "Clip fraction", "lines": [
-        {"key": "actor/clip_frac", "label": "PPO clip", "color": "#2f9e44"},
-        {"key": "actor/clip_frac_lower", "label": "dual clip", "color": GREY, "dash": "dot"}]},
-    {"id": "grad", "title": "Gradient norm", "lines": [
-        {"key": "actor/grad_norm", "label": "grad norm", "color": "#c2255c"}]},
-    {"id": "timing", "title": "Seconds per step", "stacked": True, "lines": [
-        {"key": "timing/generate_s", "label": "generate", "color": "#4263eb"},
-        {"key": "timing/score_s", "label": "score", "color": "#15aabf"},
-        {"key": "timing/update_s", "label": "update", "color": "#fab005"}]},
-    {"id": "tps", "title": "Generated tokens / s", "lines": [
-        {"key": "perf/tokens_per_s", "label": "tokens/s", "color": "#0ca678"}]},
+    {
+        "id": "reward",
+        "title": "Reward and accuracy",
+        "lines": [
+            {"key": "normal/accuracy", "label": "normal accuracy", "color": NORMAL},
+            {"key": "he/accuracy", "label": "HE accuracy", "color": HE},
+            {"key": "train/reward", "label": "mean reward", "color": GREY, "dash": "dot"},
+        ],
+    },
+    {
+        "id": "eval",
+        "title": "Held-out accuracy",
+        "needs": "eval",
+        "lines": [
+            {"key": "eval/normal/accuracy", "label": "normal", "color": NORMAL},
+            {"key": "eval/he/accuracy", "label": "HE", "color": HE},
+        ],
+    },
+    {
+        "id": "entropy",
+        "title": "Entropy (nats)",
+        "lines": [
+            {"key": "normal/entropy", "label": "normal", "color": NORMAL},
+            {"key": "he/entropy", "label": "HE", "color": HE},
+            {"key": "actor/entropy", "label": "trained rows", "color": GREY, "dash": "dot"},
+        ],
+    },
+    {
+        "id": "kl",
+        "title": "Inter-mode KL",
+        "needs": "split",
+        "lines": [
+            {"key": "split/he_normal_kl", "label": "KL(HE‖normal)", "color": HE},
+            {"key": "split/normal_he_kl", "label": "KL(normal‖HE)", "color": NORMAL},
+        ],
+    },
+    {
+        "id": "length",
+        "title": "Response length (tokens)",
+        "lines": [
+            {"key": "normal/length", "label": "normal", "color": NORMAL},
+            {"key": "he/length", "label": "HE", "color": HE},
+        ],
+    },
+    {"id": "loss", "title": "Policy loss", "lines": [{"key": "actor/pg_loss", "label": "loss", "color": "#5f3dc4"}]},
+    {
+        "id": "clip",
+        "title": "Clip fraction",
+        "lines": [
+            {"key": "actor/clip_frac", "label": "PPO clip", "color": "#2f9e44"},
+            {"key": "actor/clip_frac_lower", "label": "dual clip", "color": GREY, "dash": "dot"},
+        ],
+    },
+    {
+        "id": "grad",
+        "title": "Gradient norm",
+        "lines": [{"key": "actor/grad_norm", "label": "grad norm", "color": "#c2255c"}],
+    },
+    {
+        "id": "timing",
+        "title": "Seconds per step",
+        "stacked": True,
+        "lines": [
+            {"key": "timing/generate_s", "label": "generate", "color": "#4263eb"},
+            {"key": "timing/score_s", "label": "score", "color": "#15aabf"},
+            {"key": "timing/update_s", "label": "update", "color": "#fab005"},
+        ],
+    },
+    {
+        "id": "tps",
+        "title": "Generated tokens / s",
+        "lines": [{"key": "perf/tokens_per_s", "label": "tokens/s", "color": "#0ca678"}],
+    },
 ]
 
 
@@ -274,30 +345,53 @@ def chart_keys(run: Run) -> list[str]:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_for(request.user, pk)
     reference = _reference_run(run)
-    return render(request, "webapp/run_detail.html", {
-        **_header_context(request, run), "project": run.project, "nav": "runs",
-        "logs": selectors.recent_logs(run, limit=LOG_LINES), "checkpoints": run.checkpoints.all(),
-        "config_rows": _config_rows(run, reference), "reference": reference, "tags": run.tags.all(),
-        "page_data": {"statusUrl": reverse("webapp-run-status", args=[run.pk]),
-                      "seriesUrl": reverse("webapp-run-series", args=[run.pk]),
-                      "charts": charts_for(run), "finished": run.is_finished, "token": status_token(run)},
-        **review_context(run, request.user),
-    })
+    return render(
+        request,
+        "webapp/run_detail.html",
+        {
+            **_header_context(request, run),
+            "project": run.project,
+            "nav": "runs",
+            "logs": selectors.recent_logs(run, limit=LOG_LINES),
+            "checkpoints": run.checkpoints.all(),
+            "config_rows": _config_rows(run, reference),
+            "reference": reference,
+            "tags": run.tags.all(),
+            "page_data": {
+                "statusUrl": reverse("webapp-run-status", args=[run.pk]),
+                "seriesUrl": reverse("webapp-run-series", args=[run.pk]),
+                "charts": charts_for(run),
+                "finished": run.is_finished,
+                "token": status_token(run),
+            },
+            **review_context(run, request.user),
+        },
+    )
 
 
 # The header's "latest values" tiles: (metric key, label, mode class).
-LATEST = [("normal/accuracy", "normal accuracy", "mode-normal"), ("he/accuracy", "HE accuracy", "mode-he"),
-          ("train/reward", "mean reward", ""), ("normal/entropy", "normal entropy", "mode-normal"),
-          ("he/entropy", "HE entropy", "mode-he"), ("split/he_normal_kl", "KL(HE‖normal)", ""),
-          ("actor/grad_norm", "grad norm", ""), ("perf/tokens_per_s", "tokens/s", "")]
+LATEST = [
+    ("normal/accuracy", "normal accuracy", "mode-normal"),
+    ("he/accuracy", "HE accuracy", "mode-he"),
+    ("train/reward", "mean reward", ""),
+    ("normal/entropy", "normal entropy", "mode-normal"),
+    ("he/entropy", "HE entropy", "mode-he"),
+    ("split/he_normal_kl", "KL(HE‖normal)", ""),
+    ("actor/grad_norm", "grad norm", ""),
+    ("perf/tokens_per_s", "tokens/s", ""),
+]
 
 
 def _header_context(request: HttpRequest, run: Run) -> dict[str, Any]:
-    latest = [(label, selectors.display(run.summary[key]), css)
-              for key, label, css in LATEST if key in run.summary]
-    return {"run": run, "can_write": can(request.user, run.project, Role.MEMBER), "latest": latest,
-            "time_left": human_duration(run.time_left()), "duration": human_duration(run.duration()),
-            "algorithm_label": selectors.ALGORITHM_LABELS.get(run.algorithm, run.algorithm)}
+    latest = [(label, selectors.display(run.summary[key]), css) for key, label, css in LATEST if key in run.summary]
+    return {
+        "run": run,
+        "can_write": can(request.user, run.project, Role.MEMBER),
+        "latest": latest,
+        "time_left": human_duration(run.time_left()),
+        "duration": human_duration(run.duration()),
+        "algorithm_label": selectors.ALGORITHM_LABELS.get(run.algorithm, run.algorithm),
+    }
 
 
 def human_duration(value: timedelta | None) -> str:
@@ -326,15 +420,23 @@ def _config_rows(run: Run, reference: Run | None) -> list[dict[str, Any]]:
     except Exception:  # an old row whose config no longer validates still shows what it stored
         values = {k: v for k, v in run.config.items() if not k.startswith("_")}
     ref = reference.config if reference else {}
-    return [{"name": name, "value": selectors.display(value), "ref": selectors.display(ref.get(name)),
-             "changed": bool(reference) and name in ref and ref.get(name) != value}
-            for name, value in values.items()]
+    return [
+        {
+            "name": name,
+            "value": selectors.display(value),
+            "ref": selectors.display(ref.get(name)),
+            "changed": bool(reference) and name in ref and ref.get(name) != value,
+        }
+        for name, value in values.items()
+    ]
 
 
 def status_token(run: Run) -> str:
     """Changes whenever the header or the logs would render differently (and on a new attempt)."""
-    return (f"{run.status}:{run.attempt}:{run.step}:{run.cancel_requested:d}:{run.last_checkpoint_step}:"
-            f"{selectors.last_log_id(run)}")
+    return (
+        f"{run.status}:{run.attempt}:{run.step}:{run.cancel_requested:d}:{run.last_checkpoint_step}:"
+        f"{selectors.last_log_id(run)}"
+    )
 
 
 @login_required
@@ -347,15 +449,21 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=400)
     token = status_token(run)
     data: dict[str, Any] = {
-        "token": token, "changed": request.GET.get("token") != token, "status": run.status,
-        "finished": run.is_finished, "step": run.step, "total_steps": run.total_steps, "attempt": run.attempt,
+        "token": token,
+        "changed": request.GET.get("token") != token,
+        "status": run.status,
+        "finished": run.is_finished,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "attempt": run.attempt,
     }
     if data["changed"]:
         ctx = {**_header_context(request, run), "logs": selectors.recent_logs(run, limit=LOG_LINES)}
         data["header_html"] = render_to_string("webapp/partials/run_header.html", ctx, request=request)
         data["logs_html"] = render_to_string("webapp/partials/run_logs.html", ctx, request=request)
-        data["checkpoints_html"] = render_to_string("webapp/partials/run_checkpoints.html",
-                                                    {"run": run, "checkpoints": run.checkpoints.all()}, request=request)
+        data["checkpoints_html"] = render_to_string(
+            "webapp/partials/run_checkpoints.html", {"run": run, "checkpoints": run.checkpoints.all()}, request=request
+        )
     if since is not None:
         keys = request.GET.getlist("key")[:MAX_SERIES_KEYS] or chart_keys(run)
         rows = selectors.new_points(run, keys, after_step=since, limit=MAX_NEW_POINTS + 1)
@@ -395,8 +503,7 @@ def run_series(request: HttpRequest, pk: int) -> JsonResponse:
         points = min(10_000, max(10, _int_param(request, "points") or 2000))
     except BadParam as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    series = {k: selectors.metric_series(run, k, min_step=lo, max_step=hi, max_points=points).to_dict()
-              for k in keys}
+    series = {k: selectors.metric_series(run, k, min_step=lo, max_step=hi, max_points=points).to_dict() for k in keys}
     return JsonResponse({"series": series, "min_step": lo, "max_step": hi, "points": points})
 
 

@@ -170,12 +170,14 @@ class QuestionRow:
 
     @property
     def disagree(self) -> bool:
-        return self.both and (abs(self.a.mean_reward - self.b.mean_reward) > 1e-9  # type: ignore[union-attr]
-                              or self.one_correct)
+        return self.both and (
+            abs(self.a.mean_reward - self.b.mean_reward) > 1e-9  # type: ignore[union-attr]
+            or self.one_correct
+        )
 
     @property
     def correct_side(self) -> str:
-        """"a" or "b" when only that side was correct, else ""."""
+        """ "a" or "b" when only that side was correct, else ""."""
         if not self.one_correct:
             return ""
         return "a" if self.a.any_correct else "b"  # type: ignore[union-attr]
@@ -272,8 +274,12 @@ def steps_with_samples(sides: tuple[Side, Side]) -> list[int]:
 
 
 def _search_filter(text: str) -> Q:
-    return (Q(question_id__icontains=text) | Q(prompt__icontains=text) | Q(response__icontains=text)
-            | Q(answer__icontains=text))
+    return (
+        Q(question_id__icontains=text)
+        | Q(prompt__icontains=text)
+        | Q(response__icontains=text)
+        | Q(answer__icontains=text)
+    )
 
 
 def question_rows(sides: tuple[Side, Side], step: int, search: str) -> list[QuestionRow]:
@@ -284,8 +290,13 @@ def question_rows(sides: tuple[Side, Side], step: int, search: str) -> list[Ques
         qs = qs.filter(question_id__in=matching.values("question_id"))
     groups = (
         qs.values("run_id", "question_id", "mode")
-        .annotate(n=Count("id"), correct=Count("id", filter=Q(reward__gt=0.5)), mean_reward=Avg("reward"),
-                  first_id=Min("id"), prompt=Min("prompt"))
+        .annotate(
+            n=Count("id"),
+            correct=Count("id", filter=Q(reward__gt=0.5)),
+            mean_reward=Avg("reward"),
+            first_id=Min("id"),
+            prompt=Min("prompt"),
+        )
         .order_by()
     )
     rows: dict[str, QuestionRow] = {}
@@ -302,30 +313,36 @@ def question_rows(sides: tuple[Side, Side], step: int, search: str) -> list[Ques
     return sorted(rows.values(), key=lambda r: r.order)
 
 
-def question_samples(sides: tuple[Side, Side], step: int, question_id: str, *, outcome: str,
-                     user: Any) -> list[Sample]:
+def question_samples(sides: tuple[Side, Side], step: int, question_id: str, *, outcome: str, user: Any) -> list[Sample]:
     """One question's samples of both sides with comment counts and the user's verdict: one query."""
     qs: QuerySet[Sample] = Sample.objects.filter(_side_filter(sides), step=step, question_id=question_id)
     if outcome == "correct":
         qs = qs.filter(reward__gt=0.5)
     elif outcome == "incorrect":
         qs = qs.filter(reward__lte=0.5)
-    n_comments = (Comment.objects.filter(sample=OuterRef("pk")).order_by().values("sample")
-                  .annotate(c=Count("id")).values("c"))
-    my_verdict = (Verdict.objects.filter(sample=OuterRef("pk"), author=user).order_by("-created_at", "-id")
-                  .values("verdict"))
-    return list(qs.annotate(
-        n_comments=Coalesce(Subquery(n_comments, output_field=IntegerField()), 0),
-        my_verdict=Subquery(my_verdict[:1]),
-    ).order_by("index", "id"))
+    n_comments = (
+        Comment.objects.filter(sample=OuterRef("pk")).order_by().values("sample").annotate(c=Count("id")).values("c")
+    )
+    my_verdict = (
+        Verdict.objects.filter(sample=OuterRef("pk"), author=user).order_by("-created_at", "-id").values("verdict")
+    )
+    return list(
+        qs.annotate(
+            n_comments=Coalesce(Subquery(n_comments, output_field=IntegerField()), 0),
+            my_verdict=Subquery(my_verdict[:1]),
+        ).order_by("index", "id")
+    )
 
 
 def writable_runs(user: Any, sides: tuple[Side, Side]) -> set[int]:
     """Ids of the shown runs the user may review (member or admin of the run's team)."""
     teams = {s.run.project.team_id for s in sides}
     roles = dict(Membership.objects.filter(user=user, team_id__in=teams).values_list("team_id", "role"))
-    return {s.run.pk for s in sides
-            if ROLE_RANK[Role(roles.get(s.run.project.team_id, Role.VIEWER))] >= ROLE_RANK[Role.MEMBER]}
+    return {
+        s.run.pk
+        for s in sides
+        if ROLE_RANK[Role(roles.get(s.run.project.team_id, Role.VIEWER))] >= ROLE_RANK[Role.MEMBER]
+    }
 
 
 # --- the view -------------------------------------------------------------------------------------
@@ -349,13 +366,15 @@ def _neighbours(items: list[Any], current: Any) -> tuple[Any, Any]:
     return (items[i - 1] if i > 0 else None), (items[i + 1] if i + 1 < len(items) else None)
 
 
-def _columns(sides: tuple[Side, Side], samples: list[Sample], row: QuestionRow | None, heat: bool,
-             writable: set[int]) -> list[Column]:
+def _columns(
+    sides: tuple[Side, Side], samples: list[Sample], row: QuestionRow | None, heat: bool, writable: set[int]
+) -> list[Column]:
     columns = []
     for side in sides:
         cards = [
             Card(s, heat_pieces(s) if heat else [], prompt_turns(s.prompt))
-            for s in samples if side.matches(s.run_id, s.mode)
+            for s in samples
+            if side.matches(s.run_id, s.mode)
         ]
         stats = getattr(row, side.key) if row else None
         columns.append(Column(side, cards, stats, side.run.pk in writable))
@@ -398,15 +417,28 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
     ids = [r.question_id for r in rows]
     state = replace(state, step=step, q=state.q if state.q in ids else (ids[0] if ids else ""))
     row = next((r for r in rows if r.question_id == state.q), None)
-    samples = question_samples(sides, step, row.question_id, outcome=state.outcome,
-                               user=request.user) if row and step is not None else []
+    samples = (
+        question_samples(sides, step, row.question_id, outcome=state.outcome, user=request.user)
+        if row and step is not None
+        else []
+    )
     for r in rows:
         r.url = "?" + state.query(q=r.question_id)
     context = {
-        "run": run, "run_b": run_b, "project": run.project, "nav": "runs", "state": state, "sides": sides,
-        "steps": steps, "step": step, "rows": rows, "n_rows_total": len(all_rows), "row": row,
+        "run": run,
+        "run_b": run_b,
+        "project": run.project,
+        "nav": "runs",
+        "state": state,
+        "sides": sides,
+        "steps": steps,
+        "step": step,
+        "rows": rows,
+        "n_rows_total": len(all_rows),
+        "row": row,
         "columns": _columns(sides, samples, row, state.heat, writable_runs(request.user, sides)),
-        "question": samples[0] if samples else None, "self_url": request.path + "?" + state.query(),
+        "question": samples[0] if samples else None,
+        "self_url": request.path + "?" + state.query(),
         "compare_runs": Run.objects.filter(project=run.project).exclude(pk=run.pk).only("id", "name"),
         "modes": [(m, MODE_LABELS[m]) for m in MODES],
         "heat_legend": [f"{lo:g}" for lo in (0.0, *SURPRISAL_EDGES)],

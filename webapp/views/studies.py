@@ -54,12 +54,32 @@ CHART_POINTS = 1000  # per run and key; larger series are min/max bucketed by me
 RUN_CHOICES = 300  # runs offered in the compare picker (newest first, plus any selected)
 BANDS = {"minmax": "min–max across seeds", "std": "mean ± std across seeds"}
 # Shown when the user has not picked keys: the first of these that the runs logged.
-DEFAULT_KEYS = ("normal/accuracy", "he/accuracy", "train/reward", "normal/entropy", "he/entropy",
-                "split/he_normal_kl", "actor/entropy", "actor/pg_loss")
+DEFAULT_KEYS = (
+    "normal/accuracy",
+    "he/accuracy",
+    "train/reward",
+    "normal/entropy",
+    "he/entropy",
+    "split/he_normal_kl",
+    "actor/entropy",
+    "actor/pg_loss",
+)
 N_DEFAULT_KEYS = 4
 # One colour per run or group (W&B-like: saturated, distinguishable, colour-blind friendly first).
-PALETTE = ("#4c6ef5", "#f76707", "#2f9e44", "#e03131", "#7048e8", "#1098ad", "#d6336c", "#f59f00",
-           "#5c940d", "#1c7ed6", "#ae3ec9", "#868e96")
+PALETTE = (
+    "#4c6ef5",
+    "#f76707",
+    "#2f9e44",
+    "#e03131",
+    "#7048e8",
+    "#1098ad",
+    "#d6336c",
+    "#f59f00",
+    "#5c940d",
+    "#1c7ed6",
+    "#ae3ec9",
+    "#868e96",
+)
 REVIEW_PARTIAL = "webapp/partials/review_thread.html"
 
 
@@ -147,8 +167,11 @@ def _selected_runs(project: Project, ids: Sequence[int]) -> list[Run]:
 def _run_choices(project: Project, selected: Sequence[Run]) -> list[Run]:
     """Runs for the picker: the selected ones first, then the newest others."""
     ids = [r.pk for r in selected]
-    others = Run.objects.filter(project=project).exclude(pk__in=ids).only(
-        "id", "name", "status", "algorithm", "seed", "created_at", "config")[:RUN_CHOICES]
+    others = (
+        Run.objects.filter(project=project)
+        .exclude(pk__in=ids)
+        .only("id", "name", "status", "algorithm", "seed", "created_at", "config")[:RUN_CHOICES]
+    )
     return [*selected, *others]
 
 
@@ -163,16 +186,21 @@ def default_keys(available: Sequence[str]) -> list[str]:
     return (preferred + rest)[:N_DEFAULT_KEYS]
 
 
-def load_series(runs: Sequence[Run], keys: Sequence[str], *,
-                max_points: int = CHART_POINTS) -> dict[tuple[int, str], tuple[list[int], list[float]]]:
+def load_series(
+    runs: Sequence[Run], keys: Sequence[str], *, max_points: int = CHART_POINTS
+) -> dict[tuple[int, str], tuple[list[int], list[float]]]:
     """(run, key) -> (steps, values): small series in one query, large ones through metric_series.
 
     One aggregate query finds the size of every series; those that fit are read together, and
     only the long ones (rare) go through the per-series min/max bucketing of the selectors.
     """
     run_ids = [r.pk for r in runs]
-    sizes = (MetricPoint.objects.filter(run_id__in=run_ids, key__in=list(keys))
-             .values("run_id", "key").annotate(n=Count("id")).order_by())
+    sizes = (
+        MetricPoint.objects.filter(run_id__in=run_ids, key__in=list(keys))
+        .values("run_id", "key")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
     small = {(s["run_id"], s["key"]) for s in sizes if s["n"] <= max_points}
     large = {(s["run_id"], s["key"]) for s in sizes if s["n"] > max_points}
     out: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
@@ -204,8 +232,7 @@ def paint(groups: Sequence[RunGroup]) -> list[RunGroup]:
     return list(groups)
 
 
-def chart_payload(groups: Sequence[RunGroup], keys: Sequence[str], *, band: str,
-                  grouped: bool) -> dict[str, Any]:
+def chart_payload(groups: Sequence[RunGroup], keys: Sequence[str], *, band: str, grouped: bool) -> dict[str, Any]:
     """What static/js/compare.js draws: per key, one trace per group (mean line + band when grouped)."""
     runs = [r for g in groups for r in g.runs]
     series = load_series(runs, keys)
@@ -226,8 +253,6 @@ def chart_payload(groups: Sequence[RunGroup], keys: Sequence[str], *, band: str,
             traces.append(trace)
         charts.append({"key": key, "traces": traces})
     return {"charts": charts, "band": BANDS[band] if grouped else ""}
-
-
 
 
 # --- compare ----------------------------------------------------------------------------------------------
@@ -280,11 +305,16 @@ def compare(request: HttpRequest, project_id: int) -> HttpResponse:
     c = build_comparison(project, state)
     grouped = bool(state.group)
     context = {
-        "project": project, "nav": "compare", "state": state, "cmp": c,
-        "picker": _picker(project, c), "group_choices": _group_choices(c.runs, state),
-        "key_choices": [(k, True) for k in c.keys] + [(k, False) for k in c.available_keys
-                                                        if k not in c.keys],
-        "bands": BANDS, "grouped": grouped, "smooth": state.smooth,
+        "project": project,
+        "nav": "compare",
+        "state": state,
+        "cmp": c,
+        "picker": _picker(project, c),
+        "group_choices": _group_choices(c.runs, state),
+        "key_choices": [(k, True) for k in c.keys] + [(k, False) for k in c.available_keys if k not in c.keys],
+        "bands": BANDS,
+        "grouped": grouped,
+        "smooth": state.smooth,
         "charts": chart_payload(c.groups, c.keys, band=state.band, grouped=grouped),
         "permalink": request.build_absolute_uri(request.path + "?" + state.query()),
         "export_links": _export_links(reverse("webapp-compare-export", args=[project.pk]), state.query()),
@@ -325,15 +355,20 @@ def study_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id)
     studies = (
         project.studies.select_related("created_by", "baseline")
-        .annotate(n_runs=Count("runs", distinct=True),
-                  n_active=Count("runs", filter=Q(runs__status__in=ACTIVE_STATUSES), distinct=True),
-                  n_done=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED), distinct=True),
-                  n_failed=Count("runs", filter=Q(runs__status__in=[RunStatus.FAILED, RunStatus.LOST]),
-                                 distinct=True))
+        .annotate(
+            n_runs=Count("runs", distinct=True),
+            n_active=Count("runs", filter=Q(runs__status__in=ACTIVE_STATUSES), distinct=True),
+            n_done=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED), distinct=True),
+            n_failed=Count("runs", filter=Q(runs__status__in=[RunStatus.FAILED, RunStatus.LOST]), distinct=True),
+        )
         .order_by("-created_at")
     )
-    context = {"project": project, "nav": "studies", "studies": studies,
-               "can_write": can(request.user, project, Role.MEMBER)}
+    context = {
+        "project": project,
+        "nav": "studies",
+        "studies": studies,
+        "can_write": can(request.user, project, Role.MEMBER),
+    }
     return render(request, "webapp/study_list.html", context)
 
 
@@ -359,8 +394,17 @@ def build_study(study: Study, qd: QueryDict) -> StudyView:
     baseline = group_of(groups, study.baseline_id)
     keys = [k[:80] for k in _split(qd.getlist("keys"))][:MAX_KEYS] or default_keys(metric_keys(runs))
     test = qd.get("test", "") if qd.get("test") in TESTS else DEFAULT_TEST
-    return StudyView(study, runs, fields, groups, baseline, keys, test, final_table(groups, keys, baseline),
-                     paper_table(groups, baseline, test=test))
+    return StudyView(
+        study,
+        runs,
+        fields,
+        groups,
+        baseline,
+        keys,
+        test,
+        final_table(groups, keys, baseline),
+        paper_table(groups, baseline, test=test),
+    )
 
 
 def _factor_rows(study: Study, runs: Sequence[Run]) -> list[tuple[str, str, list[str]]]:
@@ -369,8 +413,11 @@ def _factor_rows(study: Study, runs: Sequence[Run]) -> list[tuple[str, str, list
     rows = []
     for name in names:
         declared = study.factors.get(name)
-        values = declared if isinstance(declared, list) else sorted(
-            {format_value(r.seed if name == "seed" else r.config.get(name)) for r in runs})
+        values = (
+            declared
+            if isinstance(declared, list)
+            else sorted({format_value(r.seed if name == "seed" else r.config.get(name)) for r in runs})
+        )
         rows.append((name, FIELD_SYMBOLS.get(name, name), [format_value(v) for v in values]))
     return rows
 
@@ -378,8 +425,10 @@ def _factor_rows(study: Study, runs: Sequence[Run]) -> list[tuple[str, str, list
 def _study_run_rows(sv: StudyView, names: Sequence[str]) -> list[tuple[Run, list[str], str, bool]]:
     """(run, factor values, group colour, is the baseline) for the study's runs table."""
     colors = {r.pk: g.color for g in sv.groups for r in g.runs}
-    return [(r, [format_value(config_value(r, n)) for n in names], colors.get(r.pk, ""),
-             r.pk == sv.study.baseline_id) for r in sv.runs]
+    return [
+        (r, [format_value(config_value(r, n)) for n in names], colors.get(r.pk, ""), r.pk == sv.study.baseline_id)
+        for r in sv.runs
+    ]
 
 
 def _review_context(study: Study, user: Any) -> dict[str, Any]:
@@ -400,24 +449,39 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     sv = build_study(study, request.GET)
     factors = _factor_rows(study, sv.runs)
     query = {"keys": ",".join(sv.keys), "test": sv.test, **({"smooth": f"{smooth:g}"} if smooth else {})}
-    compare_state = CompareState(runs=tuple(r.pk for r in sv.runs)[:MAX_RUNS], keys=tuple(sv.keys),
-                                 group=tuple(sv.group_fields), baseline=study.baseline_id)
+    compare_state = CompareState(
+        runs=tuple(r.pk for r in sv.runs)[:MAX_RUNS],
+        keys=tuple(sv.keys),
+        group=tuple(sv.group_fields),
+        baseline=study.baseline_id,
+    )
     context = {
-        "project": study.project, "nav": "studies", "study": study, "sv": sv, "factors": factors,
-        "factor_names": [name for name, _, _ in factors], "band": band, "bands": BANDS, "smooth": smooth,
+        "project": study.project,
+        "nav": "studies",
+        "study": study,
+        "sv": sv,
+        "factors": factors,
+        "factor_names": [name for name, _, _ in factors],
+        "band": band,
+        "bands": BANDS,
+        "smooth": smooth,
         "run_rows": _study_run_rows(sv, [name for name, _, _ in factors]),
         "charts": chart_payload(sv.groups, sv.keys, band=band, grouped=True),
         "can_write": can(request.user, study.project, Role.MEMBER),
         "tests": [(k, TEST_LABELS[k], k == sv.test) for k in TESTS],
         "compare_url": reverse("webapp-compare", args=[study.project_id]) + "?" + compare_state.query(),
-        "paper_exports": _export_links(reverse("webapp-study-export", args=[study.pk]), "",
-                                       table="paper", test=sv.test),
-        "final_exports": _export_links(reverse("webapp-study-export", args=[study.pk]),
-                                       urlencode({"keys": query["keys"]}, safe=",/"), table="final"),
-        "band_links": [(k, label, "?" + urlencode({**query, "band": k}, safe=",/"))
-                       for k, label in BANDS.items()],
-        "test_links": [(k, TEST_LABELS[k], "?" + urlencode({**query, "test": k, "band": band}, safe=",/"))
-                       for k in TESTS],
+        "paper_exports": _export_links(
+            reverse("webapp-study-export", args=[study.pk]), "", table="paper", test=sv.test
+        ),
+        "final_exports": _export_links(
+            reverse("webapp-study-export", args=[study.pk]),
+            urlencode({"keys": query["keys"]}, safe=",/"),
+            table="final",
+        ),
+        "band_links": [(k, label, "?" + urlencode({**query, "band": k}, safe=",/")) for k, label in BANDS.items()],
+        "test_links": [
+            (k, TEST_LABELS[k], "?" + urlencode({**query, "test": k, "band": band}, safe=",/")) for k in TESTS
+        ],
     }
     context.update(_review_context(study, request.user))
     return render(request, "webapp/study_detail.html", context)

@@ -35,19 +35,24 @@ class Command(BaseCommand):
         call_command("migrate", "--noinput", verbosity=0)
         project, created_user = _demo_objects()
         self.stdout.write("Preparing the bundled models (first time: ~1 minute)…")
-        subprocess.run([sys.executable, "-m", "trainer", "prepare-models", "tiny-random", "smollm2-135m"], check=True,
-                       cwd=settings.BASE_DIR)
+        subprocess.run(
+            [sys.executable, "-m", "trainer", "prepare-models", "tiny-random", "smollm2-135m"],
+            check=True,
+            cwd=settings.BASE_DIR,
+        )
         children = [self._web(port), self._worker()]
         try:
             if not no_runs and not project.runs.exists():
                 _submit_demo_runs(project)
             url = f"http://127.0.0.1:{port}/projects/{project.pk}/runs/"
-            self.stdout.write(self.style.SUCCESS(
-                f"\nPolicy Split Lab is running: {url}\n"
-                f"  user: {DEMO_USER}   password: {DEMO_PASSWORD}{'  (created)' if created_user else ''}\n"
-                f"  database: {settings.DATABASES['default']['NAME']}   broker: {settings.CELERY_BROKER_URL}\n"
-                "Press Ctrl-C to stop the web server and the worker.\n"
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nPolicy Split Lab is running: {url}\n"
+                    f"  user: {DEMO_USER}   password: {DEMO_PASSWORD}{'  (created)' if created_user else ''}\n"
+                    f"  database: {settings.DATABASES['default']['NAME']}   broker: {settings.CELERY_BROKER_URL}\n"
+                    "Press Ctrl-C to stop the web server and the worker.\n"
+                )
+            )
             self._wait(children, exit_after)
         except KeyboardInterrupt:
             pass
@@ -57,16 +62,45 @@ class Command(BaseCommand):
 
     def _web(self, port: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "--access-logfile", "-", "--log-level", "warning"],
-            cwd=settings.BASE_DIR, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "webapp.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+                "--log-level",
+                "warning",
+            ],
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
         )
 
     def _worker(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool=solo", "-Q", "cpu",
-             "-n", "demo-cpu@%h", "-l", "warning"],
-            cwd=settings.BASE_DIR, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "webapp",
+                "worker",
+                "--pool=solo",
+                "-Q",
+                "cpu",
+                "-n",
+                "demo-cpu@%h",
+                "-l",
+                "warning",
+            ],
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
         )
 
     def _wait(self, children: list[subprocess.Popen[bytes]], exit_after: float) -> None:
@@ -91,7 +125,8 @@ def _demo_objects() -> tuple[Any, bool]:
     team, _ = Team.objects.get_or_create(slug="demo-lab", defaults={"name": "Demo Lab"})
     Membership.objects.get_or_create(team=team, user=user, defaults={"role": Role.ADMIN})
     project, _ = Project.objects.get_or_create(
-        team=team, slug="policy-split-demo",
+        team=team,
+        slug="policy-split-demo",
         defaults={"name": "Policy Split demo", "description": "Demo runs on the built-in arithmetic task."},
     )
     return project, created
@@ -103,14 +138,33 @@ def _submit_demo_runs(project: Any) -> None:
     from webapp.services import run_create
 
     user = Membership.objects.filter(team=project.team).first().user  # type: ignore[union-attr]
-    quick = TrainConfig(model="tiny-random", algorithm="policy_split", steps=40, n=4, questions_per_step=4,
-                        mini_batch_size=32, micro_batch_size=16, max_new_tokens=32, checkpoint_every=10,
-                        lr=1e-4, seed=1)
-    run_create(project=project, user=user, config=quick, name="demo: Policy Split, tiny-random (fast)",
-               tags=["demo"])
-    real = TrainConfig(model="smollm2-135m", algorithm="policy_split", steps=30, n=4, questions_per_step=2,
-                       mini_batch_size=16, micro_batch_size=8, max_new_tokens=48, checkpoint_every=10, lr=2e-6,
-                       seed=1)
+    quick = TrainConfig(
+        model="tiny-random",
+        algorithm="policy_split",
+        steps=40,
+        n=4,
+        questions_per_step=4,
+        mini_batch_size=32,
+        micro_batch_size=16,
+        max_new_tokens=32,
+        checkpoint_every=10,
+        lr=1e-4,
+        seed=1,
+    )
+    run_create(project=project, user=user, config=quick, name="demo: Policy Split, tiny-random (fast)", tags=["demo"])
+    real = TrainConfig(
+        model="smollm2-135m",
+        algorithm="policy_split",
+        steps=30,
+        n=4,
+        questions_per_step=2,
+        mini_batch_size=16,
+        micro_batch_size=8,
+        max_new_tokens=48,
+        checkpoint_every=10,
+        lr=2e-6,
+        seed=1,
+    )
     run_create(project=project, user=user, config=real, name="demo: Policy Split, SmolLM2-135M", tags=["demo"])
     grpo = real.replace(algorithm="grpo", n=8)
     run_create(project=project, user=user, config=grpo, name="demo: GRPO, SmolLM2-135M", tags=["demo"])
@@ -124,8 +178,11 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     for child in children:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)
-    print("Stopping: a run in training is checkpointed and put back in its queue for the next start "
-          "(up to a training step; Ctrl-C again to kill at once).", flush=True)
+    print(
+        "Stopping: a run in training is checkpointed and put back in its queue for the next start "
+        "(up to a training step; Ctrl-C again to kill at once).",
+        flush=True,
+    )
     deadline = time.monotonic() + STOP_PATIENCE_SECONDS
     try:
         for child in children:
