@@ -43,5 +43,9 @@ Q4_CONTEXTS: tuple[str, ...] = ("paper", "released_code")
 
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
+PARALLELISMS: tuple[str, ...] = ("none", "ddp", "fsdp")
+"""How several processes share the training: none (one process), ddp (replicas, gradients averaged by
+DistributedDataParallel), fsdp (FSDP2: parameters, gradients and optimizer state sharded)."""
+
 TASKS: tuple[str, ...] = ("arith", "creative")
 """Built-in tasks (``trainer.data.datasets``); ``file:<path>`` names a dataset file besides these."""

@@ -23,6 +23,7 @@ from trainer.choices import (
     ESTIMATORS,
     LOSS_AGGS,
     NORMALIZERS,
+    PARALLELISMS,
     Q4_CONTEXTS,
     ROLLOUT_BACKENDS,
     TASKS,
@@ -48,6 +49,8 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "rollout_backend": ROLLOUT_BACKENDS,
     "q4_context": Q4_CONTEXTS,
     "dtype": DTYPES,
+    "master_dtype": DTYPES,
+    "parallelism": PARALLELISMS,
 }
 
 
@@ -121,7 +124,21 @@ class TrainConfig:
     loss_agg: str = "token-mean"
     steps: int = 10
     seed: int = 0
+    # --- engine (precision, sharding, memory) --------------------------------------------------
     dtype: str = "float32"
+    """Compute dtype of forward/backward. bfloat16/float16 keep float32 master weights and optimizer state."""
+    master_dtype: str = "float32"
+    """Dtype of the master weights and AdamW state; set it equal to dtype for pure low-precision training."""
+    parallelism: str = "ddp"
+    """With several processes (gpus > 1, torchrun): ddp replicas or fsdp (FSDP2) shards; none = one process only."""
+    cpu_offload: bool = False
+    """fsdp only: keep sharded parameters, gradients and optimizer state in CPU memory between uses."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of storing them."""
+    logprob_chunk_tokens: int = 1024
+    """Positions per chunk when log-probs and entropies are computed from the hidden states (0 = one chunk)."""
+    max_tokens_per_micro_batch: int = 0
+    """Token budget of one forward/backward pass; rows are length-bucketed to fit (0 = micro_batch_size rows)."""
     # --- bookkeeping ---------------------------------------------------------------------------
     samples_per_step: int = 2
     """Questions per step whose responses are emitted as samples (all of their rollouts, both modes)."""
@@ -133,7 +150,7 @@ class TrainConfig:
     eval_questions: int = 16
     output_dir: str = "var/runs/cli"
     gpus: int = 0
-    """GPUs for the run (0 = CPU); > 1 launches torchrun data parallel."""
+    """GPUs for the run (0 = CPU); > 1 launches one process per GPU under torchrun (see parallelism)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept with the run; never read by the trainer."""
 
@@ -166,6 +183,8 @@ class TrainConfig:
             "checkpoint_every",
             "eval_every",
             "gpus",
+            "logprob_chunk_tokens",
+            "max_tokens_per_micro_batch",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be ≥ 0, got {getattr(self, name)}")
@@ -201,6 +220,25 @@ class TrainConfig:
             raise ConfigError("micro_batch_size", f"must divide mini_batch_size ({self.mini_batch_size})")
         if self.samples_per_step > self.questions_per_step:
             raise ConfigError("samples_per_step", f"must be ≤ questions_per_step ({self.questions_per_step})")
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        if self.master_dtype not in ("float32", self.dtype):
+            raise ConfigError(
+                "master_dtype",
+                f"must be float32 (mixed precision) or {self.dtype} (pure {self.dtype}), got {self.master_dtype}",
+            )
+        if self.gpus > 1 and self.parallelism == "none":
+            raise ConfigError("parallelism", f"gpus={self.gpus} runs {self.gpus} processes: choose ddp or fsdp")
+        if self.cpu_offload and self.parallelism != "fsdp":
+            raise ConfigError("cpu_offload", "needs parallelism=fsdp (FSDP2's CPU offload)")
+        longest = self.max_prompt_length + self.max_new_tokens
+        if self.max_tokens_per_micro_batch and self.max_tokens_per_micro_batch < longest:
+            raise ConfigError(
+                "max_tokens_per_micro_batch",
+                f"must hold one full row (max_prompt_length + max_new_tokens = {longest}), "
+                f"got {self.max_tokens_per_micro_batch}",
+            )
 
     # --- derived values ------------------------------------------------------------------------
     @property
