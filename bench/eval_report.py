@@ -4,7 +4,7 @@
 
 1. Trains two runs with the CLI (``python -m trainer train``), unless their final checkpoint is
    already in the output folder: Policy Split (n = 4 rollouts per mode) and GRPO (n = 8), so both
-   generate the same number of sequences per question (spec §0); same questions per step, lr,
+   generate the same number of sequences per question (docs/method.md §0); same questions per step, lr,
    max_new_tokens, seed, and one optimizer step per training step for both.
 2. Evaluates the untrained model and both final checkpoints with ``python -m trainer.evaluation.evaluate``
    in both modes (T = 0.6, top-k 20, top-p 0.95): the built-in ``arith`` test split and the 13

@@ -3,7 +3,7 @@
     python bench/trainer_overhead.py [--models tiny-random,smollm2-135m] [--steps 3]
 
 Policy Split generates n=4 rollouts per mode (8 per question) and trains 4n=16 rows per question;
-GRPO generates and trains n=8 rows per question (spec §0, §11). Both get the same questions, the
+GRPO generates and trains n=8 rows per question (docs/method.md §0, §11). Both get the same questions, the
 same model and the same number of optimizer steps per training step. Steps alternate between the
 two algorithms (A B A B …) so that machine load affects both alike. Peak memory is the highest
 resident set size sampled during an algorithm's steps, above the process's resident size before

@@ -17,7 +17,7 @@ ALGORITHMS: tuple[str, ...] = (
     "entropy_reg",
     "entropy_adv",
 )
-"""Policy Split and the baselines of docs/method.md §9."""
+"""Policy Split and the baselines of docs/method.md §10."""
 
 MODES: tuple[str, ...] = ("normal", "he")
 """The two modes of one Policy Split model: normal and high-entropy (the HE system turn)."""

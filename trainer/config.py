@@ -63,13 +63,13 @@ class TrainConfig:
     """One of trainer.rl.algos.ALGORITHMS."""
     task: str = "arith"
     """Training task: a trainer.data.datasets name or file:<path> for a dataset file."""
-    # --- Policy Split (spec §4) ----------------------------------------------------------------
+    # --- Policy Split (docs/method.md §4) ----------------------------------------------------------------
     eta: float = 0.03
     """HE-mode bonus scale η (paper 0.03). The released code added the bonus twice: use η=0.06, κ=1 to reproduce it."""
     eta_normal: float = 0.0
     """Normal-mode bonus η₂ (code sign convention: normal rows get −η₂·B^N; paper η′ = −η₂). 0 = pure GRPO."""
     alpha: float = 0.5
-    """Weight of the own-context surprisal in b (spec §4.3), in [0, 1]."""
+    """Weight of the own-context surprisal in b (docs/method.md §4.3), in [0, 1]."""
     kappa: float = 2.0
     """Clamp |bonus| ≤ |A|/κ; 0 disables the clamp."""
     clamp_order: str = "scale_then_clip"
@@ -81,10 +81,10 @@ class TrainConfig:
     lowest_ratio: float = 0.0
     """Mask the lowest-b fraction of tokens of each group (0 = off)."""
     rollout_sharing: bool = True
-    """Train every rollout under both contexts (spec §3.3); False = each mode on its own rollouts."""
+    """Train every rollout under both contexts (docs/method.md §3.3); False = each mode on its own rollouts."""
     q4_context: str = "paper"
     """paper: HE context as a real system turn; released_code: the system prompt inside the user turn."""
-    # --- baselines (spec §10) ------------------------------------------------------------------
+    # --- baselines (docs/method.md §10) ------------------------------------------------------------------
     entropy_coef: float = 0.003
     """entropy_reg: loss −= coef·H."""
     entropy_adv_alpha: float = 0.4
@@ -255,7 +255,7 @@ class TrainConfig:
 
     @property
     def rows_per_question(self) -> int:
-        """Trained (context, response) rows per question: 4n with sharing (spec §3.3), else 2n or n."""
+        """Trained (context, response) rows per question: 4n with sharing (docs/method.md §3.3), else 2n or n."""
         if self.is_policy_split and self.rollout_sharing:
             return 4 * self.n
         return self.generated_per_question

@@ -1,8 +1,8 @@
-"""The training loop, top to bottom (spec §12).
+"""The training loop, top to bottom (docs/method.md §12).
 
     for each step:
         questions → normal + HE prompts (chat template) → n rollouts per mode → rewards
-        → score every response under both contexts, reusing its token ids (spec §0)
+        → score every response under both contexts, reusing its token ids (docs/method.md §0)
         → advantages → shuffled PPO mini-batches → optimizer steps → metrics, samples, checkpoint
 
 GRPO and the baselines run the same loop with one mode. Everything the outside world sees goes
@@ -219,7 +219,7 @@ def generate(state: TrainState, questions: list[Question]) -> StepRollouts:
         max_new_tokens=cfg.max_new_tokens,
         seed=_step_seed(cfg, state.step),
     )
-    # Both modes in one engine call: 2S prompts, as the released code does (spec §3.2).
+    # Both modes in one engine call: 2S prompts, as the released code does (docs/method.md §3.2).
     modes = cfg.modes
     all_prompts = [p for mode in modes for p in prompts[mode]]
     out = state.backend.generate(all_prompts, params)
@@ -273,7 +273,7 @@ def grade(task: Task, tokenizer: Any, ro: StepRollouts) -> torch.Tensor:
 def score_contexts(state: TrainState, ro: StepRollouts) -> ContextScores:
     """Old log-probs and entropies of every pooled response under each trained context (no grad).
 
-    Policy Split scores all 2n responses under both contexts (Q1–Q4, spec §3.3); the same token
+    Policy Split scores all 2n responses under both contexts (Q1–Q4, docs/method.md §3.3); the same token
     ids are reused under the other context, so positions line up for the cross-mode terms.
     """
     cfg = state.cfg
@@ -318,7 +318,7 @@ def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewar
         ):
             m = sc.mask[:, sel]
             kl_tok = algos.kl_estimate(sc.logp[own][:, sel], sc.logp[other][:, sel], kind="k1") * m
-            per_seq = kl_tok.sum(-1) / m.sum(-1).clamp(min=1)  # token mean per sequence (spec §8)
+            per_seq = kl_tok.sum(-1) / m.sum(-1).clamp(min=1)  # token mean per sequence (docs/method.md §8)
             out[key] = per_seq.mean().item()
     return out
 

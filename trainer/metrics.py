@@ -1,8 +1,8 @@
 """The metric vocabulary: every key the trainer emits, in one place.
 
 Keys are ``<area>/<name>``. Per-mode keys exist for both modes under Policy Split and for the
-normal mode only under single-mode algorithms. Entropies are in nats during training (spec §0);
-evaluation reports bits. Inter-mode KLs follow spec §8 with matched token positions: KL(HE‖normal)
+normal mode only under single-mode algorithms. Entropies are in nats during training (docs/method.md §0);
+evaluation reports bits. Inter-mode KLs follow docs/method.md §8 with matched token positions: KL(HE‖normal)
 on HE rollouts (Q2 vs Q3) and KL(normal‖HE) on normal rollouts (Q1 vs Q4), k1 estimator, token
 mean per sequence then mean over sequences.
 """

@@ -5,7 +5,7 @@ Three layers, each plain data in, plain data out:
 * grouping: runs that differ only in their seed form one group (one table row, one chart line
   with a band across seeds);
 * tables: the final-metrics table (last value of chosen keys, from ``Run.summary``) and the
-  paper-style evaluation table (spec §9: rows = methods, Acc / Ent per benchmark, Average,
+  paper-style evaluation table (docs/method.md §9: rows = methods, Acc / Ent per benchmark, Average,
   a "+ HE prompt" row for Policy Split, deltas and significance vs a baseline);
 * export: any table as CSV, Markdown or booktabs LaTeX.
 """
@@ -305,7 +305,7 @@ def final_table(groups: Sequence[RunGroup], keys: Sequence[str], baseline: RunGr
 # --- the paper-style evaluation table ---------------------------------------------------------------
 
 QuestionKey = tuple[str, str]  # (benchmark, question_id)
-# Paper column order first (spec §9), then anything else alphabetically.
+# Paper column order first (docs/method.md §9), then anything else alphabetically.
 BENCHMARK_ORDER = ("math", "aime", "gpqa", "mmlu")
 
 

@@ -1,7 +1,7 @@
 """Unit tests for trainer/rl/algos.py: hand-computed values on tiny tensors plus invariants.
 
 Pure pytest and torch (no Django, no database). Expected numbers carry a comment saying where they
-come from; spec sections refer to /work/shared/spec/policy_split.md.
+come from; § numbers are sections of docs/method.md.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def test_kl_estimate_rejects_an_unknown_kind() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# grpo_advantages (spec §4.2)
+# grpo_advantages (docs/method.md §4.2)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -229,7 +229,7 @@ def test_grpo_advantages_match_hand_computed_values() -> None:
 
 
 def test_it_gives_zero_advantage_to_a_singleton_group() -> None:
-    # spec §0: a group of one has no relative information (verl's r/(1+ε) is not copied)
+    # docs/method.md §0: a group of one has no relative information (verl's r/(1+ε) is not copied)
     adv = grpo_advantages(t([1.0, 1.0, 0.0]), torch.tensor([0, 1, 1]))
     assert adv[0].item() == 0.0
 
@@ -388,7 +388,7 @@ def test_lowest_ratio_does_not_modify_the_callers_mask() -> None:
 
 
 def test_a_single_token_pool_uses_zero_mean_and_unit_std() -> None:
-    # spec §4.4: pool of ≤ 1 token → μ = 0, σ = 1, so B = 5 / (1 + 1e-6)
+    # docs/method.md §4.4: pool of ≤ 1 token → μ = 0, σ = 1, so B = 5 / (1 + 1e-6)
     out = group_normalize_tokens(t([[[5.0, 9.0]]]), t([[[1, 0]]]))
     assert_close(out, t([[[5.0, 0.0]]]))
 
@@ -428,7 +428,7 @@ def test_clamped_bonus_rejects_a_negative_kappa_and_an_unknown_order() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# policy_split_advantages (spec §4.2–§4.6)
+# policy_split_advantages (docs/method.md §4.2–§4.6)
 # ---------------------------------------------------------------------------------------------
 
 # Rewards {1, 0}: A = ±0.707107. With α = ½, b^H = −(ℓ_H + ℓ_N)/2 = [[1, 2], [2, 3]]:
@@ -460,7 +460,7 @@ def test_policy_split_clamp_orders_differ_as_computed_by_hand() -> None:
 
 def test_policy_split_adds_the_bonus_once_not_twice() -> None:
     _, adv_he = policy_split_advantages(REWARDS, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=0.1, kappa=0.0)
-    # spec §0: A + η·B (the released code's A + 2·η·B is not reproduced): 0.707107 − 0.1·1.224745
+    # docs/method.md §0: A + η·B (the released code's A + 2·η·B is not reproduced): 0.707107 − 0.1·1.224745
     assert_close(adv_he[0, 0, 0], t(SQRT_HALF - 0.1 * BH))
 
 
@@ -554,7 +554,7 @@ def test_policy_split_has_no_nan_for_empty_masks(mask: torch.Tensor) -> None:
 def test_all_equal_rewards_give_zero_advantage_under_both_contexts() -> None:
     rewards = t([[1.0, 1.0]])
     adv_normal, adv_he = policy_split_advantages(rewards, LOGP_NORMAL, LOGP_HE, FULL_MASK, eta=5.0, eta_normal=1.0)
-    # A = 0 → clamp bound 0 → bonus 0 (spec §4.5 (i))
+    # A = 0 → clamp bound 0 → bonus 0 (docs/method.md §4.5 (i))
     assert torch.equal(adv_he, torch.zeros(1, 2, 2))
     assert torch.equal(adv_normal, torch.zeros(1, 2, 2))
 
@@ -694,7 +694,7 @@ def test_policy_split_rejects_mismatched_shapes() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# ppo_clip_loss (spec §5)
+# ppo_clip_loss (docs/method.md §5)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -789,7 +789,7 @@ def test_ppo_clip_loss_of_an_all_padding_batch_is_zero_without_nan() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Baselines (spec §10)
+# Baselines (docs/method.md §10)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -57,7 +57,7 @@ def test_it_trains_two_steps_of_every_algorithm(algorithm: str, tmp_path: Path, 
     expected = {k for k in vocab.expand(cfg.modes) if not k.startswith("eval/")}
     if not cfg.is_policy_split:
         expected -= {k for k in expected if k.startswith("split/")}
-    if algorithm in ("clip_cov", "kl_cov"):  # no dual clip in these losses (spec §10.3–§10.4)
+    if algorithm in ("clip_cov", "kl_cov"):  # no dual clip in these losses (docs/method.md §10.3–§10.4)
         expected -= {"actor/clip_frac_lower"}
     if algorithm == "kl_cov":  # KL-Cov does not clip at all
         expected -= {"actor/clip_frac"}

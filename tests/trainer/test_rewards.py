@@ -1,4 +1,4 @@
-"""Math and multiple-choice rewards (spec §6.1, §6.2): one group of cases per grading rule."""
+"""Math and multiple-choice rewards (docs/method.md §6.1, §6.2): one group of cases per grading rule."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def boxed(answer: str) -> str:
     return f"Let me work it out step by step.\nSo the answer is \\boxed{{{answer}}}."
 
 
-# --- extraction (spec §6.1 step 2) ---------------------------------------------------------------
+# --- extraction (docs/method.md §6.1 step 2) ---------------------------------------------------------------
 
 
 def test_extract_boxed_takes_the_last_match_across_lines() -> None:
@@ -68,7 +68,7 @@ def test_a_box_with_nested_braces_is_graded_whole() -> None:
     assert math_reward(boxed("\\frac{\\sqrt{3}}{2}"), "\\frac{\\sqrt3}{2}") == 1.0
 
 
-# --- think gate (spec §6.1 step 1) -------------------------------------------------------------------
+# --- think gate (docs/method.md §6.1 step 1) -------------------------------------------------------------------
 
 
 def test_require_think_scores_zero_without_a_closing_think_tag() -> None:
@@ -270,7 +270,7 @@ def test_symbolic_grading_works_outside_the_main_thread() -> None:
     assert results == [1.0]
 
 
-# --- multiple choice (spec §6.2) ----------------------------------------------------------------------
+# --- multiple choice (docs/method.md §6.2) ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("box", ["B", "(B)", "b", "\\text{B}", "\\textbf{(B)}", "B. Mars", "B) Mars", " B "])

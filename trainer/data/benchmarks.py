@@ -19,15 +19,15 @@ name               file(s) under the data folder               public source (do
                                                                ``data/test-00000-of-00001.parquet``
                                                                (``question``, ``options``, ``answer`` letter)
 ``arith``          built in                                    the procedural task's held-out test split
-``creative``       built in                                    the 13 creative-writing prompts (spec §6.4)
+``creative``       built in                                    the 13 creative-writing prompts (docs/method.md §6.4)
 =================  ==========================================  ============================================
 
 Every ``.jsonl``/``.json``/``.parquet``/``.csv`` file in a benchmark's folder is read (several
 files are pooled, their ids prefixed with the file name). A missing file raises
 :class:`BenchmarkMissing` naming the path to create. Rows are parsed by
-``trainer.data.datasets.load_questions`` (prompts of spec §6.2/§6.3); the GPQA CSV, which that loader
+``trainer.data.datasets.load_questions`` (prompts of docs/method.md §6.2/§6.3); the GPQA CSV, which that loader
 does not read, is parsed here row by row with the same schema. Grading: MATH-500 and AIME with
-the strict math reward (spec §6.1), GPQA and MMLU-Pro by the boxed letter (spec §6.2, §13 Q10),
+the strict math reward (docs/method.md §6.1), GPQA and MMLU-Pro by the boxed letter (docs/method.md §6.2, §13 Q10),
 arith with its lenient grader; creative prompts are not graded (``grade`` returns None).
 """
 
@@ -190,7 +190,7 @@ def load_benchmark(
 ) -> Benchmark:
     """The benchmark's questions (all, or ``limit`` drawn with ``seed`` in file order) and grader.
 
-    ``require_think`` turns on the spec §6.1 think gate (thinking models such as Qwen3).
+    ``require_think`` turns on the think gate of docs/method.md §6.1 (thinking models such as Qwen3).
     """
     spec = get_spec(name)
     loader = _BUILTIN.get(name)

@@ -5,7 +5,7 @@ A task has a ``name``, ``questions(split, *, limit, seed)`` and ``grade(question
 
 - ``arith``: built-in procedural arithmetic / simple-algebra word problems at four levels, made
   deterministically from a seed, with disjoint train and test splits (see :class:`ArithTask`).
-- ``creative``: the 13 creative-writing prompts of spec §6.4, evaluation only (no reward).
+- ``creative``: the 13 creative-writing prompts of docs/method.md §6.4, evaluation only (no reward).
 - ``file:<path>``: a dataset file or folder read by :func:`load_questions` (MATH-500, AIME,
   GPQA-Diamond and MMLU-Pro files load as published; schema in :func:`load_questions`).
 """
@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from trainer.data.rewards import answers_match, boxed_answer, choice_reward, math_reward
 
-# Spec §6.3, paraphrased: one instruction line, a blank line, then the problem.
+# docs/method.md §6.3, paraphrased: one instruction line, a blank line, then the problem.
 MATH_PROMPT_TEMPLATE = "Solve the following math problem. Put your final answer inside \\boxed{{}}.\n\n{question}"
-# Spec §6.2, paraphrased: the instruction, then a question section and a choices section.
+# docs/method.md §6.2, paraphrased: the instruction, then a question section and a choices section.
 CHOICE_PROMPT_TEMPLATE = (
     "Select the one option that answers the question below, and put the uppercase letter of the "
     "option you choose inside \\boxed{{}}.\n\n### Question\n{question}\n\n### Choices\n{choices}"
@@ -69,7 +69,7 @@ def grade_question(question: Question, response_text: str, *, require_think: boo
         return choice_reward(response_text, question.answer, require_think=require_think)
     if question.kind == "creative":
         raise UngradableError(
-            f"question {question.id} is a creative-writing prompt: it has no verifiable reward (spec §6.4); "
+            f"question {question.id} is a creative-writing prompt: it has no verifiable reward (docs/method.md §6.4); "
             "use it for evaluation (diversity metrics, a judge), not for RL training"
         )
     raise ValueError(f"question {question.id} has unknown kind {question.kind!r}; valid: {', '.join(KINDS)}")
@@ -290,7 +290,7 @@ class ArithTask:
 
 
 # ---------------------------------------------------------------------------------------------
-# creative: spec §6.4, the 13 story prompts in our own words
+# creative: docs/method.md §6.4, the 13 story prompts in our own words
 
 CREATIVE_PROMPTS: tuple[str, ...] = (
     "Write a short story about a mysterious door that appears somewhere no one would expect a door.",
@@ -535,7 +535,7 @@ class FileTask:
     """Questions from a dataset file (``file:<path>``), graded by kind with :func:`grade_question`.
 
     A plain file has no splits, so every split returns the same questions; a ``DatasetDict`` folder
-    serves the requested split. ``require_think`` applies the spec §6.1 think gate (thinking models).
+    serves the requested split. ``require_think`` applies the think gate of docs/method.md §6.1 (thinking models).
     """
 
     path: Path
@@ -570,7 +570,7 @@ TASK_CLASSES: Mapping[str, Callable[[], Task]] = {"arith": ArithTask, "creative"
 def get_task(name: str, *, require_think: bool = False) -> Task:
     """A task by registry name or ``file:<path>``; ValueError lists the valid names.
 
-    ``require_think`` turns on the spec §6.1 think gate for dataset files (thinking models); the
+    ``require_think`` turns on the think gate of docs/method.md §6.1 for dataset files (thinking models); the
     arith grader is lenient by design and ignores it.
     """
     if name.startswith("file:"):

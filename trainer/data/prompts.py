@@ -1,4 +1,4 @@
-"""Chat prompts for the two modes (spec §2, §3.1).
+"""Chat prompts for the two modes (docs/method.md §2, §3.1).
 
 Normal mode is a single user turn; HE mode is the same user turn behind a real system turn that
 holds the high-entropy instruction. Prompts are built with the tokenizer's own chat template.
@@ -11,7 +11,7 @@ from typing import Any
 
 from trainer.choices import MODES
 
-# Spec §2: exact text, straight ASCII quotes, one paragraph, no trailing newline.
+# docs/method.md §2: exact text, straight ASCII quotes, one paragraph, no trailing newline.
 HE_SYSTEM_PROMPT = (
     'You are now in the "High Entropy" mode. Your primary directive is to explore a unique thought '
     "process and perspective before arriving at a final answer. Do not rely solely on your typical, "
@@ -24,7 +24,7 @@ HE_SYSTEM_PROMPT = (
 def build_messages(question: str, mode: str, *, q4_context: str = "paper") -> list[dict[str, str]]:
     """The chat messages of one prompt.
 
-    ``q4_context="released_code"`` reproduces the released code's malformed HE context (spec §3.3,
+    ``q4_context="released_code"`` reproduces the released code's malformed HE context (docs/method.md §3.3,
     §13 Q3): the system prompt is pasted as text inside the user turn instead of a system turn.
     """
     if mode == "normal":

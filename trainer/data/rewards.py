@@ -1,12 +1,12 @@
-"""Verifiable rewards: math answers (spec §6.1) and multiple-choice letters (spec §6.2).
+"""Verifiable rewards: math answers (docs/method.md §6.1) and multiple-choice letters (docs/method.md §6.2).
 
 Pure functions, no Django, no model. Both rewards are binary (1.0 / 0.0) and never raise.
 
-Grading order of :func:`math_reward` (spec §6.1; PRM800K's grader logic, re-implemented):
+Grading order of :func:`math_reward` (docs/method.md §6.1; PRM800K's grader logic, re-implemented):
 
 1. Think gate (only with ``require_think=True``): 0 unless the response holds both ``\\boxed{`` and
    ``</think>``; only the text after the last ``</think>`` is read.
-2. Extraction, :func:`boxed_answer`: the spec's greedy single-line pattern (:func:`extract_boxed`),
+2. Extraction, :func:`boxed_answer`: the greedy single-line pattern of docs/method.md §6.1 (:func:`extract_boxed`),
    falling back to brace matching (:func:`extract_boxed_balanced`) only when the greedy capture is
    missing or its braces don't balance (two boxes on one line, a box spanning lines). Where the
    released code extracts a well-formed answer both agree; the fallback only rescues answers the
@@ -29,7 +29,7 @@ Deliberate differences from the released grader: a small LaTeX-to-text converter
 pylatexenc (not installed); unit words are stripped only as whole words; "5 million" becomes an
 integer; the symbolic step uses math-verify's comparison (which also accepts a float agreeing to 6
 decimals with a symbolic value, e.g. 0.707107 for √2/2; plain numbers still compare
-exactly); and the arguments are not swapped (spec §6.1 step 4: only the bracket check could notice,
+exactly); and the arguments are not swapped (docs/method.md §6.1 step 4: only the bracket check could notice,
 and it compares both brackets).
 """
 
@@ -60,7 +60,7 @@ _BOXED_OPEN = "\\boxed{"
 
 
 def extract_boxed(text: str) -> str | None:
-    """The last greedy single-line ``\\boxed{…}`` capture (spec §6.1 step 2, as the released code).
+    """The last greedy single-line ``\\boxed{…}`` capture (docs/method.md §6.1 step 2, as the released code).
 
     The capture runs to the last ``}`` of its line, so ``\\boxed{1} or \\boxed{2}`` on one line gives
     ``1} or \\boxed{2``. :func:`boxed_answer` repairs such captures; use this one to reproduce the
@@ -109,7 +109,7 @@ def boxed_answer(text: str) -> str | None:
 
 
 def final_text(response: str, *, require_think: bool = False) -> str | None:
-    """The part of a response that is graded, or None when the think gate fails (spec §6.1 step 1)."""
+    """The part of a response that is graded, or None when the think gate fails (docs/method.md §6.1 step 1)."""
     if not require_think:
         return response
     if "</think>" not in response or _BOXED_OPEN not in response:
@@ -122,7 +122,7 @@ def final_text(response: str, *, require_think: bool = False) -> str | None:
 
 
 def normalize_mathd(answer: str) -> str:
-    """Hendrycks-MATH style normalisation of a LaTeX answer (spec §6.1 3a)."""
+    """Hendrycks-MATH style normalisation of a LaTeX answer (docs/method.md §6.1 step 3a)."""
     s = _strip_text_wrapper(answer.strip())
     s = s.replace("\n", "").replace("\\!", "").replace("\\\\", "\\")
     s = s.replace("\\tfrac", "\\frac").replace("\\dfrac", "\\frac")
@@ -202,7 +202,7 @@ _SCALE_WORDS = {"million": "*10^6", "billion": "*10^9", "trillion": "*10^12"}
 
 
 def normalize_sympy(answer: str) -> str:
-    """PRM800K-style normalisation into plain text a sympy parser can read (spec §6.1 3b)."""
+    """PRM800K-style normalisation into plain text a sympy parser can read (docs/method.md §6.1 step 3b)."""
     s = _strip_text_wrapper(answer.strip())
     s = s.replace("\\%", "%").replace("\\$", "$").replace("$", "").replace("%", "")
     s = s.replace(" or ", " , ").replace(" and ", " , ")
@@ -348,7 +348,7 @@ def split_tuple(s: str) -> list[str]:
 
 
 def answers_match(given: str, truth: str) -> bool:
-    """Whether a model's answer equals the ground truth (spec §6.1 step 3; see module docstring)."""
+    """Whether a model's answer equals the ground truth (docs/method.md §6.1 step 3; see module docstring)."""
     try:
         return _answers_match(given, truth)
     except Exception:  # garbage in must never crash a training step
@@ -368,7 +368,7 @@ def _answers_match(given: str, truth: str) -> bool:
     truth_elems, given_elems = split_tuple(truth_n), split_tuple(given_n)
     if len(truth_elems) != len(given_elems):
         return False
-    # The bracket check takes the model's answer as reference as in the released code (spec §6.1
+    # The bracket check takes the model's answer as reference as in the released code (docs/method.md §6.1
     # step 4); with both brackets compared it is symmetric anyway.
     if len(truth_elems) > 1 and (truth_n[0], truth_n[-1]) != (given_n[0], given_n[-1]):
         return False
@@ -482,7 +482,7 @@ def run_with_time_limit(fn: Callable[[], T], seconds: float) -> T:
 
 
 def math_reward(response: str, answer: str, *, require_think: bool = False) -> float:
-    """1.0 when the response's boxed answer equals ``answer`` (spec §6.1), else 0.0. Never raises."""
+    """1.0 when the response's boxed answer equals ``answer`` (docs/method.md §6.1), else 0.0. Never raises."""
     try:
         text = final_text(response, require_think=require_think)
         given = boxed_answer(text) if text is not None else None
@@ -505,7 +505,7 @@ def choice_letter(boxed: str) -> str | None:
 
 
 def choice_reward(response: str, answer_letter: str, *, require_think: bool = False) -> float:
-    """1.0 when the boxed option letter equals ``answer_letter`` (spec §6.2, §13 Q10), else 0.0."""
+    """1.0 when the boxed option letter equals ``answer_letter`` (docs/method.md §6.2, §13 Q10), else 0.0."""
     try:
         text = final_text(response, require_think=require_think)
         boxed = boxed_answer(text) if text is not None else None

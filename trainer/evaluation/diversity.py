@@ -1,5 +1,5 @@
 """Evaluation metrics as pure functions: accuracy and its CI, pass@k, unique correct answers,
-entropy in bits, inter-mode KL, and the creative-writing diversity metrics (spec §6.4, §9).
+entropy in bits, inter-mode KL, and the creative-writing diversity metrics (docs/method.md §6.4, §9).
 
 Nothing here loads a model or touches a file, except :func:`load_embedder`, which loads the
 offline sentence-embedding model on demand. Each function states its inputs' shapes and units;
@@ -20,7 +20,7 @@ Decisions (documented once, here):
   of that graph (single linkage, so the result does not depend on the order of the samples);
   the number of unique correct responses of a question is the number of clusters among its
   correct responses.
-* **Div-N-Gram** (spec §6.4 eq. 11, §13 Q15) — per sample, #distinct 2-grams / #2-grams over the
+* **Div-N-Gram** (docs/method.md §6.4 eq. 11, §13 Q15) — per sample, #distinct 2-grams / #2-grams over the
   lower-cased whitespace tokens; the mean over the k samples, ×100. A sample with fewer than two
   tokens has no 2-gram and is left out of the mean.
 * **Div-BLEU** (eq. 12) — 1 − mean_i BLEU-4(o_i, references = the other k−1 samples), ×100, with
@@ -108,12 +108,12 @@ def pass_at_k_curve(counts: Sequence[tuple[int, int]], ks: Sequence[int] | None 
 
 
 def nats_to_bits(value: float) -> float:
-    """Entropy in bits from nats (÷ ln 2); the paper's tables report bits (spec §0)."""
+    """Entropy in bits from nats (÷ ln 2); the paper's tables report bits (docs/method.md §0)."""
     return value / LN2
 
 
 def token_mean_kl(logp_own: torch.Tensor, logp_other: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sequence KL(own‖other) estimate on samples of the own mode (k1, spec §8).
+    """Per-sequence KL(own‖other) estimate on samples of the own mode (k1, docs/method.md §8).
 
     Each response sampled in one mode is scored under both contexts with the same token ids, so
     positions line up; the token mean of ``logp_own − logp_other`` estimates KL(π_own‖π_other).
@@ -198,13 +198,13 @@ def distinct_ngram_ratio(text: str, n: int = 2) -> float | None:
 
 
 def div_ngram(texts: Sequence[str], n: int = 2) -> float | None:
-    """Div-N-Gram ×100: mean over the samples of their distinct-2-gram ratio (spec §6.4 eq. 11)."""
+    """Div-N-Gram ×100: mean over the samples of their distinct-2-gram ratio (docs/method.md §6.4 eq. 11)."""
     ratios = [r for t in texts if (r := distinct_ngram_ratio(t, n)) is not None]
     return 100.0 * statistics.fmean(ratios) if ratios else None
 
 
 def div_bleu(texts: Sequence[str]) -> float | None:
-    """Div-BLEU ×100: 1 − mean_i BLEU-4(o_i, the other samples) (spec §6.4 eq. 12); None for < 2 samples."""
+    """Div-BLEU ×100: 1 − mean_i BLEU-4(o_i, the other samples) (docs/method.md §6.4 eq. 12); None for < 2 samples."""
     if len(texts) < 2:
         return None
     import sacrebleu

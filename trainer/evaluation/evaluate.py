@@ -1,4 +1,4 @@
-"""Evaluate a model or checkpoint on benchmarks in both modes (spec §9 protocol, §6.4 creative metrics).
+"""Evaluate a model or checkpoint on benchmarks in both modes (docs/method.md §9 protocol, §6.4 creative metrics).
 
     python -m trainer.evaluation.evaluate --model <name|checkpoint folder> --benchmark arith,creative \\
         [--k 8 --temperature 0.6 --top-k 20 --top-p 0.95 --max-new-tokens N --limit N \\
@@ -8,7 +8,7 @@ For each benchmark and mode: k samples per question (paper protocol: T = 0.6, to
 k = 8) from the mode's prompt (normal = user turn; HE = the HE system turn + the same user turn,
 ``trainer.data.prompts``), graded by the benchmark; then one no-grad scoring pass of every sample under
 its own context (log-probs and full-vocabulary entropies) and one under the *other* mode's context
-with the same token ids (spec §0), which gives the inter-mode KL on the same responses:
+with the same token ids (docs/method.md §0), which gives the inter-mode KL on the same responses:
 KL(HE‖normal) on HE samples and KL(normal‖HE) on normal samples. Metrics are in
 ``trainer.evaluation.diversity`` (definitions and the CI method there); entropies are reported in bits, KLs in
 nats. Creative prompts get Div-N-Gram, Div-BLEU, embedding diversity and, with a configured
@@ -66,7 +66,7 @@ class EvalSettings:
     micro_batch_size: int = 8
     """Rows per scoring forward pass (fewer for long responses, see SCORING_TOKEN_BUDGET)."""
     enable_thinking: bool = False
-    """Qwen3 thinking mode in the chat template; math grading then requires </think> (spec §6.1)."""
+    """Qwen3 thinking mode in the chat template; math grading then requires </think> (docs/method.md §6.1)."""
     embeddings: bool = True
     """Compute the embedding diversity of creative samples (loads all-MiniLM-L6-v2)."""
 
@@ -143,7 +143,7 @@ def mode_metrics(samples: Sequence[SampleResult], *, graded: bool, mode: str) ->
 
     ``accuracy`` is the mean over all Q·k samples (= the mean of per-question accuracies for equal
     k); ``entropy_bits`` is the token-weighted mean over all generated tokens (paper Table 1);
-    ``kl_to_other`` is the mean over samples of their token-mean KL (spec §8); ``pass_at_k`` maps
+    ``kl_to_other`` is the mean over samples of their token-mean KL (docs/method.md §8); ``pass_at_k`` maps
     k' = 1..k to the unbiased estimator; ``unique_correct`` is the mean per question.
     """
     if not samples:

@@ -1,4 +1,4 @@
-"""LLM-as-judge for creative writing (spec §6.4): five criteria, 0–10 each, scaled ×10.
+"""LLM-as-judge for creative writing (docs/method.md §6.4): five criteria, 0–10 each, scaled ×10.
 
 Any OpenAI-compatible ``/v1/chat/completions`` endpoint works (OpenAI, vLLM, llama.cpp server…).
 The endpoint comes from arguments or the environment (``JUDGE_API_URL``, ``JUDGE_API_KEY``,
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# (key, label as the judge writes it): spec §6.4 and Table 2's column order.
+# (key, label as the judge writes it): docs/method.md §6.4 and Table 2's column order.
 CRITERIA: tuple[tuple[str, str], ...] = (
     ("creativity", "Creativity"),
     ("originality", "Originality"),
@@ -32,7 +32,7 @@ CRITERIA: tuple[tuple[str, str], ...] = (
 )
 CRITERION_KEYS = tuple(k for k, _ in CRITERIA)
 
-# Spec §6.4 (Appendix C of the paper), in our own words.
+# docs/method.md §6.4 (Appendix C of the paper), in our own words.
 SYSTEM_PROMPT = "You are an expert literary critic. You grade short stories strictly and consistently."
 RUBRIC_TEMPLATE = (
     "Read the writing prompt and the story written for it, then grade the story on five criteria, "

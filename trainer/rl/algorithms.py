@@ -135,7 +135,7 @@ def single_mode_rows(
     cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
 ) -> tuple[TrainRows, dict[str, float]]:
     """GRPO outcome advantages of the normal mode's n rollouts, reshaped by EDA (per response) or
-    the entropy advantage (per token) where the algorithm asks for it (docs/method.md §9)."""
+    the entropy advantage (per token) where the algorithm asks for it (docs/method.md §10)."""
     s, g = rewards.shape
     group_ids = torch.arange(s).repeat_interleave(g)  # (S·G,)
     mask = sc.mask.reshape(s * g, -1)  # (S·G, T)
@@ -180,14 +180,14 @@ def ppo_loss(cfg: TrainConfig, b: LossInputs, mask: Tensor | None = None) -> tup
 
 @register_policy_loss("forking_tokens")
 def forking_tokens_loss(cfg: TrainConfig, b: LossInputs) -> tuple[Tensor, dict[str, float]]:
-    """Train only the top-entropy tokens of the micro-batch (current policy; docs/method.md §9.2)."""
+    """Train only the top-entropy tokens of the micro-batch (current policy; docs/method.md §10.2)."""
     keep = algos.forking_token_mask(b.entropy.detach(), b.mask, top_ratio=cfg.forking_top_ratio)
     return ppo_loss(cfg, b, mask=keep)
 
 
 @register_policy_loss("entropy_reg")
 def entropy_reg_loss(cfg: TrainConfig, b: LossInputs) -> tuple[Tensor, dict[str, float]]:
-    """PPO loss − c·H of the current policy, with gradient through H (docs/method.md §9.6)."""
+    """PPO loss − c·H of the current policy, with gradient through H (docs/method.md §10.6)."""
     loss, m = ppo_loss(cfg, b)
     return loss + algos.entropy_bonus_loss(b.entropy, b.mask, coef=cfg.entropy_coef, agg=cfg.loss_agg), m
 

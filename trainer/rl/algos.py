@@ -1,4 +1,4 @@
-"""The RL math of the project as small, pure tensor functions (spec §4, §5, §10).
+"""The RL math of the project as small, pure tensor functions (docs/method.md §4, §5, §10).
 
 Nothing here takes ``self``, reads a global, or does I/O: every function maps tensors to tensors
 (plus a ``dict[str, float]`` of metrics for the losses), so each step can be unit-tested on tiny
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-# verl clamps the log-ratio before exp so that a stale token cannot overflow the ratio (spec §5).
+# verl clamps the log-ratio before exp so that a stale token cannot overflow the ratio (docs/method.md §5).
 _LOG_RATIO_CLAMP = 20.0
 # verl's low_var_kl (k3) clamps the estimate itself to ±10.
 _K3_CLAMP = 10.0
@@ -100,7 +100,7 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | tuple[int, ...] | None = Non
 
 
 def agg_loss(loss_mat: Tensor, mask: Tensor, agg: str) -> Tensor:
-    """Aggregate a per-token loss into a scalar, as verl's ``agg_loss`` (style guide B4, spec §5).
+    """Aggregate a per-token loss into a scalar, as verl's ``agg_loss`` (style guide B4, docs/method.md §5).
 
     Args:
         loss_mat: (B, T) per-token loss.
@@ -126,7 +126,7 @@ def agg_loss(loss_mat: Tensor, mask: Tensor, agg: str) -> Tensor:
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
-    """Full-vocabulary Shannon entropy H = −Σ p·log p, in nats (spec §0: training logs nats).
+    """Full-vocabulary Shannon entropy H = −Σ p·log p, in nats (docs/method.md §0: training logs nats).
 
     Args:
         logits: (..., V) unnormalised scores; −inf entries (filtered vocabulary) are allowed.
@@ -170,22 +170,22 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k1") -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Advantages: GRPO (spec §4.2) and Policy Split (spec §4.3–§4.5)
+# Advantages: GRPO (docs/method.md §4.2) and Policy Split (docs/method.md §4.3–§4.5)
 # ---------------------------------------------------------------------------------------------
 
 
 def grpo_advantages(rewards: Tensor, group_ids: Tensor, *, scale_by_std: bool = True, eps: float = 1e-6) -> Tensor:
-    """GRPO outcome advantage A_i = (r_i − mean_g r) / (std_g r + eps) per group (spec §4.2).
+    """GRPO outcome advantage A_i = (r_i − mean_g r) / (std_g r + eps) per group (docs/method.md §4.2).
 
     Args:
         rewards: (N,) scalar reward per response.
         group_ids: (N,) integer group of each response (any values, any order).
         scale_by_std: divide by the std (GRPO); False gives the Dr. GRPO form r − mean.
-        eps: added to the std (spec §0), so a zero-std group cannot divide by 0.
+        eps: added to the std (docs/method.md §0), so a zero-std group cannot divide by 0.
 
     Returns:
         (N,) advantages in the rewards' float dtype. The std is the unbiased (Bessel) sample std
-        (spec §0). A singleton group gets 0, since it holds no relative information (spec §0: verl's
+        (docs/method.md §0). A singleton group gets 0, since it holds no relative information (docs/method.md §0: verl's
         r/(1+ε) is not copied), and a group whose rewards are all equal gets exactly 0.
     """
     out_dtype = rewards.dtype if rewards.is_floating_point() else torch.get_default_dtype()
@@ -215,7 +215,7 @@ def policy_split_token_signal(
     entropy_normal: Tensor | None = None,
     entropy_he: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Raw token signals b^N and b^H of spec §4.3 (before the group normalisation of §4.4).
+    """Raw token signals b^N and b^H of docs/method.md §4.3 (before the group normalisation of §4.4).
 
     b^H_t = α·s_H(t) + (1−α)·s_N(t) on HE-context rows and b^N_t = α·s_N(t) + (1−α)·s_H(t) on
     normal-context rows, where the surprisal s is −ℓ (``estimator="logprob"``, the paper's
@@ -254,16 +254,16 @@ def group_normalize_tokens(
     lowest_ratio: float,
     eps: float = 1e-6,
 ) -> Tensor:
-    """Normalise the token signal within each group, pooling all valid tokens of the group (spec §4.4).
+    """Normalise the token signal within each group, pooling all valid tokens of the group (docs/method.md §4.4).
 
     Args:
         b: (S, ...) raw signal; group s is ``b[s]`` (e.g. (S, G, T): G responses × T tokens).
         mask: same shape; only valid tokens enter the statistics.
         normalize: ``zscore`` = (b − μ)/(σ + eps) with σ the unbiased std over the pooled tokens;
             ``mean`` = (b − μ)/(max − min + eps); ``none`` = raw b. A pool of ≤ 1 token uses μ = 0 and
-            a unit denominator (spec §4.4), for ``mean`` as for ``zscore``.
+            a unit denominator (docs/method.md §4.4), for ``mean`` as for ``zscore``.
         lowest_ratio: ρ in [0, 1]; τ = ``torch.quantile(pooled raw b, ρ)`` (linear interpolation,
-            spec §0); tokens with b < τ get 0, tokens with b ≥ τ keep their value. 0 masks nothing.
+            docs/method.md §0); tokens with b < τ get 0, tokens with b ≥ τ keep their value. 0 masks nothing.
         eps: added to the denominator.
 
     Returns:
@@ -279,7 +279,7 @@ def group_normalize_tokens(
     zero = torch.zeros_like(flat_b)
     vals = torch.where(flat_v, flat_b, zero)
     count = flat_v.sum(-1, keepdim=True)  # (S, 1)
-    pooled = count > 1  # spec §4.4: a pool of ≤ 1 token keeps μ = 0 and a unit denominator
+    pooled = count > 1  # docs/method.md §4.4: a pool of ≤ 1 token keeps μ = 0 and a unit denominator
     cnt = count.to(flat_b.dtype)
     mu = torch.where(pooled, vals.sum(-1, keepdim=True) / cnt.clamp_min(1), torch.zeros_like(cnt))
     if normalize == "zscore":
@@ -296,7 +296,7 @@ def group_normalize_tokens(
     keep = flat_v
     if lowest_ratio > 0:
         keep = flat_v.clone()  # never write into the caller's mask
-        # Per group, exactly as spec §0 words it; S is small (questions per step).
+        # Per group, exactly as docs/method.md §0 words it; S is small (questions per step).
         for g in range(s):
             if flat_v[g].any():
                 tau = torch.quantile(flat_b[g][flat_v[g]], lowest_ratio)
@@ -312,14 +312,14 @@ def clamped_bonus(
     kappa: float,
     clamp_order: str,
 ) -> Tensor:
-    """Scaled and clamped internal reward Ĩ of spec §4.5.
+    """Scaled and clamped internal reward Ĩ of docs/method.md §4.5.
 
     Args:
         signal: (...) normalised token signal B.
         advantages: (...) the token's GRPO advantage A (broadcastable to ``signal``).
-        eta: bonus scale; pass −η₂ for normal-context rows (spec §4.5: I = −η₂·B^N there).
+        eta: bonus scale; pass −η₂ for normal-context rows (docs/method.md §4.5: I = −η₂·B^N there).
         kappa: clamp bound |Ĩ| ≤ |A|/κ; 0 disables the clamp.
-        clamp_order: ``scale_then_clip`` = clip(η·B, ±|A|/κ) (released code, the default, spec §0);
+        clamp_order: ``scale_then_clip`` = clip(η·B, ±|A|/κ) (released code, the default, docs/method.md §0);
             ``clip_then_scale`` = η·clip(B, ±|A|/κ) (paper eq. 3).
 
     Returns:
@@ -387,8 +387,8 @@ def _policy_split(
     dtype = logp_normal.dtype if logp_normal.is_floating_point() else torch.get_default_dtype()
     device = rewards.device
 
-    # Spec §4.2 / §3.4: one group of 2n per question (both contexts hold the same rewards, so one
-    # GRPO call serves both). Without sharing (spec §0) each mode is its own group of n.
+    # docs/method.md §4.2 / §3.4: one group of 2n per question (both contexts hold the same rewards, so one
+    # GRPO call serves both). Without sharing (docs/method.md §0) each mode is its own group of n.
     if share_rollouts:
         group_ids = torch.arange(s, device=device).repeat_interleave(g)
     else:
@@ -403,7 +403,7 @@ def _policy_split(
     valid_he = valid & he_rows.view(1, g, 1)  # (S, 2n, T)
     valid_normal = valid & normal_rows.view(1, g, 1)
 
-    # Spec §4.3: raw signals; spec §4.4: z-score per (question, context) over that context's tokens.
+    # docs/method.md §4.3: raw signals; docs/method.md §4.4: z-score per (question, context) over that context's tokens.
     b_normal, b_he = policy_split_token_signal(
         logp_normal,
         logp_he,
@@ -418,7 +418,7 @@ def _policy_split(
         b_normal, valid_normal, normalize=normalize, lowest_ratio=lowest_ratio, eps=eps
     )
 
-    # Spec §4.5: I = η·B^H on HE rows, −η₂·B^N on normal rows, clamped to ±|A|/κ, added once (§0).
+    # docs/method.md §4.5: I = η·B^H on HE rows, −η₂·B^N on normal rows, clamped to ±|A|/κ, added once (§0).
     bonus_he = clamped_bonus(big_b_he, adv_tok, eta=eta, kappa=kappa, clamp_order=clamp_order)
     bonus_normal = clamped_bonus(big_b_normal, adv_tok, eta=-eta_normal, kappa=kappa, clamp_order=clamp_order)
     zero = torch.zeros_like(adv_tok)
@@ -429,13 +429,13 @@ def _policy_split(
         binds = _clamp_binds(big_b_he, adv_tok, eta=eta, kappa=kappa, clamp_order=clamp_order)
         group_zero = (adv == 0).reshape(-1, g if share_rollouts else n).all(-1)  # (groups,)
         stats = {
-            # Share of valid HE-context tokens where the clamp changes the bonus (spec §8 "recommended").
+            # Share of valid HE-context tokens where the clamp changes the bonus (docs/method.md §8.2).
             "clamp_binding_frac": masked_mean(binds.to(dtype), valid_he).item(),
             # Same, restricted to tokens with A ≠ 0 (where A = 0 the bound is 0 and always "binds").
             "clamp_binding_frac_nonzero_adv": masked_mean(binds.to(dtype), valid_he & (adv_tok != 0)).item(),
             "bonus_abs_mean_he": masked_mean(bonus_he.abs(), valid_he).item(),
             "bonus_abs_mean_normal": masked_mean(bonus_normal.abs(), valid_normal).item(),
-            # Raw b^H is an estimate of H(π^HE) + (1−α)·KL(π^HE‖π) on HE rollouts (spec §4.3).
+            # Raw b^H is an estimate of H(π^HE) + (1−α)·KL(π^HE‖π) on HE rollouts (docs/method.md §4.3).
             "signal_he_mean": masked_mean(b_he, valid_he).item(),
             "zero_adv_group_frac": group_zero.to(dtype).mean().item(),
         }
@@ -508,7 +508,7 @@ def policy_split_advantages(
     share_rollouts: bool,
     return_stats: bool = False,
 ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict[str, float]]:
-    """Token advantages of every pooled response under both contexts (spec §4.2–§4.6).
+    """Token advantages of every pooled response under both contexts (docs/method.md §4.2–§4.6).
 
     Per question, the 2n pooled responses are the n normal-mode rollouts followed by the n HE-mode
     rollouts. Each is trained under the normal context with the GRPO advantage A − η₂·B^N (pure GRPO
@@ -519,18 +519,18 @@ def policy_split_advantages(
         logp_normal: (S, 2n, T) old log-probs of each response's tokens under the normal context.
         logp_he: (S, 2n, T) old log-probs of the same tokens under the HE context, positions aligned.
         mask: (S, 2n, T) valid response tokens.
-        alpha: own-context weight α in b (spec §4.3).
+        alpha: own-context weight α in b (docs/method.md §4.3).
         eta: HE bonus scale η (η₁).
         eta_normal: η₂; normal-context rows get −η₂·B^N (code sign; paper η′ = −η₂).
         kappa: clamp |Ĩ| ≤ |A|/κ; 0 = no clamp.
         clamp_order: ``scale_then_clip`` (default, released code) | ``clip_then_scale`` (paper eq. 3).
-        normalize: ``zscore`` | ``mean`` | ``none`` (spec §4.4, see ``group_normalize_tokens``).
-        lowest_ratio: ρ of the quantile mask on raw b (spec §0, §4.4); 0 = off.
+        normalize: ``zscore`` | ``mean`` | ``none`` (docs/method.md §4.4, see ``group_normalize_tokens``).
+        lowest_ratio: ρ of the quantile mask on raw b (docs/method.md §0, §4.4); 0 = off.
         estimator: ``logprob`` (surprisal −ℓ) | ``entropy`` (uses the two entropy tensors).
         entropy_normal, entropy_he: (S, 2n, T) full-vocab entropies under each context.
         eps: added to the GRPO std and to the §4.4 denominator.
-        share_rollouts: True (spec §3.3) trains all 2n under both contexts, one GRPO group of 2n.
-            False (spec §0 "rollout sharing off"): each mode is its own group of n and trains only on
+        share_rollouts: True (docs/method.md §3.3) trains all 2n under both contexts, one GRPO group of 2n.
+            False (docs/method.md §0 "rollout sharing off"): each mode is its own group of n and trains only on
             its own rollouts: ``adv_normal_ctx`` is meaningful for rows [:n] only and ``adv_he_ctx``
             for rows [n:] only; the other rows are set to 0 (they must not be trained). B^H is then
             z-scored over the HE rows' tokens only (still using their normal-context log-probs).
@@ -566,12 +566,12 @@ def policy_split_advantages(
 
 
 # ---------------------------------------------------------------------------------------------
-# Policy loss (spec §5)
+# Policy loss (docs/method.md §5)
 # ---------------------------------------------------------------------------------------------
 
 
 def _log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
-    """(B, T) log ρ clamped to ±20 (spec §5); 0 on padding so padding ratios are exactly 1."""
+    """(B, T) log ρ clamped to ±20 (docs/method.md §5); 0 on padding so padding ratios are exactly 1."""
     log_ratio = (logp - old_logp).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
     return torch.where(_valid(mask), log_ratio, torch.zeros_like(log_ratio))
 
@@ -587,7 +587,7 @@ def ppo_clip_loss(
     dual_clip: float | None,
     agg: str,
 ) -> tuple[Tensor, dict[str, float]]:
-    """PPO clipped surrogate with verl's dual clip (spec §5).
+    """PPO clipped surrogate with verl's dual clip (docs/method.md §5).
 
     ℓ_t = max(−A·ρ, −A·clip(ρ, 1 − clip_low, 1 + clip_high)); where A < 0 additionally
     ℓ_t ← min(ℓ_t, −A·c) with c = ``dual_clip`` (so a huge ratio cannot blow up a negative-A token).
@@ -635,12 +635,12 @@ def ppo_clip_loss(
 
 
 # ---------------------------------------------------------------------------------------------
-# Baselines (spec §10)
+# Baselines (docs/method.md §10)
 # ---------------------------------------------------------------------------------------------
 
 
 def forking_token_mask(entropy: Tensor, mask: Tensor, *, top_ratio: float) -> Tensor:
-    """Keep the top ⌈top_ratio·N⌉ highest-entropy valid tokens of the micro-batch (spec §10.2).
+    """Keep the top ⌈top_ratio·N⌉ highest-entropy valid tokens of the micro-batch (docs/method.md §10.2).
 
     The selection is global over all rows (Wang et al. 2025, "Beyond the 80/20 rule"); multiply the
     loss mask by the result so the PPO loss averages over the selected tokens only.
@@ -666,7 +666,7 @@ def forking_token_mask(entropy: Tensor, mask: Tensor, *, top_ratio: float) -> Te
 
 
 def token_covariance(logp: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
-    """Cov_t = (A_t − Ā)·(logp_t − mean logp) over the valid tokens of a micro-batch (spec §10.3).
+    """Cov_t = (A_t − Ā)·(logp_t − mean logp) over the valid tokens of a micro-batch (docs/method.md §10.3).
 
     Args:
         logp: (B, T) current log-probs (detached here: the covariance only selects tokens).
@@ -696,7 +696,7 @@ def clip_cov_loss(
     generator: torch.Generator | None = None,
     agg: str,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Clip-Cov policy loss (Cui et al. 2025; verl ``clip_cov``; spec §10.3).
+    """Clip-Cov policy loss (Cui et al. 2025; verl ``clip_cov``; docs/method.md §10.3).
 
     Among valid tokens not already clipped by PPO with lb < Cov < ub, k = max(1, ⌊ratio·N⌋) are
     picked uniformly at random (``torch.randperm`` with ``generator``) and their loss is zeroed (no
@@ -757,7 +757,7 @@ def kl_cov_loss(
     coef: float,
     agg: str,
 ) -> tuple[Tensor, dict[str, float]]:
-    """KL-Cov policy loss (Cui et al. 2025; verl ``kl_cov``; spec §10.4).
+    """KL-Cov policy loss (Cui et al. 2025; verl ``kl_cov``; docs/method.md §10.4).
 
     The k = max(1, ⌊ratio·N⌋) valid tokens with the largest Cov get −A·ρ + coef·|log ρ|; all other
     tokens get the **unclipped** −A·ρ. The log-ratio is clamped to ±20.
@@ -797,14 +797,14 @@ def kl_cov_loss(
 
 
 def eda_advantages(advantages: Tensor, seq_entropy: Tensor, group_ids: Tensor, *, eps: float = 1e-6) -> Tensor:
-    """EDGE-GRPO's entropy-driven advantage Â_i = A_i / P̂_i, P̂_i = P_i / mean_g P (spec §10.5).
+    """EDGE-GRPO's entropy-driven advantage Â_i = A_i / P̂_i, P̂_i = P_i / mean_g P (docs/method.md §10.5).
 
     Confident (low-entropy) responses get a larger |A|, uncertain ones a smaller |A|.
 
     Args:
         advantages: (N,) GRPO advantages.
         seq_entropy: (N,) mean token entropy P_i of each response (treated as a constant).
-        group_ids: (N,) group of each response; P̄ is the group mean (spec §13 Q14).
+        group_ids: (N,) group of each response; P̄ is the group mean (docs/method.md §13 Q14).
         eps: added to P_i and P̄ so a zero-entropy response cannot divide by 0 (an all-zero group
             keeps P̂ = 1).
 
@@ -819,7 +819,7 @@ def eda_advantages(advantages: Tensor, seq_entropy: Tensor, group_ids: Tensor, *
 
 
 def entropy_bonus_loss(entropy: Tensor, mask: Tensor, *, coef: float, agg: str) -> Tensor:
-    """Entropy-regularisation term −coef·agg(H) to add to the policy loss (spec §10.6).
+    """Entropy-regularisation term −coef·agg(H) to add to the policy loss (docs/method.md §10.6).
 
     Args:
         entropy: (B, T) full-vocab token entropy of the current policy, **with** gradient.
@@ -841,7 +841,7 @@ def entropy_advantage(
     alpha: float,
     kappa: float,
 ) -> Tensor:
-    """Cheng et al.'s entropy advantage Â = A + min(α·sg(H), |A|/κ) (spec §10.7).
+    """Cheng et al.'s entropy advantage Â = A + min(α·sg(H), |A|/κ) (docs/method.md §10.7).
 
     Args:
         advantages: (B, T) token GRPO advantages.

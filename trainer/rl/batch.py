@@ -6,7 +6,7 @@ n from the normal mode; G = n for single-mode algorithms), T = longest response 
     rewards (S, G); logp[ctx], entropy[ctx], mask (S, G, T)
 
 A *row* is one (context, response) pair with its token advantages and old log-probs; Policy
-Split with rollout sharing trains 4n rows per question (spec §3.3), without sharing 2n, and
+Split with rollout sharing trains 4n rows per question (docs/method.md §3.3), without sharing 2n, and
 single-mode algorithms n.
 """
 

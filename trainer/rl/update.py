@@ -1,6 +1,6 @@
 """The PPO update: shuffled rows → mini-batches (one optimizer step each) → micro-batches.
 
-Every row is trained under its own context (spec §5): the ratio is π_θ(y|c)/π_old(y|c) with c
+Every row is trained under its own context (docs/method.md §5): the ratio is π_θ(y|c)/π_old(y|c) with c
 the row's prompt. Gradients of the micro-batches of a mini-batch are accumulated, each scaled
 by 1/num_micro (verl's convention for token-mean), so a batch never has to fit in memory at once.
 """
@@ -36,7 +36,7 @@ def ppo_update(
     loss_fn = policy_loss(cfg.algorithm)
     width = rows.mask.shape[1]
     for _ in range(cfg.ppo_epochs):
-        order = torch.randperm(len(rows), generator=generator).tolist()  # spec §0: shuffle all quarters
+        order = torch.randperm(len(rows), generator=generator).tolist()  # docs/method.md §0: shuffle all quarters
         for start in range(0, len(order), cfg.mini_batch_size):
             mini = order[start : start + cfg.mini_batch_size]
             optimizer.zero_grad(set_to_none=True)

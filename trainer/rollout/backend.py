@@ -1,7 +1,7 @@
 """Rollout backends: turn prompt token ids into sampled response token ids.
 
 Both backends return the same schema, ``Generations``: for each prompt, ``n`` responses as token
-id lists that end with the EOS token when the model stopped by itself (spec §0: shared
+id lists that end with the EOS token when the model stopped by itself (docs/method.md §0: shared
 responses reuse these ids verbatim). The vLLM backend (``trainer/rollout/vllm_engine.py``) is imported
 lazily and only when asked for.
 """
