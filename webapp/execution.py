@@ -25,16 +25,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections, connection
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, close_old_connections, connection
 from django.utils import timezone
 
-from trainer.events import read_events
+from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint
 from webapp import ingest
 from webapp.models import Run, RunStatus, Worker
@@ -42,6 +42,8 @@ from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
 DB_ERRORS = (DatabaseError, InterfaceError)
+# The database refused the data itself: retrying the same batch can never succeed.
+DB_REJECTIONS = (DataError, IntegrityError)
 # Set by the worker_shutting_down signal (webapp.tasks): the running attempt stops and is requeued.
 SHUTDOWN = threading.Event()
 INTERRUPTED = "interrupted"
@@ -108,20 +110,27 @@ class EventPump:
     stop_acknowledged: bool = False
     failures: int = 0
     next_try: float = 0.0
+    quarantined: int = 0  # invalid lines skipped (each one is logged on the run)
     # Called with each batch once the database has accepted it (the W&B mirror), so it sees
     # every event exactly once even when a batch is retried.
     on_ingested: Callable[[list[dict[str, Any]]], None] | None = None
 
     def pump(self, *, drain: bool = False) -> bool:
-        """Ingest available complete events; returns False while the database is unreachable."""
+        """Ingest available complete events; returns False while the database is unreachable.
+
+        A torn last line (the trainer is still writing it) waits for the next call; with ``drain``
+        (the trainer has exited, so nothing will complete it) it is quarantined like any invalid line.
+        """
         if time.monotonic() < self.next_try and not drain:
             return False
         while True:
-            events, new_offset = read_events(self.path, self.offset, max_bytes=4 << 20)
-            if not events:
+            events, quarantined, new_offset = read_lines(self.path, self.offset, max_bytes=4 << 20, final=drain)
+            if not events and not quarantined:
                 return self._flush_summary()
             try:
-                self._ingest(events)
+                self._ingest(events, quarantined)
+            except DB_REJECTIONS:
+                raise  # not an outage: let supervision fail the run instead of retrying forever
             except DB_ERRORS as exc:
                 self.failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
@@ -131,12 +140,16 @@ class EventPump:
                 return False
             self.failures = 0
             self.offset = new_offset
+            self.quarantined += len(quarantined)
             if self.on_ingested is not None:
                 self.on_ingested(events)
 
-    def _ingest(self, events: list[dict[str, Any]]) -> None:
+    def _ingest(self, events: list[dict[str, Any]], quarantined: Sequence[Quarantined] = ()) -> None:
         metrics: list[ingest.MetricRow] = []
-        logs: list[tuple[str, str]] = []
+        logs: list[tuple[str, str]] = [
+            ("warning", f"skipped an invalid line of {self.path.name} at byte {q.offset} ({q.reason}): {q.head}")
+            for q in quarantined
+        ]
         for ev in events:
             kind = ev["kind"]
             if kind == "metrics":
@@ -191,7 +204,6 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         self.folder = run_dir(self.run.pk)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.events = self.folder / f"events-{self.run.attempt}.jsonl"
         self.stop_file = self.folder / "STOP"
         self.output_log = self.folder / f"attempt-{self.run.attempt}.log"
@@ -199,33 +211,76 @@ class Supervisor:
         self.pump = EventPump(self.run.pk, self.run.attempt, self.events, on_ingested=self.mirror.events)
 
     def execute(self) -> str:
-        resume = self._prepare()
-        self.mirror.start()
-        with self.output_log.open("ab") as out:
-            child = subprocess.Popen(
-                self._command(resume),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=settings.BASE_DIR,
-                env=self._env(),
-                preexec_fn=_die_with_parent,
-            )
-            status = self._supervise(child)
+        try:
+            resume = self._prepare()
+            out = self.output_log.open("ab")
+        except Exception as exc:  # an unwritable run folder, a full disk, …: the cause goes on the run
+            log.exception("run %s: could not prepare the run", self.run.pk)
+            return self._fail(f"could not prepare the run on {self.run.host}: {type(exc).__name__}: {exc}")
+        with out:
+            try:
+                child = subprocess.Popen(
+                    self._command(resume),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=settings.BASE_DIR,
+                    env=self._env(),
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                return self._fail(f"could not start the trainer on {self.run.host}: {exc}")
+            self.mirror.start()
+            try:
+                status = self._supervise(child)
+            except BaseException as exc:
+                # Never leave a trainer running that nobody supervises: this worker would take its
+                # next run while the orphan still trains. Kill first, then mark the run.
+                _kill_group(child)
+                log.exception("run %s: supervision failed; killed the trainer", self.run.pk)
+                self._fail(f"the worker's supervision failed, the trainer was stopped: {type(exc).__name__}: {exc}")
+                raise
         return self._finish(child.returncode, status)
 
     def _prepare(self) -> bool:
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.stop_file.unlink(missing_ok=True)
         if self.events.exists():  # a redelivered attempt starts its events afresh
             self.events.unlink()
         cfg = {k: v for k, v in self.run.config.items() if not k.startswith("_")}
         cfg["output_dir"] = str(self.folder)
         (self.folder / "config.json").write_text(json.dumps(cfg, indent=2))
-        ckpt = latest_checkpoint(self.folder) if self.run.attempt > 0 else None
-        if self.run.attempt > 0:
-            step = int(ckpt.name.split("_")[1]) if ckpt else 0
-            ingest.run_rewind(self.run.pk, to_step=step)
-            Run.objects.filter(pk=self.run.pk).update(config={**self.run.config, "_resumed_from_step": step})
+        if self.run.attempt == 0:
+            return False
+        self._replay_previous_attempt()
+        ckpt = latest_checkpoint(self.folder)
+        step = int(ckpt.name.split("_")[1]) if ckpt else 0
+        ingest.run_rewind(self.run.pk, to_step=step)
+        Run.objects.filter(pk=self.run.pk).update(config={**self.run.config, "_resumed_from_step": step})
         return ckpt is not None
+
+    def _replay_previous_attempt(self) -> None:
+        """Ingest what the previous attempt wrote but its worker never sent (it was killed between
+        the trainer's write and the next pump), so the steps up to the checkpoint resumed from are
+        all there. Idempotent: rows already in the database are skipped."""
+        previous = EventPump(self.run.pk, self.run.attempt - 1, self.folder / f"events-{self.run.attempt - 1}.jsonl")
+        if not previous.pump(drain=True):
+            raise DatabaseError("the database went away while replaying the previous attempt's events")
+
+    def _fail(self, error: str) -> str:
+        """Mark this attempt failed with ``error`` (resumable); bounded retries while the database is away."""
+        for _ in range(30):
+            try:
+                close_old_connections()
+                self._mine().update(
+                    status=RunStatus.FAILED, finished_at=timezone.now(), heartbeat_at=timezone.now(), error=error
+                )
+                Worker.objects.filter(name=self.worker_name).update(current_run=None)
+                break
+            except DB_ERRORS:
+                _reset_connection()
+                time.sleep(1.0)
+        self.mirror.finish(str(RunStatus.FAILED))
+        return str(RunStatus.FAILED)
 
     def _command(self, resume: bool) -> list[str]:
         return trainer_command(self.run, self.folder / "config.json", self.events, self.stop_file, resume=resume)
@@ -378,6 +433,13 @@ class Supervisor:
 def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, sig)
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the trainer's whole process group (torchrun and its ranks too) and reap the child."""
+    _signal_group(child, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=30)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
