@@ -36,8 +36,10 @@ from django.utils import timezone
 
 from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint
-from webapp import ingest
+from webapp import child_process, ingest
+from webapp.evaluations.services import evaluations_schedule_final
 from webapp.models import Run, RunStatus, Worker
+from webapp.services import run_enqueue
 from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
@@ -82,17 +84,6 @@ def trainer_command(run: Run, config_path: Path, events: Path, stop_file: Path, 
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={run.gpus}"]
         return [*torchrun, *args]
     return [sys.executable, *args]
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # If the worker is SIGKILLed its child must not train on as an orphan nobody ingests.
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setsid()
 
 
 @dataclass
@@ -219,14 +210,7 @@ class Supervisor:
             return self._fail(f"could not prepare the run on {self.run.host}: {type(exc).__name__}: {exc}")
         with out:
             try:
-                child = subprocess.Popen(
-                    self._command(resume),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=settings.BASE_DIR,
-                    env=self._env(),
-                    preexec_fn=_die_with_parent,
-                )
+                child = child_process.spawn(self._command(resume), log=out, env=child_process.child_env())
             except OSError as exc:
                 return self._fail(f"could not start the trainer on {self.run.host}: {exc}")
             self.mirror.start()
@@ -235,7 +219,7 @@ class Supervisor:
             except BaseException as exc:
                 # Never leave a trainer running that nobody supervises: this worker would take its
                 # next run while the orphan still trains. Kill first, then mark the run.
-                _kill_group(child)
+                child_process.kill_group(child)
                 log.exception("run %s: supervision failed; killed the trainer", self.run.pk)
                 self._fail(f"the worker's supervision failed, the trainer was stopped: {type(exc).__name__}: {exc}")
                 raise
@@ -285,12 +269,6 @@ class Supervisor:
     def _command(self, resume: bool) -> list[str]:
         return trainer_command(self.run, self.folder / "config.json", self.events, self.stop_file, resume=resume)
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
     def _supervise(self, child: subprocess.Popen[bytes]) -> str:
         """Pump events and heartbeats until the child exits; returns 'cancelled' if a cancel arrived,
         'interrupted' if the worker is shutting down, else ''."""
@@ -318,10 +296,10 @@ class Supervisor:
                 waited = time.monotonic() - cancel_at
                 patience = grace if not self.pump.stop_acknowledged else settings.PSL_CANCEL_MAX_SECONDS
                 if waited > patience and not term_sent:
-                    _signal_group(child, signal.SIGTERM)
+                    child_process.signal_group(child, signal.SIGTERM)
                     term_sent, cancel_at = True, time.monotonic()
                 elif term_sent and waited > grace and not kill_sent:
-                    _signal_group(child, signal.SIGKILL)
+                    child_process.signal_group(child, signal.SIGKILL)
                     kill_sent = True
             time.sleep(self.poll_seconds)
         self._drain()
@@ -360,7 +338,8 @@ class Supervisor:
         elif returncode == 0:
             final, error = RunStatus.SUCCEEDED, ""
         else:
-            final, error = RunStatus.FAILED, f"trainer exited with code {returncode}\n\n{_tail(self.output_log)}"
+            log_tail = child_process.tail(self.output_log)
+            final, error = RunStatus.FAILED, f"trainer exited with code {returncode}\n\n{log_tail}"
         while True:
             try:
                 close_old_connections()
@@ -379,8 +358,6 @@ class Supervisor:
     def _requeue(self) -> bool:
         """Send an interrupted attempt back to its queue as the next attempt (it resumes from its last
         checkpoint). False if that fails: the run then ends as usual and can be resumed by hand."""
-        from webapp.services import run_enqueue  # services imports the tasks, which import this module
-
         queued = False
         try:
             close_old_connections()
@@ -422,32 +399,10 @@ class Supervisor:
 
     def _schedule_final_evaluation(self) -> None:
         """Queue the end-of-training evaluation; best effort: it never changes the run's outcome."""
-        from webapp.evaluation import evaluations_schedule_final  # evaluation imports this module
-
         try:
             evaluations_schedule_final(Run.objects.get(pk=self.run.pk))
         except Exception:
             log.exception("run %s: could not schedule its final evaluation", self.run.pk)
-
-
-def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, sig)
-
-
-def _kill_group(child: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the trainer's whole process group (torchrun and its ranks too) and reap the child."""
-    _signal_group(child, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=30)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 # --- workers ---------------------------------------------------------------------------------------

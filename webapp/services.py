@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from trainer.config import TrainConfig
 from trainer.config import config_errors as trainer_config_errors
+from webapp import dispatch
 from webapp.models import (
     Activity,
     Comment,
@@ -104,11 +105,10 @@ def run_create(
 
 def run_enqueue(*, run: Run) -> None:
     """Send the run to its queue after commit: a worker must never see a run that isn't there yet."""
-    from webapp.tasks import execute_run
 
     def send() -> None:
-        result = execute_run.apply_async(args=[run.pk, run.attempt], queue=run.queue)
-        Run.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
+        task_id = dispatch.send(dispatch.EXECUTE_RUN, args=[run.pk, run.attempt], queue=run.queue)
+        Run.objects.filter(pk=run.pk).update(celery_task_id=task_id)
 
     transaction.on_commit(send)
 
@@ -137,9 +137,7 @@ def _revoke(run: Run) -> None:
     # spares the worker a wake-up. The filesystem broker does not support remote control.
     if run.celery_task_id and not settings.CELERY_BROKER_URL.startswith("filesystem://"):
         try:
-            from webapp.celery import app
-
-            app.control.revoke(run.celery_task_id)
+            dispatch.revoke(run.celery_task_id)
         except Exception:  # a broker hiccup must not fail the cancel itself
             log.warning("could not revoke task %s", run.celery_task_id, exc_info=True)
 

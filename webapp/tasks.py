@@ -9,14 +9,15 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
-from webapp import execution
+from webapp import dispatch, execution
+from webapp.evaluations.runner import evaluations_execute
 
 log = logging.getLogger(__name__)
 _current_run: dict[str, int | None] = {"id": None}
 
 
 # acks_late is safe here: a redelivered message finds the run already claimed and exits.
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=dispatch.EXECUTE_RUN, acks_late=True, ignore_result=True)
 def execute_run(run_id: int, attempt: int = 0) -> str:
     run = execution.claim(run_id, attempt, host=execution.worker_identity())
     if run is None:
@@ -29,12 +30,12 @@ def execute_run(run_id: int, attempt: int = 0) -> str:
         _current_run["id"] = None
 
 
-@shared_task(ignore_result=True)
+@shared_task(name=dispatch.SWEEP_LOST_RUNS, ignore_result=True)
 def sweep_lost_runs() -> list[int]:
     return execution.sweep_lost_runs()
 
 
-@shared_task(ignore_result=True)
+@shared_task(name=dispatch.PING, ignore_result=True)
 def ping(value: str) -> str:
     """A no-op round trip used by the embedded-defaults smoke test and `manage.py check_worker`."""
     from pathlib import Path
@@ -93,9 +94,7 @@ def _stop_heartbeat(**kwargs: object) -> None:
 
 
 # acks_late is safe: a redelivered message finds the evaluations already claimed and skips them.
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=dispatch.EVALUATE_CHECKPOINT, acks_late=True, ignore_result=True)
 def evaluate_run_checkpoint(evaluation_ids: list[int]) -> str:
-    """Evaluate one checkpoint (rows of one run and step) in a child process; see webapp.evaluation."""
-    from webapp.evaluation import evaluations_execute
-
+    """Evaluate one checkpoint (rows of one run and step) in a child process; see webapp.evaluations."""
     return evaluations_execute(evaluation_ids, host=execution.worker_identity())

@@ -1,7 +1,7 @@
 """Where a run's results end up: its Evaluations page and responses, a study's paper table, Workers, Activity.
 
 Evaluations are seeded the way a worker stores them: reports built by ``trainer.evaluation.evaluate``'s own
-metric functions from hand-made samples, written by ``webapp.evaluation.evaluation_store``. So
+metric functions from hand-made samples, written by ``webapp.evaluations.services.evaluation_store``. So
 every number on the pages follows from the correct/wrong pattern chosen here:
 
 * the run: MATH-500 (the three fixture questions, k = 4) where only the HE mode solves Q2 and
@@ -28,7 +28,7 @@ from tests.e2e.helpers import login, plot_traces, wait_for_drawn_points
 from trainer.data.benchmarks import BENCHMARKS
 from trainer.evaluation.diversity import LN2
 from trainer.evaluation.evaluate import ModeReport, SampleResult, creative_metrics, mode_metrics
-from webapp.evaluation import EvalRequest, evaluation_store, evaluations_create
+from webapp.evaluations.services import EvalRequest, evaluation_store, evaluations_create
 from webapp.models import Activity, Checkpoint, Evaluation, MetricPoint, Run, Study, Worker
 from webapp.services import activity_record, comment_create, verdict_set
 

@@ -14,7 +14,8 @@ from django.urls import reverse
 
 from tests.workers import Broker
 from trainer.registry import resolve
-from webapp import evaluation as service
+from webapp.evaluations import runner, selectors
+from webapp.evaluations import services as service
 from webapp.execution import run_dir, worker_identity
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run
 from webapp.reports import question_accuracy
@@ -139,7 +140,7 @@ def test_the_step_must_be_a_checkpoint_on_disk(client_for: Any, bob: Any, run: R
     response = client_for(bob).post(url(run), {**FORM, "step": "1"})
     assert response.status_code == 400 and not Evaluation.objects.exists()
     Path(run.checkpoints.get().path, "config.json").unlink()  # pruned
-    assert service.checkpoint_steps(run) == [0]
+    assert selectors.checkpoint_steps(run) == [0]
     with pytest.raises(ServiceError, match="no longer on disk"):
         service.model_for_step(run, 2)
     assert service.model_for_step(run, 0) == "tiny-random"
@@ -168,12 +169,12 @@ def test_the_judge_needs_an_endpoint(client_for: Any, bob: Any, run: Run, settin
 
 def test_the_judge_key_travels_in_the_environment_only(settings: Any, tmp_path: Path) -> None:
     settings.JUDGE_API_URL, settings.JUDGE_API_KEY = "http://judge.local/v1", "sk-secret"
-    cmd = service.evaluation_command("m", ["creative"], ["he"], {"k": 2, "judge": True}, tmp_path / "r.json")
+    cmd = runner.evaluation_command("m", ["creative"], ["he"], {"k": 2, "judge": True}, tmp_path / "r.json")
     assert "--no-judge" not in cmd and "sk-secret" not in " ".join(cmd)
-    env = service._child_env(judge=True)
+    env = runner.evaluator_env(judge=True)
     assert env["JUDGE_API_KEY"] == "sk-secret" and env["JUDGE_API_URL"] == "http://judge.local/v1"
-    assert "JUDGE_API_KEY" not in service._child_env(judge=False)
-    assert "--no-judge" in service.evaluation_command("m", ["arith"], ["he"], {"k": 2}, tmp_path / "r.json")
+    assert "JUDGE_API_KEY" not in runner.evaluator_env(judge=False)
+    assert "--no-judge" in runner.evaluation_command("m", ["arith"], ["he"], {"k": 2}, tmp_path / "r.json")
 
 
 # --- the end-of-training evaluation -----------------------------------------------------------------------
@@ -294,7 +295,7 @@ def test_a_killed_evaluator_fails_its_evaluations_with_the_log_tail(
 ) -> None:
     settings.PSL_EVAL_TIMEOUT_SECONDS = 1  # run_child kills the child's process group, as the OOM killer would
     evals = queued(run)
-    assert service.evaluations_execute([e.pk for e in evals]) == "failed"
+    assert runner.evaluations_execute([e.pk for e in evals]) == "failed"
     for ev in Evaluation.objects.all():
         assert ev.status == EvalStatus.FAILED and "exited with code -9" in ev.error
         assert "killed after 1 s (PSL_EVAL_TIMEOUT_SECONDS)" in ev.error
@@ -312,7 +313,7 @@ def test_one_failed_benchmark_does_not_fail_the_others(
     broken.write_text("{not json\n")
     settings.PSL_DATA_DIR = data
     evals = queued(run, ("math500", "aime"))
-    assert service.evaluations_execute([e.pk for e in evals]) == "succeeded"
+    assert runner.evaluations_execute([e.pk for e in evals]) == "succeeded"
     status = dict(Evaluation.objects.values_list("benchmark", "status").distinct())
     assert status == {"math500": "succeeded", "aime": "failed"}
     assert EvalResult.objects.filter(evaluation__benchmark="math500").count() == 8  # 2 modes × 2 questions × k=2
@@ -325,7 +326,7 @@ def test_one_failed_benchmark_does_not_fail_the_others(
 def test_a_redelivered_task_skips_claimed_evaluations(run: Run) -> None:
     evals = queued(run)
     Evaluation.objects.update(status=EvalStatus.RUNNING)
-    assert service.evaluations_execute([e.pk for e in evals]) == "skipped"
+    assert runner.evaluations_execute([e.pk for e in evals]) == "skipped"
     assert not (run_dir(run.pk) / "evaluations").exists()  # no evaluator was started
     assert set(Evaluation.objects.values_list("status", flat=True)) == {EvalStatus.RUNNING}
 

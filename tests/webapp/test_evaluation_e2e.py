@@ -14,7 +14,8 @@ from django.urls import reverse
 from tests.trainer.conftest import tiny_config
 from trainer.events import Callbacks
 from trainer.loop import train
-from webapp import evaluation as service
+from webapp.evaluations import runner
+from webapp.evaluations import services as service
 from webapp.models import Checkpoint, EvalResult, EvalStatus, MetricPoint, Run, Study
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -54,7 +55,7 @@ def test_a_trained_checkpoint_is_evaluated_in_both_modes_and_shows_up_in_the_stu
 
     request = service.EvalRequest(step=2, benchmarks=("math500",), k=2, limit=2, max_new_tokens=6)
     evals = service.evaluations_create(run=run, request=request, user=alice, enqueue=False)
-    assert service.evaluations_execute([e.pk for e in evals], host="test") == "succeeded"
+    assert runner.evaluations_execute([e.pk for e in evals], host="test") == "succeeded"
 
     by_mode = {ev.mode: ev for ev in run.evaluations.all()}
     assert set(by_mode) == {"normal", "he"}

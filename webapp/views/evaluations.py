@@ -1,9 +1,9 @@
 """Per-run evaluations: the results tables, the trigger form, live status, analysis charts and the
 sampled responses of one evaluation.
 
-Reads and writes go through ``webapp.evaluation``; the page's charts are drawn by
-``static/js/evaluation.js`` from one JSON blob (``json_script``), so no model text ever reaches
-JavaScript as markup.
+Writes go through ``webapp.evaluations.services``, reads through ``webapp.evaluations.selectors``
+and ``presentation``; the page's charts are drawn by ``static/js/evaluation.js`` from one JSON blob
+(``json_script``), so no model text ever reaches JavaScript as markup.
 """
 
 from __future__ import annotations
@@ -26,17 +26,9 @@ from trainer.choices import MODES
 from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, load_benchmark
 from trainer.evaluation.diversity import LN2
 from webapp.access import can, require, run_for
-from webapp.evaluation import (
-    ACTIVE,
-    MAX_K,
-    EvalRequest,
-    checkpoint_steps,
-    evaluation_tables,
-    evaluations_create,
-    judge_configured,
-    one_mode_only,
-    pass_at_k_charts,
-)
+from webapp.evaluations.presentation import evaluation_tables, pass_at_k_charts
+from webapp.evaluations.selectors import checkpoint_steps, one_mode_only
+from webapp.evaluations.services import ACTIVE, MAX_K, EvalRequest, evaluations_create, judge_configured
 from webapp.models import EvalResult, Evaluation, Role, Run
 from webapp.selectors import metric_series
 from webapp.services import ServiceError

@@ -1,0 +1,256 @@
+"""Evaluation workflows: create, enqueue, schedule after training, store a report, fail.
+
+One Evaluation row is one (run, checkpoint step, benchmark, mode). Rows created together share
+their settings and go to the worker as one task (``webapp.evaluations.runner``), which runs
+``python -m trainer.evaluation.evaluate`` once for all of them as a child process, then stores
+each (benchmark, mode) report here: aggregate metrics in ``Evaluation.metrics`` (``accuracy`` as
+a fraction, ``accuracy_ci``, ``entropy_bits``, ``pass_at_k``, ``unique_correct``, ``kl_to_other``,
+creative diversity and judge scores; see ``trainer.evaluation.evaluate``) and one EvalResult per
+sample (score 1/0, creative samples 0 with ``metrics["graded"] = False``). The study table
+(``webapp.reports``) reads exactly these: ``accuracy``, ``entropy_bits`` and per-question
+correctness (score > 0.5) of the EvalResult rows.
+
+Step 0 is the untrained base model (``run.model_name``); any other step must be a checkpoint of
+the run that is still on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from trainer.choices import MODES
+from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem
+from webapp import dispatch
+from webapp.evaluations.selectors import checkpoint_steps, is_model_folder
+from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run, RunStatus
+from webapp.services import ServiceError, activity_record
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (EvalStatus.QUEUED, EvalStatus.RUNNING)
+MAX_K = 64
+# What a run gets when it succeeds (evaluations_schedule_final); settings.PSL_EVAL_FINAL overrides keys.
+FINAL_DEFAULTS: dict[str, Any] = {
+    "k": 4,
+    "limit": 64,
+    "temperature": 0.6,
+    "top_k": 20,
+    "top_p": 0.95,
+    "modes": list(MODES),
+    "benchmarks": None,
+    "include_base": False,
+}
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate: one checkpoint step, some benchmarks and modes, one set of sampling settings."""
+
+    step: int
+    benchmarks: tuple[str, ...]
+    modes: tuple[str, ...] = MODES
+    k: int = 8
+    limit: int | None = None
+    max_new_tokens: int = 512
+    temperature: float = 0.6
+    top_k: int = 20
+    top_p: float = 0.95
+    judge: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "limit": self.limit,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "judge": self.judge,
+        }
+
+
+def model_for_step(run: Run, step: int) -> str:
+    """What the evaluator loads: the base model at step 0, else the checkpoint folder."""
+    if step == 0:
+        return run.model_name
+    ckpt = Checkpoint.objects.filter(run=run, step=step).first()
+    if ckpt is None:
+        raise ServiceError(f"run {run.pk} has no checkpoint at step {step}")
+    if not is_model_folder(ckpt.path):
+        raise ServiceError(
+            f"the checkpoint of step {step} is no longer on disk ({ckpt.path}); "
+            "older checkpoints are pruned (keep_checkpoints)"
+        )
+    return ckpt.path
+
+
+def judge_configured() -> bool:
+    return bool(settings.JUDGE_API_URL)
+
+
+# --- create and enqueue -----------------------------------------------------------------------------
+
+
+def evaluations_create(*, run: Run, request: EvalRequest, user: Any = None, enqueue: bool = True) -> list[Evaluation]:
+    """Queue one evaluation per (benchmark, mode) of ``request`` and send them as one task after commit.
+
+    A finished evaluation of the same (step, benchmark, mode) is replaced (its samples are
+    deleted); one that is queued or running makes the whole request fail.
+    """
+    _validate(run, request)
+    with transaction.atomic():
+        existing = Evaluation.objects.select_for_update().filter(
+            run=run, step=request.step, benchmark__in=request.benchmarks, mode__in=request.modes
+        )
+        busy = [str(ev) for ev in existing if ev.status in ACTIVE]
+        if busy:
+            raise ServiceError(f"already queued or running: {', '.join(busy)}")
+        existing.delete()
+        evals = [
+            Evaluation.objects.create(run=run, step=request.step, benchmark=b, mode=m, settings=request.settings())
+            for b in request.benchmarks
+            for m in request.modes
+        ]
+        target = ", ".join(request.benchmarks) + f" at step {request.step}"
+        activity_record(
+            project=run.project,
+            actor=user,
+            verb="evaluated",
+            target=f"{run.name}: {target}",
+            url=run.get_absolute_url() + "evaluations/",
+        )
+        if enqueue:
+            evaluations_enqueue(evaluations=evals)
+    return evals
+
+
+def _validate(run: Run, request: EvalRequest) -> None:
+    if not request.benchmarks or not request.modes:
+        raise ServiceError("choose at least one benchmark and one mode")
+    unknown = [b for b in request.benchmarks if b not in BENCHMARK_NAMES]
+    if unknown or any(m not in MODES for m in request.modes):
+        raise ServiceError(f"unknown benchmark or mode: {', '.join(unknown) or ', '.join(request.modes)}")
+    if not 1 <= request.k <= MAX_K:
+        raise ServiceError(f"k must be between 1 and {MAX_K}")
+    if request.judge and not judge_configured():
+        raise ServiceError("no LLM judge is configured (JUDGE_API_URL)")
+    for name in request.benchmarks:
+        if problem := benchmark_problem(name, settings.PSL_DATA_DIR):
+            raise ServiceError(problem)
+    model_for_step(run, request.step)
+
+
+def evaluations_enqueue(*, evaluations: Sequence[Evaluation]) -> None:
+    """One task per (run, step) on the run's queue, sent once the rows are committed."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    queues: dict[tuple[int, int], str] = {}
+    for ev in evaluations:
+        groups[(ev.run_id, ev.step)].append(ev.pk)
+        queues[(ev.run_id, ev.step)] = ev.run.queue
+
+    def send() -> None:
+        for key, ids in groups.items():
+            dispatch.send(dispatch.EVALUATE_CHECKPOINT, args=[ids], queue=queues[key])
+
+    transaction.on_commit(send)
+
+
+def evaluations_schedule_final(run: Run, *, user: Any = None) -> list[Evaluation]:
+    """Evaluate a succeeded run's last checkpoint with the end-of-training defaults (idempotent).
+
+    Benchmarks: ``PSL_EVAL_FINAL["benchmarks"]`` if set, else the run's training task when it is
+    a benchmark (``arith`` → its held-out test split). Both modes, k = 4, 64 questions, the run's
+    max_new_tokens, T = 0.6 / top-k 20 / top-p 0.95; ``include_base`` also evaluates step 0 (the
+    study table's "Original" row). Combinations that already exist are skipped.
+    """
+    if run.status != RunStatus.SUCCEEDED:
+        return []
+    cfg = {**FINAL_DEFAULTS, **{k: v for k, v in settings.PSL_EVAL_FINAL.items() if v is not None}}
+    task = str(run.config.get("task", ""))
+    names = cfg["benchmarks"] if cfg["benchmarks"] is not None else ([task] if task in BENCHMARKS else [])
+    names = [b for b in names if benchmark_problem(b, settings.PSL_DATA_DIR) is None]
+    trained = [s for s in checkpoint_steps(run) if s > 0]
+    if not names or not trained:
+        return []
+    steps = [0, trained[-1]] if cfg["include_base"] else [trained[-1]]
+    created: list[Evaluation] = []
+    for step in steps:
+        have = set(Evaluation.objects.filter(run=run, step=step).values_list("benchmark", "mode"))
+        benchmarks = tuple(b for b in names if any((b, m) not in have for m in cfg["modes"]))
+        if not benchmarks:
+            continue
+        request = EvalRequest(
+            step=step,
+            benchmarks=benchmarks,
+            modes=tuple(cfg["modes"]),
+            k=cfg["k"],
+            limit=cfg["limit"],
+            max_new_tokens=int(run.config.get("max_new_tokens", 512)),
+            temperature=cfg["temperature"],
+            top_k=cfg["top_k"],
+            top_p=cfg["top_p"],
+        )
+        try:
+            created += evaluations_create(run=run, request=request, user=user)
+        except ServiceError as exc:  # e.g. one already queued by hand: the final evaluation is best effort
+            log.info("run %s: final evaluation at step %s not scheduled: %s", run.pk, step, exc)
+    return created
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; a model can produce it."""
+    return text.replace("\x00", "\ufffd")
+
+
+def evaluation_store(evaluation: Evaluation, mode_report: dict[str, Any], *, title: str = "") -> Evaluation:
+    """Write one (benchmark, mode) report: its samples as EvalResult rows and its metrics; mark it succeeded."""
+    samples = mode_report["samples"]
+    metrics = dict(mode_report["metrics"])
+    judge_errors = [
+        {"question_id": s["question_id"], "index": s["index"], "error": s["judge_error"]}
+        for s in samples
+        if s.get("judge_error")
+    ]
+    if judge_errors:
+        metrics["judge_errors"] = judge_errors[:50]
+    if title:
+        metrics["title"] = title
+    with transaction.atomic():
+        EvalResult.objects.filter(evaluation=evaluation).delete()
+        EvalResult.objects.bulk_create(
+            [
+                EvalResult(
+                    evaluation=evaluation,
+                    question_id=str(s["question_id"])[:100],
+                    index=s["index"],
+                    response=_clean(s["response"]),
+                    score=float(s["score"] or 0.0),
+                    length=s["length"],
+                    entropy_bits=s.get("entropy_bits"),
+                )
+                for s in samples
+            ],
+            batch_size=500,
+        )
+        Evaluation.objects.filter(pk=evaluation.pk).update(
+            status=EvalStatus.SUCCEEDED, metrics=metrics, error="", finished_at=timezone.now()
+        )
+    evaluation.refresh_from_db()
+    return evaluation
+
+
+def evaluations_fail(evaluation_ids: Iterable[int], error: str) -> None:
+    Evaluation.objects.filter(pk__in=list(evaluation_ids)).update(
+        status=EvalStatus.FAILED, error=error[-5000:], finished_at=timezone.now()
+    )
