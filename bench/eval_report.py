@@ -69,7 +69,6 @@ def run_logged(cmd: list[str], log: Path) -> float:
 
 def train(args: argparse.Namespace, algorithm: str, out: Path, timings: dict[str, Any]) -> Path:
     n = args.n if algorithm == "policy_split" else 2 * args.n
-    rows = args.questions_per_step * (4 * n if algorithm == "policy_split" else n)
     folder = out / algorithm
     final = folder / "checkpoints" / f"step_{args.steps:06d}"
     settings = {
@@ -78,7 +77,7 @@ def train(args: argparse.Namespace, algorithm: str, out: Path, timings: dict[str
         "steps": args.steps,
         "n": n,
         "questions_per_step": args.questions_per_step,
-        "mini_batch_size": rows,
+        "mini_batches": 1,
         "micro_batch_size": 8,
         "max_new_tokens": args.train_max_new_tokens,
         "lr": args.lr,

@@ -101,8 +101,9 @@ class TrainConfig:
     """Rollouts per mode per question (Policy Split generates 2n per question; GRPO n)."""
     questions_per_step: int = 4
     """Questions sampled per training step (S)."""
-    mini_batch_size: int = 16
-    """Trained rows per optimizer step; the step's rows are shuffled then split into mini-batches."""
+    mini_batches: int = 1
+    """Optimizer steps per epoch of a training step: the step's rows are shuffled and split this many ways.
+    The same for every algorithm, so Policy Split (4n rows per question) and GRPO take equal steps."""
     micro_batch_size: int = 8
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
     ppo_epochs: int = 1
@@ -191,7 +192,7 @@ class TrainConfig:
         for name in (
             "n",
             "questions_per_step",
-            "mini_batch_size",
+            "mini_batches",
             "micro_batch_size",
             "ppo_epochs",
             "max_prompt_length",
@@ -210,14 +211,12 @@ class TrainConfig:
             raise ConfigError("cov_lb", f"must be < cov_ub ({self.cov_ub}), got {self.cov_lb}")
         if not self.is_policy_split and self.n < 2:
             raise ConfigError("n", f"{self.algorithm} needs at least 2 rollouts per question to compare")
-        if self.rows_per_step % self.mini_batch_size:
+        if self.rows_per_step % self.mini_batches:
             raise ConfigError(
-                "mini_batch_size",
+                "mini_batches",
                 f"must divide the {self.rows_per_step} trained rows per step "
                 f"({self.questions_per_step} questions × {self.rows_per_question} rows)",
             )
-        if self.mini_batch_size % self.micro_batch_size:
-            raise ConfigError("micro_batch_size", f"must divide mini_batch_size ({self.mini_batch_size})")
         if self.samples_per_step > self.questions_per_step:
             raise ConfigError("samples_per_step", f"must be ≤ questions_per_step ({self.questions_per_step})")
         self._check_engine()
@@ -265,8 +264,12 @@ class TrainConfig:
         return self.questions_per_step * self.rows_per_question
 
     @property
+    def rows_per_mini_batch(self) -> int:
+        return self.rows_per_step // self.mini_batches
+
+    @property
     def optimizer_steps_per_step(self) -> int:
-        return self.ppo_epochs * self.rows_per_step // self.mini_batch_size
+        return self.ppo_epochs * self.mini_batches
 
     # --- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -284,11 +287,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known) - {k for k in data if k.startswith("_")})
+        unknown = sorted(set(data) - set(known) - set(_LEGACY_FIELDS) - {k for k in data if k.startswith("_")})
         if unknown:
             raise ConfigError(unknown[0], f"unknown field; valid fields: {', '.join(sorted(known))}")
         values = {k: _coerce(known[k], v) for k, v in data.items() if k in known}
-        return cls(**values)
+        return _migrate_legacy(cls(**values), data)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -302,6 +305,19 @@ class TrainConfig:
     def field_help(cls) -> dict[str, str]:
         """Field docstrings (the string literal after each field), for CLI and form help texts."""
         return dict(_FIELD_HELP)
+
+
+# Fields older configs may still hold (stored runs are cloned and resumed), and what they became.
+_LEGACY_FIELDS = ("mini_batch_size",)
+
+
+def _migrate_legacy(cfg: TrainConfig, data: dict[str, Any]) -> TrainConfig:
+    """``mini_batch_size`` (trained rows per optimizer step) became ``mini_batches`` (optimizer steps
+    per epoch), so that every algorithm takes the same number of steps whatever its rows."""
+    rows = data.get("mini_batch_size")
+    if not rows or "mini_batches" in data:
+        return cfg
+    return cfg.replace(mini_batches=max(1, cfg.rows_per_step // int(rows)))
 
 
 def config_errors(data: dict[str, Any]) -> list[ConfigError]:

@@ -23,15 +23,16 @@ import torch
 from trainer.config import TrainConfig
 from trainer.data.datasets import Question, Task, get_task
 from trainer.data.prompts import encode_prompts
-from trainer.engine.checkpoint import load_trainer_state, save_checkpoint
+from trainer.engine.checkpoint import load_checkpoint, save_checkpoint
+from trainer.engine.parallel import Engine, prepare
 from trainer.events import Callbacks, Sample
-from trainer.paths import latest_checkpoint
-from trainer.registry import load_model, load_tokenizer
+from trainer.paths import checkpoint_dir, latest_checkpoint
+from trainer.registry import load_model, load_tokenizer, supports_thinking
 from trainer.rl import algos
-from trainer.rl.algorithms import build_rows
-from trainer.rl.batch import ContextScores, StepRollouts
-from trainer.rl.scoring import score
-from trainer.rl.update import ppo_update
+from trainer.rl.algorithms import build_rows, needs_scoring_pass
+from trainer.rl.batch import ContextScores, StepRollouts, plan_micro_batches
+from trainer.rl.scoring import check_head_reads_last_hidden, score
+from trainer.rl.update import UpdateResult, ppo_update
 from trainer.rollout.backend import RolloutBackend, SamplingParams, make_backend
 
 
@@ -45,8 +46,10 @@ class TrainState:
     task: Task
     pool: list[Question]
     pad_id: int
+    engine: Engine
     step: int = 0
     dist: Any = None  # trainer.engine.distributed.DistContext when running under torchrun
+    last_checkpoint_step: int = -1
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -77,14 +80,13 @@ def train(
         _restore(state, cb)
     metrics: dict[str, float] = {}
     stopped = False
-    last_ckpt: str | None = None
     cb.on_log(
         "info",
         f"{cfg.algorithm} on {cfg.model}, task {cfg.task}: steps {state.step + 1}..{cfg.steps}, "
         f"{cfg.rows_per_step} trained rows per step",
     )
     if dist is not None:
-        cb.on_log("info", f"data parallel over {dist.world_size} processes ({dist.device})")
+        cb.on_log("info", f"data parallel over {dist.world_size} processes ({dist.device}, {state.engine.parallelism})")
     cb.on_progress(state.step, cfg.steps)
     while state.step < cfg.steps:
         if _stop_requested(state, cb):
@@ -101,10 +103,11 @@ def train(
             break
         cb.on_metrics(state.step, metrics)
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
-            last_ckpt = _checkpoint(state, cb)
+            _checkpoint(state, cb)
         cb.on_progress(state.step, cfg.steps)
-    if state.step > 0 and (last_ckpt is None or not last_ckpt.endswith(f"{state.step:06d}")):
-        last_ckpt = _checkpoint(state, cb)
+    if state.step > 0 and state.last_checkpoint_step != state.step:  # the same decision on every rank
+        _checkpoint(state, cb)
+    last_ckpt = str(checkpoint_dir(cfg.output_dir, state.step)) if state.step > 0 else None
     cb.on_log("info", f"{'stopped' if stopped else 'finished'} at step {state.step}; last checkpoint {last_ckpt}")
     return TrainResult(state.step, stopped, metrics, last_ckpt)
 
@@ -115,17 +118,26 @@ def setup(cfg: TrainConfig, *, dist: Any = None, task: Task | None = None) -> Tr
     np.random.seed(cfg.seed)
     if os.environ.get("PSL_TORCH_THREADS"):
         torch.set_num_threads(int(os.environ["PSL_TORCH_THREADS"]))
-    device = dist.device if dist else ("cuda" if cfg.gpus and torch.cuda.is_available() else "cpu")
+    device = torch.device(dist.device if dist else ("cuda" if cfg.gpus and torch.cuda.is_available() else "cpu"))
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, dtype=cfg.dtype, device=device)
+    model = load_model(cfg.model, dtype=cfg.master_dtype, device=str(device))  # master weights
     model.config.use_cache = True
+    model, engine = prepare(model, cfg, device=device, dist=dist)
+    # After prepare and before any forward: FSDP2 has replaced the parameters with their shards
+    # (after a forward its root unit holds gathered copies until the next backward).
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    backend = make_backend(cfg.rollout_backend, model, tokenizer)
-    task = task or get_task(cfg.task)
+    with engine.autocast():
+        check_head_reads_last_hidden(model)
+    engine.reshard(model)
+    backend = make_backend(cfg.rollout_backend, engine.unwrap(model), tokenizer, synced=engine.is_sharded)
+    # docs/method.md §6.1: a thinking model's response earns nothing without its closing </think>.
+    task = task or get_task(cfg.task, require_think=cfg.enable_thinking and supports_thinking(cfg.model))
     pool = task.questions("train", seed=cfg.seed)
     if not pool:
         raise ValueError(f"task {cfg.task!r} has no training questions")
-    return TrainState(cfg, model, tokenizer, optimizer, backend, task, pool, tokenizer.pad_token_id, dist=dist)
+    return TrainState(
+        cfg, model, tokenizer, optimizer, backend, task, pool, tokenizer.pad_token_id, engine=engine, dist=dist
+    )
 
 
 def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
@@ -136,18 +148,22 @@ def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
     t_gen = time.perf_counter()
     _safe_point(state, cb)
     rewards = grade(state.task, state.tokenizer, rollouts)  # (S, G)
-    scores = score_contexts(state, rollouts)
+    # The on-policy single-update case needs no separate old-log-prob pass: the update's own
+    # first forward provides it (and the rollout metrics), as TRL does.
+    fused = not needs_scoring_pass(cfg)
+    scores = response_masks(rollouts) if fused else score_contexts(state, rollouts)
     t_score = time.perf_counter()
     _safe_point(state, cb)
     rows, adv_stats = build_rows(cfg, rollouts, scores, rewards)
     gen = torch.Generator().manual_seed(_step_seed(cfg, state.step) + 1)
-    grad_sync = state.dist.all_reduce_grads if state.dist else None
     update = ppo_update(
-        state.model, state.optimizer, rows, cfg, pad_id=state.pad_id, generator=gen, grad_sync=grad_sync
+        state.model, state.optimizer, rows, cfg, pad_id=state.pad_id, generator=gen, engine=state.engine
     )
-    state.backend.sync_weights(state.model)
+    if fused:
+        scores = scores_from_update(rollouts, update)
+    state.backend.sync_weights(state.engine.unwrap(state.model))
     t_end = time.perf_counter()
-    metrics = {**rollout_metrics(cfg, rollouts, scores, rewards), **adv_stats, **update}
+    metrics = {**rollout_metrics(cfg, rollouts, scores, rewards), **adv_stats, **update.metrics}
     n_tokens = sum(len(r) for per_q in rollouts.responses for r in per_q)
     metrics.update(
         {
@@ -222,7 +238,8 @@ def generate(state: TrainState, questions: list[Question]) -> StepRollouts:
     # Both modes in one engine call: 2S prompts, as the released code does (docs/method.md §3.2).
     modes = cfg.modes
     all_prompts = [p for mode in modes for p in prompts[mode]]
-    out = state.backend.generate(all_prompts, params)
+    with state.engine.autocast():
+        out = state.backend.generate(all_prompts, params)
     s = len(questions)
     responses = [[r for m in range(len(modes)) for r in out.responses[m * s + q]] for q in range(s)]
     truncated = [[t for m in range(len(modes)) for t in out.truncated[m * s + q]] for q in range(s)]
@@ -254,7 +271,8 @@ def held_out_accuracy(state: TrainState) -> dict[str, float]:
             max_prompt_length=cfg.max_prompt_length,
             enable_thinking=cfg.enable_thinking,
         )
-        gen = state.backend.generate(prompts, params)
+        with state.engine.autocast():
+            gen = state.backend.generate(prompts, params)
         texts = [state.tokenizer.decode(r[0], skip_special_tokens=True) for r in gen.responses]
         out[f"eval/{mode}/accuracy"] = float(
             np.mean([state.task.grade(q, t) for q, t in zip(questions, texts, strict=True)])
@@ -271,29 +289,89 @@ def grade(task: Task, tokenizer: Any, ro: StepRollouts) -> torch.Tensor:
 
 
 def score_contexts(state: TrainState, ro: StepRollouts) -> ContextScores:
-    """Old log-probs and entropies of every pooled response under each trained context (no grad).
+    """Old log-probs and entropies of the pooled responses under each context they need (no grad).
 
-    Policy Split scores all 2n responses under both contexts (Q1–Q4, docs/method.md §3.3); the same token
-    ids are reused under the other context, so positions line up for the cross-mode terms.
+    Policy Split with rollout sharing scores all 2n responses under both contexts (Q1–Q4,
+    docs/method.md §3.3); the same token ids are reused under the other context, so positions line
+    up for the cross-mode terms. Without sharing only what the advantages read is scored (see
+    ``needed_scores``). Every (context, response) pair of the step goes into one set of forward
+    passes of similar length, under the same precision as the update.
     """
     cfg = state.cfg
     s, g = len(ro.questions), ro.group_size
     width = max(1, max(len(r) for per_q in ro.responses for r in per_q))
-    flat_resp = [ro.responses[q][k] for q in range(s) for k in range(g)]
-    logp, ent = {}, {}
-    mask = torch.zeros(0)
-    for ctx in cfg.modes:
-        flat_prompts = [ro.prompt_for(q, ctx, k) for q in range(s) for k in range(g)]
-        lp, en, mask = score(
+    wanted = needed_scores(cfg, ro.gen_modes)  # context -> pooled responses to score
+    pairs = [(ctx, q, k) for ctx, ks in wanted.items() for q in range(s) for k in ks]
+    prompts = [ro.prompt_for(q, ctx, k) for ctx, q, k in pairs]
+    responses = [ro.responses[q][k] for _, q, k in pairs]
+    plan_kw = {"max_rows": cfg.micro_batch_size, "max_tokens": cfg.max_tokens_per_micro_batch}
+    p_lens, r_lens = [len(p) for p in prompts], [len(r) for r in responses]
+    count = state.engine.agree_max(len(plan_micro_batches(p_lens, r_lens, **plan_kw)))
+    passes = plan_micro_batches(p_lens, r_lens, **plan_kw, min_count=min(count, len(pairs)))
+    with state.engine.autocast():
+        lp, en, _ = score(
             state.model,
-            flat_prompts,
-            flat_resp,
+            prompts,
+            responses,
             pad_id=state.pad_id,
-            micro_batch_size=cfg.micro_batch_size,
+            micro_batches=passes,
             response_width=width,
+            temperature=cfg.temperature,
+            chunk_tokens=cfg.logprob_chunk_tokens,
         )
-        logp[ctx], ent[ctx] = lp.reshape(s, g, width), en.reshape(s, g, width)
-    return ContextScores(logp, ent, mask.reshape(s, g, width))
+    logp = {ctx: torch.zeros(s, g, width) for ctx in wanted}
+    ent = {ctx: torch.zeros(s, g, width) for ctx in wanted}
+    for i, (ctx, q, k) in enumerate(pairs):
+        logp[ctx][q, k], ent[ctx][q, k] = lp[i], en[i]
+    scored = {ctx: torch.tensor([k in ks for k in range(g)]) for ctx, ks in wanted.items()}
+    return ContextScores(logp, ent, response_masks(ro, width).mask, scored)
+
+
+def needed_scores(cfg: TrainConfig, gen_modes: list[str]) -> dict[str, list[int]]:
+    """Which pooled responses each context must be scored on.
+
+    Single-mode algorithms: the normal context on its n rollouts. Policy Split with sharing: both
+    contexts on all 2n. Without sharing each context trains on its own rollouts only; the other
+    mode's rollouts are scored under a context only where the token signal reads them (α < 1):
+    HE rollouts under the normal context for the HE bonus, normal rollouts under the HE context
+    (Q4) only when the normal rows carry a bonus too (η₂ ≠ 0).
+    """
+    own = {mode: [k for k, m in enumerate(gen_modes) if m == mode] for mode in cfg.modes}
+    if not cfg.is_policy_split:
+        return {"normal": own["normal"]}
+    everything = list(range(len(gen_modes)))
+    if cfg.rollout_sharing:
+        return {"normal": everything, "he": everything}
+    cross = cfg.alpha < 1
+    return {
+        "normal": everything if cross else own["normal"],
+        "he": everything if cross and cfg.eta_normal != 0 else own["he"],
+    }
+
+
+def response_masks(ro: StepRollouts, width: int | None = None) -> ContextScores:
+    """Only the (S, G, T) mask of the responses: what the advantages of a score-free algorithm read."""
+    s, g = len(ro.questions), ro.group_size
+    width = width or max(1, max(len(r) for per_q in ro.responses for r in per_q))
+    mask = torch.zeros(s, g, width)
+    for q in range(s):
+        for k in range(g):
+            mask[q, k, : len(ro.responses[q][k])] = 1.0
+    return ContextScores({}, {}, mask, {})
+
+
+def scores_from_update(ro: StepRollouts, update: UpdateResult) -> ContextScores:
+    """The normal context's scores of a single-mode step, read off the update's first forward
+    (rows are in pooled order, question-major; see ``algorithms.single_mode_rows``)."""
+    s, g = len(ro.questions), ro.group_size
+    mask = response_masks(ro, update.first_logp.shape[1]).mask
+    shape = (s, g, mask.shape[-1])
+    return ContextScores(
+        {"normal": update.first_logp.reshape(shape)},
+        {"normal": update.first_entropy.reshape(shape)},
+        mask,
+        {"normal": torch.ones(g, dtype=torch.bool)},
+    )
 
 
 def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor) -> dict[str, float]:
@@ -316,6 +394,8 @@ def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewar
             ("split/he_normal_kl", "he", "normal", modes),
             ("split/normal_he_kl", "normal", "he", ~modes),
         ):
+            if not bool(sc.scored[other][sel].all()):
+                continue  # that cross score was not needed for training (rollout sharing off)
             m = sc.mask[:, sel]
             kl_tok = algos.kl_estimate(sc.logp[own][:, sel], sc.logp[other][:, sel], kind="k1") * m
             per_seq = kl_tok.sum(-1) / m.sum(-1).clamp(min=1)  # token mean per sequence (docs/method.md §8)
@@ -357,10 +437,8 @@ def make_samples(
     return samples
 
 
-def _checkpoint(state: TrainState, cb: Callbacks) -> str | None:
-    if state.dist and state.dist.rank != 0:
-        state.dist.barrier()
-        return None
+def _checkpoint(state: TrainState, cb: Callbacks) -> None:
+    """Every rank calls this (sharded checkpoints are written by all); rank 0 reports it."""
     path = save_checkpoint(
         state.cfg.output_dir,
         state.step,
@@ -369,11 +447,11 @@ def _checkpoint(state: TrainState, cb: Callbacks) -> str | None:
         state.optimizer,
         state.cfg.to_dict(),
         keep=state.cfg.keep_checkpoints,
+        engine=state.engine,
     )
-    if state.dist:
-        state.dist.barrier()
-    cb.on_checkpoint(state.step, str(path))
-    return str(path)
+    state.last_checkpoint_step = state.step
+    if path is not None:
+        cb.on_checkpoint(state.step, str(path))
 
 
 def _restore(state: TrainState, cb: Callbacks) -> None:
@@ -381,11 +459,9 @@ def _restore(state: TrainState, cb: Callbacks) -> None:
     if path is None:
         cb.on_log("info", "no checkpoint to resume from; starting at step 0")
         return
-    from trainer.registry import load_model
-
-    state.model.load_state_dict(load_model(str(path), dtype=state.cfg.dtype).state_dict())
-    state.step = load_trainer_state(path, state.optimizer)
-    state.backend.sync_weights(state.model)
+    state.step = load_checkpoint(path, state.model, state.optimizer, engine=state.engine)
+    state.last_checkpoint_step = state.step
+    state.backend.sync_weights(state.engine.unwrap(state.model))
     cb.on_log("info", f"resumed from {path} at step {state.step}")
 
 

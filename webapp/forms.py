@@ -53,7 +53,7 @@ LABELS = {
     "kappa": "κ",
     "n": "Rollouts per mode (n)",
     "questions_per_step": "Questions per step",
-    "mini_batch_size": "Mini-batch size",
+    "mini_batches": "Mini-batches (optimizer steps)",
     "micro_batch_size": "Micro-batch size",
     "lr": "Learning rate",
     "max_new_tokens": "Max new tokens",
@@ -83,7 +83,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ("Policy Split", ["eta", "eta_normal", "alpha", "kappa", "clamp_order", "estimator", "rollout_sharing"]),
     (
         "Rollouts and batches",
-        ["n", "questions_per_step", "mini_batch_size", "micro_batch_size", "temperature", "max_new_tokens"],
+        ["n", "questions_per_step", "mini_batches", "micro_batch_size", "temperature", "max_new_tokens"],
     ),
     ("Optimisation", ["lr", "steps", "seed"]),
 ]

@@ -42,7 +42,7 @@ def tiny_config(tmp_path: Any, **overrides: Any) -> TrainConfig:
         steps=2,
         n=2,
         questions_per_step=2,
-        mini_batch_size=4,
+        mini_batches=2,
         micro_batch_size=2,
         max_new_tokens=8,
         lr=1e-3,

@@ -67,32 +67,41 @@ def test_it_checks_files_only_where_they_are_read(tmp_path: Path) -> None:
 def test_it_rejects_a_mini_batch_that_does_not_divide_the_trained_rows() -> None:
     # Policy Split with sharing trains 4n rows per question: 4 questions × 16 rows = 64.
     with pytest.raises(ConfigError) as err:
-        TrainConfig(algorithm="policy_split", n=4, questions_per_step=4, mini_batch_size=24)
-    assert err.value.field == "mini_batch_size"
+        TrainConfig(algorithm="policy_split", n=4, questions_per_step=4, mini_batches=24)
+    assert err.value.field == "mini_batches"
     assert "64 trained rows" in err.value.message
 
 
-def test_it_rejects_a_micro_batch_that_does_not_divide_the_mini_batch() -> None:
-    with pytest.raises(ConfigError) as err:
-        TrainConfig(mini_batch_size=16, micro_batch_size=6)
-    assert err.value.field == "micro_batch_size"
+def test_policy_split_and_grpo_take_the_same_optimizer_steps_at_equal_generation() -> None:
+    ps = TrainConfig(algorithm="policy_split", n=4, mini_batches=2)
+    grpo = TrainConfig(algorithm="grpo", n=8, mini_batches=2)
+    assert ps.generated_per_question == grpo.generated_per_question == 8
+    assert ps.rows_per_step == 2 * grpo.rows_per_step  # Policy Split trains every response under both contexts
+    assert ps.optimizer_steps_per_step == grpo.optimizer_steps_per_step == 2
+
+
+def test_it_migrates_the_legacy_rows_per_mini_batch_field() -> None:
+    # mini_batch_size=16 rows of Policy Split's 64 (4 questions × 4n) meant 4 optimizer steps.
+    assert TrainConfig.from_dict({"algorithm": "policy_split", "n": 4, "mini_batch_size": 16}).mini_batches == 4
+    assert TrainConfig.from_dict({"algorithm": "grpo", "n": 8, "mini_batch_size": 16}).mini_batches == 2
+    assert TrainConfig.from_dict({"mini_batch_size": 16, "mini_batches": 1}).mini_batches == 1  # explicit wins
 
 
 def test_it_rejects_grpo_with_a_single_rollout() -> None:
     with pytest.raises(ConfigError) as err:
-        TrainConfig(algorithm="grpo", n=1, questions_per_step=4, mini_batch_size=4, micro_batch_size=4)
+        TrainConfig(algorithm="grpo", n=1, questions_per_step=4, micro_batch_size=4)
     assert err.value.field == "n"
 
 
 def test_it_counts_trained_rows_per_algorithm() -> None:
     assert TrainConfig(algorithm="policy_split", n=4).rows_per_question == 16  # Q1–Q4
-    assert TrainConfig(algorithm="policy_split", n=4, rollout_sharing=False, mini_batch_size=8).rows_per_question == 8
+    assert TrainConfig(algorithm="policy_split", n=4, rollout_sharing=False).rows_per_question == 8
     assert TrainConfig(algorithm="grpo", n=8).rows_per_question == 8
     assert TrainConfig(algorithm="grpo", n=8).generated_per_question == TrainConfig(n=4).generated_per_question
 
 
 def test_it_round_trips_through_json_and_yaml(tmp_path: Path) -> None:
-    cfg = TrainConfig(eta=0.1, rollout_sharing=False, mini_batch_size=8, seed=7, extra={"note": "ablation"})
+    cfg = TrainConfig(eta=0.1, rollout_sharing=False, mini_batches=2, seed=7, extra={"note": "ablation"})
     (tmp_path / "c.json").write_text(cfg.to_json())
     (tmp_path / "c.yaml").write_text(cfg.to_yaml())
     assert TrainConfig.load(tmp_path / "c.json") == cfg

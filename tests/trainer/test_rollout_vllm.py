@@ -96,7 +96,6 @@ def test_it_trains_a_policy_split_step_with_vllm_rollouts(tmp_path: Path) -> Non
         steps=1,
         n=2,
         questions_per_step=1,
-        mini_batch_size=8,
         micro_batch_size=4,
         max_new_tokens=16,
         samples_per_step=1,

@@ -241,7 +241,7 @@ def test_a_run_can_join_a_study_of_the_project(
     [
         ({"eta": -1}, "eta"),
         ({"algorithm": "ppo"}, "algorithm"),
-        ({"mini_batch_size": 7}, "mini_batch_size"),
+        ({"mini_batches": 7}, "mini_batches"),
         ({"steps": "many"}, "steps"),
         ({"not_a_field": 1}, "not_a_field"),
         ({"queue": "tpu"}, "queue"),

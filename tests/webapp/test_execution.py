@@ -33,7 +33,7 @@ def _config(**overrides: Any) -> TrainConfig:
         steps=6,
         n=2,
         questions_per_step=2,
-        mini_batch_size=8,
+        mini_batches=2,
         micro_batch_size=8,
         max_new_tokens=8,
         checkpoint_every=2,

@@ -56,8 +56,8 @@ def test_it_gives_one_config_per_seed() -> None:
         ("lr", "-1e-5"),
         ("steps", "0"),
         ("max_new_tokens", "0"),
-        ("micro_batch_size", "5"),
-        ("mini_batch_size", "7"),
+        ("micro_batch_size", "0"),
+        ("mini_batches", "7"),
         ("model", "not a model!"),
         ("task", "no-such-task"),
         ("top_p", "0"),
@@ -145,11 +145,11 @@ def test_it_reports_an_invalid_factor_value_on_the_factors_field() -> None:
 
 
 def test_it_flags_invalid_combinations_cell_by_cell() -> None:
-    # n=3 makes 4·3·4 = 48 rows per step, which mini_batch_size 32 does not divide; n=4 is fine.
-    form = GridForm(form_data(name="sweep", factors="n = 3, 4", mini_batch_size="32", micro_batch_size="8"))
+    # n=3 makes 4·3·4 = 48 rows per step, which mini_batches=32 does not divide; n=4 is fine.
+    form = GridForm(form_data(name="sweep", factors="n = 3, 4", mini_batches="32", micro_batch_size="8"))
     assert not form.is_valid()
     assert [bool(c.error) for c in form.cells or []] == [True, False]
-    assert "mini_batch_size" in (form.cells or [])[0].error
+    assert "mini_batches" in (form.cells or [])[0].error
 
 
 def test_it_caps_the_grid_size() -> None:

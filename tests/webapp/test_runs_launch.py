@@ -47,7 +47,7 @@ def test_it_launches_a_run_and_redirects_to_it(
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("eta", "-1"), ("micro_batch_size", "3"), ("model", "bad model!"), ("n", "x"), ("queue", "nope"), ("seed", "")],
+    [("eta", "-1"), ("mini_batches", "3"), ("model", "bad model!"), ("n", "x"), ("queue", "nope"), ("seed", "")],
 )
 def test_it_enqueues_nothing_when_a_field_is_invalid(
     field: str,
@@ -111,7 +111,7 @@ def test_it_previews_a_grid_without_creating_anything(client_for: Callable[..., 
 
 
 def test_it_reports_invalid_grid_cells_in_the_preview(client_for: Callable[..., Any], alice: Any, project: Any) -> None:
-    data = form_data(name="bad", factors="n = 3, 4", mini_batch_size="32", micro_batch_size="8", preview="1")
+    data = form_data(name="bad", factors="n = 3, 4", mini_batches="32", micro_batch_size="8", preview="1")
     response = client_for(alice).post(grid_url(project), data)
     assert response.status_code == 400
     body = response.content.decode()

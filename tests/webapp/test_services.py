@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _small(**overrides: Any) -> TrainConfig:
-    return TrainConfig(n=2, questions_per_step=2, mini_batch_size=8, micro_batch_size=8, steps=3).replace(**overrides)
+    return TrainConfig(n=2, questions_per_step=2, mini_batches=2, micro_batch_size=8, steps=3).replace(**overrides)
 
 
 def test_it_enqueues_a_new_run_only_after_the_transaction_commits(

@@ -1,15 +1,15 @@
-"""Data parallelism under torchrun: each rank trains on its own share of a step's questions.
+"""The process group under torchrun: each rank trains on its own share of a step's questions.
 
-Gradients are averaged with an all-reduce before each optimizer step (so every rank applies the
-same update) and metrics are averaged across ranks; only rank 0 writes events and checkpoints.
-The gloo backend makes this path testable on CPU with 2 processes.
+How gradients are shared (DDP or FSDP2) is ``trainer.engine.parallel``'s business; this module
+initialises the group, averages metrics across ranks, and makes ranks agree (a stop request, a
+count of forward passes). Only rank 0 writes events. The gloo backend makes the whole path
+testable on CPU with 2 processes.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -37,23 +37,22 @@ class DistContext:
         torch_dist.init_process_group(backend=backend)
         return cls(rank=rank, world_size=world, device=device)
 
-    def all_reduce_grads(self, model: Any) -> None:
-        for p in model.parameters():
-            if p.grad is not None:
-                torch_dist.all_reduce(p.grad, op=torch_dist.ReduceOp.SUM)
-                p.grad /= self.world_size
-
     def average_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         keys = sorted(metrics)
-        values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+        values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.device)  # NCCL: on the GPU
         torch_dist.all_reduce(values, op=torch_dist.ReduceOp.SUM)
         return {k: float(v) / self.world_size for k, v in zip(keys, values.tolist(), strict=True)}
 
     def agree(self, flag: bool) -> bool:
         """Rank 0's decision for everyone (e.g. a stop request), so no rank waits alone in a collective."""
-        value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=self.device)
         torch_dist.broadcast(value, src=0)
         return bool(value.item())
+
+    def max_int(self, value: int) -> int:
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
+        return int(tensor.item())
 
     def barrier(self) -> None:
         torch_dist.barrier()

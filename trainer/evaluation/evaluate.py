@@ -65,6 +65,8 @@ class EvalSettings:
     """Sequences per generate call."""
     micro_batch_size: int = 8
     """Rows per scoring forward pass (fewer for long responses, see SCORING_TOKEN_BUDGET)."""
+    logprob_chunk_tokens: int = 1024
+    """Positions per chunk of the scoring pass's LM head (see TrainConfig.logprob_chunk_tokens)."""
     enable_thinking: bool = False
     """Qwen3 thinking mode in the chat template; math grading then requires </think> (docs/method.md §6.1)."""
     embeddings: bool = True
@@ -208,6 +210,7 @@ def sample_and_score(
     model: Any, tokenizer: Any, bench: Benchmark, mode: str, settings: EvalSettings
 ) -> list[SampleResult]:
     """k samples per question in ``mode``, graded, each scored under both contexts (no grad)."""
+    from trainer.rl.batch import plan_micro_batches
     from trainer.rl.scoring import score
     from trainer.rollout.backend import SamplingParams, TransformersBackend
 
@@ -231,12 +234,17 @@ def sample_and_score(
     width = max(1, max(len(r) for r in flat))
     mbs = max(1, min(settings.micro_batch_size, SCORING_TOKEN_BUDGET // width))
     pad = backend.pad_id
-    logp_own, ent_own, mask = score(
-        model, [own_prompts[q] for q in q_of], flat, pad_id=pad, micro_batch_size=mbs, response_width=width
-    )  # (N, T) each
-    logp_other, _, _ = score(
-        model, [other_prompts[q] for q in q_of], flat, pad_id=pad, micro_batch_size=mbs, response_width=width
-    )
+    passes = plan_micro_batches([0] * len(flat), [len(r) for r in flat], max_rows=mbs, max_tokens=0)
+    # Entropy and KL of the model's own distribution (temperature 1), not of the sampling settings.
+    score_kw: dict[str, Any] = {
+        "pad_id": pad,
+        "micro_batches": passes,
+        "response_width": width,
+        "temperature": 1.0,
+        "chunk_tokens": settings.logprob_chunk_tokens,
+    }
+    logp_own, ent_own, mask = score(model, [own_prompts[q] for q in q_of], flat, **score_kw)  # (N, T) each
+    logp_other, _, _ = score(model, [other_prompts[q] for q in q_of], flat, **score_kw)
     kl = diversity.token_mean_kl(logp_own, logp_other, mask)  # (N,) nats
     ent_bits = (ent_own * mask).sum(-1) / mask.sum(-1).clamp(min=1.0) / diversity.LN2  # (N,)
     truncated = [t for per_q in gens.truncated for t in per_q]

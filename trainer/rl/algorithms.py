@@ -75,6 +75,16 @@ def policy_loss(name: str) -> PolicyLoss:
     return POLICY_LOSSES[name]
 
 
+# Advantage steps that read only rewards and response masks: with one optimizer step per training
+# step they need no old-log-prob pass at all (the update's first forward is the old policy).
+SCORE_FREE = frozenset({"grpo", "forking_tokens", "clip_cov", "kl_cov", "entropy_reg"})
+
+
+def needs_scoring_pass(cfg: TrainConfig) -> bool:
+    """Whether a step must score its rollouts (no grad) before the update."""
+    return cfg.algorithm not in SCORE_FREE or cfg.optimizer_steps_per_step != 1
+
+
 def build_rows(
     cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
 ) -> tuple[TrainRows, dict[str, float]]:
@@ -139,20 +149,22 @@ def single_mode_rows(
     s, g = rewards.shape
     group_ids = torch.arange(s).repeat_interleave(g)  # (S·G,)
     mask = sc.mask.reshape(s * g, -1)  # (S·G, T)
-    ent = sc.entropy["normal"].reshape(s * g, -1)
     adv_seq = algos.grpo_advantages(rewards.reshape(-1), group_ids)  # (S·G,)
+    if cfg.algorithm in ("eda", "entropy_adv"):
+        ent = sc.entropy["normal"].reshape(s * g, -1)
     if cfg.algorithm == "eda":
         seq_entropy = algos.masked_mean(ent, mask, dim=-1)  # (S·G,)
         adv_seq = algos.eda_advantages(adv_seq, seq_entropy, group_ids)
     adv_tok = adv_seq[:, None] * mask  # (S·G, T)
     if cfg.algorithm == "entropy_adv":
         adv_tok = algos.entropy_advantage(adv_tok, ent, mask, alpha=cfg.entropy_adv_alpha, kappa=cfg.kappa)
-    logp = sc.logp["normal"].reshape(s * g, -1)
+    logp = sc.logp["normal"].reshape(s * g, -1) if "normal" in sc.logp else None  # None: the update provides it
     rows = RowCollector()
     for q in range(s):
         for k in range(g):
             i = q * g + k
-            rows.add(ro.prompts["normal"][q], ro.responses[q][k], logp[i], adv_tok[i], mask[i], "normal")
+            old = logp[i] if logp is not None else None
+            rows.add(ro.prompts["normal"][q], ro.responses[q][k], old, adv_tok[i], mask[i], "normal")
     zero = (rewards.max(dim=1).values == rewards.min(dim=1).values).float().mean().item()
     return rows.build(), {"train/frac_zero_adv_groups": zero}
 

@@ -12,6 +12,7 @@ single-mode algorithms n.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,16 +39,17 @@ class StepRollouts:
 
 @dataclass
 class ContextScores:
-    logp: dict[str, torch.Tensor]  # context -> (S, G, T) old log-probs
+    logp: dict[str, torch.Tensor]  # context -> (S, G, T) old log-probs (softmax(z / temperature))
     entropy: dict[str, torch.Tensor]  # context -> (S, G, T) full-vocabulary entropies (nats)
     mask: torch.Tensor  # (S, G, T)
+    scored: dict[str, torch.Tensor]  # context -> (G,) bool: which pooled responses were scored under it
 
 
 @dataclass
 class TrainRows:
     prompts: list[list[int]]  # R prompts
     responses: list[list[int]]  # R responses
-    old_logp: torch.Tensor  # (R, T)
+    old_logp: torch.Tensor | None  # (R, T); None: the update's own first forward provides it
     advantages: torch.Tensor  # (R, T), 0 on padding
     mask: torch.Tensor  # (R, T)
     contexts: list[str]  # R
@@ -62,7 +64,7 @@ class RowCollector:
     def __init__(self) -> None:
         self.prompts: list[list[int]] = []
         self.responses: list[list[int]] = []
-        self.logp: list[torch.Tensor] = []
+        self.logp: list[torch.Tensor | None] = []
         self.adv: list[torch.Tensor] = []
         self.mask: list[torch.Tensor] = []
         self.contexts: list[str] = []
@@ -71,7 +73,7 @@ class RowCollector:
         self,
         prompt: list[int],
         response: list[int],
-        logp: torch.Tensor,
+        logp: torch.Tensor | None,
         adv: torch.Tensor,
         mask: torch.Tensor,
         context: str,
@@ -84,11 +86,52 @@ class RowCollector:
         self.contexts.append(context)
 
     def build(self) -> TrainRows:
+        known = [lp for lp in self.logp if lp is not None]
+        if known and len(known) != len(self.logp):
+            raise ValueError("either every row has old log-probs or none does")
         return TrainRows(
             self.prompts,
             self.responses,
-            torch.stack(self.logp),
+            torch.stack(known) if known else None,
             torch.stack(self.adv),
             torch.stack(self.mask),
             self.contexts,
         )
+
+
+def plan_micro_batches(
+    prompt_lens: Sequence[int], response_lens: Sequence[int], *, max_rows: int, max_tokens: int, min_count: int = 1
+) -> list[list[int]]:
+    """Split rows into forward/backward passes of similar length.
+
+    Rows are ordered by (prompt length, response length), so normal and HE contexts and short and
+    long responses stay apart and padding is small, then cut into contiguous runs: of at most
+    ``max_tokens`` padded tokens (rows × (longest prompt + longest response)) when ``max_tokens`` > 0,
+    else of at most ``max_rows`` rows. The largest pass is halved until there are ``min_count``
+    passes: under data parallelism every rank must run the same number of forwards (the caller
+    agrees on the maximum first). Returns the row indices of each pass; every row appears once.
+    """
+    n = len(prompt_lens)
+    if n == 0:
+        return []
+    if not 1 <= min_count <= n:
+        raise ValueError(f"min_count must be in [1, {n}] for {n} rows, got {min_count}")
+    order = sorted(range(n), key=lambda i: (prompt_lens[i], response_lens[i]))
+    passes: list[list[int]] = []
+    current: list[int] = []
+    p_max = t_max = 0
+    for i in order:
+        p, t = max(p_max, prompt_lens[i]), max(t_max, max(1, response_lens[i]))
+        full = len(current) + 1 > max_rows if max_tokens <= 0 else (len(current) + 1) * (p + t) > max_tokens
+        if current and full:
+            passes.append(current)
+            current, p, t = [], prompt_lens[i], max(1, response_lens[i])
+        current.append(i)
+        p_max, t_max = p, t
+    passes.append(current)
+    while len(passes) < min_count:
+        k = max(range(len(passes)), key=lambda j: len(passes[j]))
+        big = passes.pop(k)
+        half = len(big) // 2
+        passes[k:k] = [big[:half], big[half:]]
+    return passes

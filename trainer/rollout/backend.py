@@ -50,10 +50,13 @@ class RolloutBackend(Protocol):
 class TransformersBackend:
     """``model.generate`` on the training model itself: no weight sync needed."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 32) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 32, synced: bool = False) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        # Under FSDP every rank must run the same number of forwards: ranks that finish early keep
+        # stepping (transformers' synced_gpus) until the slowest rank is done.
+        self.synced = synced
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
 
@@ -99,6 +102,7 @@ class TransformersBackend:
             num_return_sequences=params.n,
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids,
+            synced_gpus=self.synced,
         )
         self.model.train(was_training)
         new_tokens = out[:, width:].tolist()  # (len(prompts)·n, ≤ max_new_tokens)
@@ -126,9 +130,9 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return [int(i) for i in ids]
 
 
-def make_backend(name: str, model: Any, tokenizer: Any, **kwargs: Any) -> RolloutBackend:
+def make_backend(name: str, model: Any, tokenizer: Any, *, synced: bool = False, **kwargs: Any) -> RolloutBackend:
     if name == "transformers":
-        return TransformersBackend(model, tokenizer)
+        return TransformersBackend(model, tokenizer, synced=synced)
     if name == "vllm":
         from trainer.rollout.vllm_engine import VllmBackend  # lazy: vLLM is an optional GPU extra
 
