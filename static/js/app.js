@@ -1,0 +1,22 @@
+// Every page: what the templates would otherwise write as inline style attributes, which the
+// Content-Security-Policy forbids (style-src has no 'unsafe-inline'). Progress bars carry their
+// percentage in data-width and colour swatches their colour in data-color; setting them through
+// the CSSOM is allowed. Partials swapped in later (the run header's polling) are handled too.
+(function () {
+  "use strict";
+
+  function apply(root) {
+    if (!root.querySelectorAll) return;
+    const nodes = [root, ...root.querySelectorAll("[data-width], [data-color]")];
+    nodes.forEach(function (el) {
+      if (!el.dataset) return;
+      if (el.dataset.width !== undefined) el.style.width = Math.max(0, Math.min(100, Number(el.dataset.width) || 0)) + "%";
+      if (el.dataset.color) el.style.background = el.dataset.color;
+    });
+  }
+
+  apply(document.body);
+  new MutationObserver(function (records) {
+    records.forEach(function (r) { r.addedNodes.forEach(apply); });
+  }).observe(document.body, { childList: true, subtree: true });
+})();
