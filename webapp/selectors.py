@@ -1,4 +1,5 @@
-"""Reads for the runs pages: the filtered, sorted runs list and down-sampled metric series.
+"""Reads for the runs, compare and studies pages: the filtered, sorted runs list, down-sampled
+metric series, the runs and series of a comparison, the studies with their run counts.
 
 Everything here is a plain function that takes domain objects and returns query sets or plain
 data; views never build queries themselves.
@@ -13,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, FloatField, Max, Min, Q, QuerySet
+from django.db.models import Count, F, FloatField, Max, Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Lower
 
 from trainer.config import TrainConfig
-from webapp.models import MetricPoint, Project, Run, RunLog
+from webapp.models import ACTIVE_STATUSES, MetricPoint, Project, Run, RunLog, RunStatus, Study
 
 CONFIG_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 NUMERIC_TYPES = ("int", "float")
@@ -336,3 +337,80 @@ def bucket_min_max(points: Iterable[Point], *, lo: int, hi: int, buckets: int) -
         if b not in high or value > high[b][1]:
             high[b] = (step, value)
     return sorted(set(low.values()) | set(high.values()))
+
+
+# --- compare and studies --------------------------------------------------------------------------
+
+
+def selected_runs(project: Project, ids: Sequence[int]) -> list[Run]:
+    """The project's runs among ``ids``, in the order of ``ids`` (unknown ids are skipped)."""
+    qs = Run.objects.filter(project=project, pk__in=list(ids)).select_related("created_by")
+    by_id = {r.pk: r for r in qs}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def run_choices(project: Project, selected: Sequence[Run], *, limit: int) -> list[Run]:
+    """Runs for the picker: the selected ones first, then the newest ``limit`` others."""
+    ids = [r.pk for r in selected]
+    others = (
+        Run.objects.filter(project=project)
+        .exclude(pk__in=ids)
+        .only("id", "name", "status", "algorithm", "seed", "created_at", "config")[:limit]
+    )
+    return [*selected, *others]
+
+
+def metric_keys(runs: Sequence[Run]) -> list[str]:
+    """Keys the runs logged: Run.summary holds the last value of every key, so no scan of the points."""
+    return sorted({k for r in runs for k in r.summary})
+
+
+def load_series(
+    runs: Sequence[Run], keys: Sequence[str], *, max_points: int
+) -> dict[tuple[int, str], tuple[list[int], list[float]]]:
+    """(run, key) -> (steps, values): small series in one query, large ones through metric_series.
+
+    One aggregate query finds the size of every series; those that fit are read together, and
+    only the long ones (rare) go through the per-series min/max bucketing of the selectors.
+    """
+    run_ids = [r.pk for r in runs]
+    sizes = (
+        MetricPoint.objects.filter(run_id__in=run_ids, key__in=list(keys))
+        .values("run_id", "key")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    small = {(s["run_id"], s["key"]) for s in sizes if s["n"] <= max_points}
+    large = {(s["run_id"], s["key"]) for s in sizes if s["n"] > max_points}
+    out: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
+    if small:
+        qs = MetricPoint.objects.filter(run_id__in={r for r, _ in small}, key__in={k for _, k in small})
+        rows = qs.order_by("run_id", "key", "step").values_list("run_id", "key", "step", "value")
+        for run_id, key, step, value in rows:
+            if (run_id, key) in small:
+                steps, values = out.setdefault((run_id, key), ([], []))
+                steps.append(step)
+                values.append(value)
+    by_id = {r.pk: r for r in runs}
+    for run_id, key in large:
+        series = metric_series(by_id[run_id], key, max_points=max_points)
+        out[(run_id, key)] = (series.steps, series.values)
+    return out
+
+
+def studies_with_counts(project: Project) -> QuerySet[Study]:
+    """The project's studies, newest first, with their runs counted by state in the same query."""
+    return (
+        project.studies.select_related("created_by", "baseline")
+        .annotate(
+            n_runs=Count("runs", distinct=True),
+            n_active=Count("runs", filter=Q(runs__status__in=ACTIVE_STATUSES), distinct=True),
+            n_done=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED), distinct=True),
+            n_failed=Count("runs", filter=Q(runs__status__in=[RunStatus.FAILED, RunStatus.LOST]), distinct=True),
+        )
+        .order_by("-created_at")
+    )
+
+
+def study_runs(study: Study) -> list[Run]:
+    return list(study.runs.select_related("created_by").order_by("id"))

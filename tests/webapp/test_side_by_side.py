@@ -14,8 +14,9 @@ from django.urls import reverse
 
 from trainer.data.prompts import HE_SYSTEM_PROMPT
 from webapp.models import Comment, Run, Sample, Verdict
+from webapp.sample_selectors import prompt_turns, question_text
 from webapp.templatetags.psl import surprisal_bucket
-from webapp.views.side_by_side import ViewState, prompt_turns, question_text
+from webapp.views.side_by_side import ViewState
 
 NORMAL_PROMPT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
 HE_PROMPT = "<|im_start|>system\n" + HE_SYSTEM_PROMPT + "<|im_end|>\n" + NORMAL_PROMPT

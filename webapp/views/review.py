@@ -26,7 +26,8 @@ from django.views.decorators.http import require_POST
 from webapp import services
 from webapp.access import can, project_for, require, run_for, sample_for, study_for
 from webapp.models import Comment, Project, Role, Run, Sample, Study, Tag, Verdict, VerdictChoice
-from webapp.views.side_by_side import Card, heat_pieces, prompt_turns, question_text, side_by_side_url
+from webapp.sample_selectors import prompt_turns, question_text
+from webapp.views.side_by_side import Card, heat_pieces, side_by_side_url
 
 Target = Run | Study | Sample
 KINDS: dict[str, Callable[..., Target]] = {"run": run_for, "study": study_for, "sample": sample_for}

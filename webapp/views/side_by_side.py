@@ -4,32 +4,39 @@ Every state of the page (step, question, filters, heatmap, a second run) lives i
 string, so any view is a permalink and the page renders fully on the server; the page script
 only adds keyboard navigation and an instant heatmap toggle.
 
-Queries are constant in the number of questions and samples: one for the steps, one for the
-per-question aggregates (GROUP BY run, question, mode) and one for the selected question's samples.
+The reads are in ``webapp.sample_selectors``; their number is constant in the number of questions
+and samples: one for the steps, one for the per-question aggregates (GROUP BY run, question, mode)
+and one for the selected question's samples.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Avg, Count, IntegerField, Min, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import path, reverse
 
 from trainer.choices import MODES
-from trainer.data.prompts import HE_SYSTEM_PROMPT
 from webapp.access import run_for
-from webapp.models import ROLE_RANK, Comment, Membership, Mode, Role, Run, Sample, Verdict
+from webapp.models import Mode, Run, Sample
+from webapp.sample_selectors import (
+    MODE_LABELS,
+    QuestionRow,
+    Side,
+    SideStats,
+    other_runs,
+    prompt_turns,
+    question_rows,
+    question_samples,
+    steps_with_samples,
+    writable_runs,
+)
 from webapp.templatetags.psl import SURPRISAL_EDGES, surprisal_bucket
 
-MODE_LABELS = {Mode.NORMAL.value: "Normal mode", Mode.HE.value: "High-entropy mode"}
-MODE_SHORT = {Mode.NORMAL.value: "N", Mode.HE.value: "HE"}
 SHOW_CHOICES = {"all": "All questions", "disagree": "Modes disagree", "one_correct": "Only one correct"}
 OUTCOME_CHOICES = {"any": "Any outcome", "correct": "Correct", "incorrect": "Incorrect"}
 
@@ -111,91 +118,6 @@ class ViewState:
 
 
 @dataclass
-class Side:
-    """One column: the samples of one run in one mode."""
-
-    key: str  # "a" | "b"
-    run: Run
-    mode: str
-    compare: bool
-
-    @property
-    def label(self) -> str:
-        return f"{self.run.name} · {MODE_LABELS[self.mode]}" if self.compare else MODE_LABELS[self.mode]
-
-    @property
-    def short(self) -> str:
-        return self.key.upper() if self.compare else MODE_SHORT[self.mode]
-
-    def matches(self, run_id: int, mode: str) -> bool:
-        return self.run.pk == run_id and self.mode == mode
-
-    def filter(self) -> Q:
-        # Generated samples only: a response shown under its own mode's context.
-        return Q(run_id=self.run.pk, mode=self.mode, context=self.mode)
-
-
-@dataclass
-class SideStats:
-    n: int = 0
-    correct: int = 0
-    mean_reward: float = 0.0
-
-    @property
-    def any_correct(self) -> bool:
-        return self.correct > 0
-
-    @property
-    def any_incorrect(self) -> bool:
-        return self.correct < self.n
-
-
-@dataclass
-class QuestionRow:
-    question_id: str
-    text: str
-    order: int
-    a: SideStats | None = None
-    b: SideStats | None = None
-    url: str = ""
-
-    @property
-    def both(self) -> bool:
-        return self.a is not None and self.b is not None
-
-    @property
-    def one_correct(self) -> bool:
-        """Exactly one side found a correct answer (the key analysis view)."""
-        return self.both and self.a.any_correct != self.b.any_correct  # type: ignore[union-attr]
-
-    @property
-    def disagree(self) -> bool:
-        return self.both and (
-            abs(self.a.mean_reward - self.b.mean_reward) > 1e-9  # type: ignore[union-attr]
-            or self.one_correct
-        )
-
-    @property
-    def correct_side(self) -> str:
-        """ "a" or "b" when only that side was correct, else ""."""
-        if not self.one_correct:
-            return ""
-        return "a" if self.a.any_correct else "b"  # type: ignore[union-attr]
-
-    def passes(self, state: ViewState) -> bool:
-        stats = [s for s in (self.a, self.b) if s is not None]
-        if state.show == "disagree" and not self.disagree:
-            return False
-        if state.show == "one_correct" and not self.one_correct:
-            return False
-        if state.outcome == "correct":
-            return any(s.any_correct for s in stats)
-        if state.outcome == "incorrect":
-            return any(s.any_incorrect for s in stats)
-        return True
-
-
-@dataclass
 class Card:
     sample: Sample
     heat: list[tuple[str, int, str]] = field(default_factory=list)  # (piece, bucket, "1.23")
@@ -223,126 +145,14 @@ class Column:
         return sum(values) / len(values) if values else None
 
 
-# --- prompts --------------------------------------------------------------------------------------
-
-_CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n?(.*?)(?:<\|im_end\|>|$)", re.S)
-_LLAMA_TURN = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n*(.*?)(?:<\|eot_id\|>|$)", re.S)
-_SPECIAL = re.compile(r"<\|[^|<>]{1,40}\|>")
-
-
-def prompt_turns(prompt: str) -> list[tuple[str, str, bool]]:
-    """Split a templated prompt into (role, text, is the HE system turn) for display.
-
-    Knows ChatML (Qwen, SmolLM2) and Llama 3 markers; anything else is one "prompt" turn.
-    """
-    turns = [(m[0], m[1].strip()) for m in _CHATML_TURN.findall(prompt)] or [
-        (m[0], m[1].strip()) for m in _LLAMA_TURN.findall(prompt)
-    ]
-    if not turns:
-        turns = [("prompt", prompt.strip())]
-    return [(role, text, HE_SYSTEM_PROMPT in text) for role, text in turns]
-
-
-def question_text(prompt: str) -> str:
-    """The question inside a templated prompt: its last user turn, without the HE instruction."""
-    users = [text for role, text, _ in prompt_turns(prompt) if role == "user"]
-    text = users[-1] if users else _SPECIAL.sub("", prompt)
-    return text.replace(HE_SYSTEM_PROMPT, "").strip()
-
-
 def heat_pieces(sample: Sample) -> list[tuple[str, int, str]]:
     pairs = zip(sample.tokens or [], sample.surprisal or [], strict=False)
     return [(str(tok), surprisal_bucket(s), f"{s:.2f}") for tok, s in pairs]
 
 
-# --- selectors ------------------------------------------------------------------------------------
-
-
 def sides_for(run: Run, run_b: Run | None, state: ViewState) -> tuple[Side, Side]:
     compare = run_b is not None
     return (Side("a", run, state.mode_a, compare), Side("b", run_b or run, state.side_b_mode, compare))
-
-
-def _side_filter(sides: tuple[Side, Side]) -> Q:
-    return sides[0].filter() | sides[1].filter()
-
-
-def steps_with_samples(sides: tuple[Side, Side]) -> list[int]:
-    run_ids = {s.run.pk for s in sides}
-    steps = Sample.objects.filter(run_id__in=run_ids).values_list("step", flat=True)
-    return list(steps.distinct().order_by("step"))
-
-
-def _search_filter(text: str) -> Q:
-    return (
-        Q(question_id__icontains=text)
-        | Q(prompt__icontains=text)
-        | Q(response__icontains=text)
-        | Q(answer__icontains=text)
-    )
-
-
-def question_rows(sides: tuple[Side, Side], step: int, search: str) -> list[QuestionRow]:
-    """Every question of the step with per-side accuracy: one GROUP BY (run, question, mode) query."""
-    qs = Sample.objects.filter(_side_filter(sides), step=step)
-    if search:
-        matching = Sample.objects.filter(_side_filter(sides), _search_filter(search), step=step)
-        qs = qs.filter(question_id__in=matching.values("question_id"))
-    groups = (
-        qs.values("run_id", "question_id", "mode")
-        .annotate(
-            n=Count("id"),
-            correct=Count("id", filter=Q(reward__gt=0.5)),
-            mean_reward=Avg("reward"),
-            first_id=Min("id"),
-            prompt=Min("prompt"),
-        )
-        .order_by()
-    )
-    rows: dict[str, QuestionRow] = {}
-    for g in groups:
-        qid = g["question_id"]
-        row = rows.get(qid)
-        if row is None:
-            row = rows[qid] = QuestionRow(qid, question_text(g["prompt"]), g["first_id"])
-        row.order = min(row.order, g["first_id"])
-        stats = SideStats(g["n"], g["correct"], g["mean_reward"] or 0.0)
-        for side in sides:
-            if side.matches(g["run_id"], g["mode"]):
-                setattr(row, side.key, stats)
-    return sorted(rows.values(), key=lambda r: r.order)
-
-
-def question_samples(sides: tuple[Side, Side], step: int, question_id: str, *, outcome: str, user: Any) -> list[Sample]:
-    """One question's samples of both sides with comment counts and the user's verdict: one query."""
-    qs: QuerySet[Sample] = Sample.objects.filter(_side_filter(sides), step=step, question_id=question_id)
-    if outcome == "correct":
-        qs = qs.filter(reward__gt=0.5)
-    elif outcome == "incorrect":
-        qs = qs.filter(reward__lte=0.5)
-    n_comments = (
-        Comment.objects.filter(sample=OuterRef("pk")).order_by().values("sample").annotate(c=Count("id")).values("c")
-    )
-    my_verdict = (
-        Verdict.objects.filter(sample=OuterRef("pk"), author=user).order_by("-created_at", "-id").values("verdict")
-    )
-    return list(
-        qs.annotate(
-            n_comments=Coalesce(Subquery(n_comments, output_field=IntegerField()), 0),
-            my_verdict=Subquery(my_verdict[:1]),
-        ).order_by("index", "id")
-    )
-
-
-def writable_runs(user: Any, sides: tuple[Side, Side]) -> set[int]:
-    """Ids of the shown runs the user may review (member or admin of the run's team)."""
-    teams = {s.run.project.team_id for s in sides}
-    roles = dict(Membership.objects.filter(user=user, team_id__in=teams).values_list("team_id", "role"))
-    return {
-        s.run.pk
-        for s in sides
-        if ROLE_RANK[Role(roles.get(s.run.project.team_id, Role.VIEWER))] >= ROLE_RANK[Role.MEMBER]
-    }
 
 
 # --- the view -------------------------------------------------------------------------------------
@@ -413,7 +223,7 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
     steps = steps_with_samples(sides)
     step = _pick_step(steps, state.step)
     all_rows = question_rows(sides, step, state.search) if step is not None else []
-    rows = [r for r in all_rows if r.passes(state)]
+    rows = [r for r in all_rows if r.passes(show=state.show, outcome=state.outcome)]
     ids = [r.question_id for r in rows]
     state = replace(state, step=step, q=state.q if state.q in ids else (ids[0] if ids else ""))
     row = next((r for r in rows if r.question_id == state.q), None)
@@ -439,7 +249,7 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
         "columns": _columns(sides, samples, row, state.heat, writable_runs(request.user, sides)),
         "question": samples[0] if samples else None,
         "self_url": request.path + "?" + state.query(),
-        "compare_runs": Run.objects.filter(project=run.project).exclude(pk=run.pk).only("id", "name"),
+        "compare_runs": other_runs(run),
         "modes": [(m, MODE_LABELS[m]) for m in MODES],
         "heat_legend": [f"{lo:g}" for lo in (0.0, *SURPRISAL_EDGES)],
         "heat_edges": list(SURPRISAL_EDGES),

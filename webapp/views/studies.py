@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
@@ -22,8 +21,9 @@ from django.urls import path, reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from webapp import selectors
 from webapp.access import can, project_for, require, study_for
-from webapp.models import ACTIVE_STATUSES, MetricPoint, Project, Role, Run, RunStatus, Study
+from webapp.models import Project, Role, Run, Study
 from webapp.reports import (
     CONFIG_FIELD_NAMES,
     EXPORT_FORMATS,
@@ -44,7 +44,6 @@ from webapp.reports import (
     study_group_fields,
     varied_fields,
 )
-from webapp.selectors import metric_series
 from webapp.services import study_set_baseline
 from webapp.stats import DEFAULT_TEST, TEST_LABELS, TESTS
 
@@ -155,68 +154,13 @@ def _is_canonical(qd: QueryDict) -> bool:
     return all(len(values) == 1 and values[0] for _, values in qd.lists())
 
 
-# --- reads -----------------------------------------------------------------------------------------------
-
-
-def _selected_runs(project: Project, ids: Sequence[int]) -> list[Run]:
-    qs = Run.objects.filter(project=project, pk__in=list(ids)).select_related("created_by")
-    by_id = {r.pk: r for r in qs}
-    return [by_id[i] for i in ids if i in by_id]
-
-
-def _run_choices(project: Project, selected: Sequence[Run]) -> list[Run]:
-    """Runs for the picker: the selected ones first, then the newest others."""
-    ids = [r.pk for r in selected]
-    others = (
-        Run.objects.filter(project=project)
-        .exclude(pk__in=ids)
-        .only("id", "name", "status", "algorithm", "seed", "created_at", "config")[:RUN_CHOICES]
-    )
-    return [*selected, *others]
-
-
-def metric_keys(runs: Sequence[Run]) -> list[str]:
-    """Keys the runs logged: Run.summary holds the last value of every key, so no scan of the points."""
-    return sorted({k for r in runs for k in r.summary})
+# --- page defaults -----------------------------------------------------------------------------------
 
 
 def default_keys(available: Sequence[str]) -> list[str]:
     preferred = [k for k in DEFAULT_KEYS if k in available]
     rest = [k for k in available if k not in preferred]
     return (preferred + rest)[:N_DEFAULT_KEYS]
-
-
-def load_series(
-    runs: Sequence[Run], keys: Sequence[str], *, max_points: int = CHART_POINTS
-) -> dict[tuple[int, str], tuple[list[int], list[float]]]:
-    """(run, key) -> (steps, values): small series in one query, large ones through metric_series.
-
-    One aggregate query finds the size of every series; those that fit are read together, and
-    only the long ones (rare) go through the per-series min/max bucketing of the selectors.
-    """
-    run_ids = [r.pk for r in runs]
-    sizes = (
-        MetricPoint.objects.filter(run_id__in=run_ids, key__in=list(keys))
-        .values("run_id", "key")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    small = {(s["run_id"], s["key"]) for s in sizes if s["n"] <= max_points}
-    large = {(s["run_id"], s["key"]) for s in sizes if s["n"] > max_points}
-    out: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
-    if small:
-        qs = MetricPoint.objects.filter(run_id__in={r for r, _ in small}, key__in={k for _, k in small})
-        rows = qs.order_by("run_id", "key", "step").values_list("run_id", "key", "step", "value")
-        for run_id, key, step, value in rows:
-            if (run_id, key) in small:
-                steps, values = out.setdefault((run_id, key), ([], []))
-                steps.append(step)
-                values.append(value)
-    by_id = {r.pk: r for r in runs}
-    for run_id, key in large:
-        series = metric_series(by_id[run_id], key, max_points=max_points)
-        out[(run_id, key)] = (series.steps, series.values)
-    return out
 
 
 # --- chart payload ----------------------------------------------------------------------------------------
@@ -235,7 +179,7 @@ def paint(groups: Sequence[RunGroup]) -> list[RunGroup]:
 def chart_payload(groups: Sequence[RunGroup], keys: Sequence[str], *, band: str, grouped: bool) -> dict[str, Any]:
     """What static/js/compare.js draws: per key, one trace per group (mean line + band when grouped)."""
     runs = [r for g in groups for r in g.runs]
-    series = load_series(runs, keys)
+    series = selectors.load_series(runs, keys, max_points=CHART_POINTS)
     charts = []
     for key in keys:
         traces = []
@@ -271,8 +215,8 @@ class Comparison:
 
 
 def build_comparison(project: Project, state: CompareState) -> Comparison:
-    runs = _selected_runs(project, state.runs)
-    available = metric_keys(runs)
+    runs = selectors.selected_runs(project, state.runs)
+    available = selectors.metric_keys(runs)
     keys = list(state.keys) or default_keys(available)
     groups = paint(group_runs(runs, state.group))
     baseline = group_of(groups, state.baseline)
@@ -293,7 +237,9 @@ def _group_choices(runs: Sequence[Run], state: CompareState) -> list[tuple[str, 
 def _picker(project: Project, c: Comparison) -> list[tuple[Run, str, bool]]:
     """(run, colour if selected, selected) for the run picker."""
     colors = {r.pk: g.color for g in c.groups for r in g.runs}
-    return [(r, colors.get(r.pk, ""), r.pk in colors) for r in _run_choices(project, c.runs)]
+    return [
+        (r, colors.get(r.pk, ""), r.pk in colors) for r in selectors.run_choices(project, c.runs, limit=RUN_CHOICES)
+    ]
 
 
 @login_required
@@ -353,16 +299,7 @@ def _download(*, table_text: str, fmt: str, stem: str) -> HttpResponse:
 @login_required
 def study_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id)
-    studies = (
-        project.studies.select_related("created_by", "baseline")
-        .annotate(
-            n_runs=Count("runs", distinct=True),
-            n_active=Count("runs", filter=Q(runs__status__in=ACTIVE_STATUSES), distinct=True),
-            n_done=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED), distinct=True),
-            n_failed=Count("runs", filter=Q(runs__status__in=[RunStatus.FAILED, RunStatus.LOST]), distinct=True),
-        )
-        .order_by("-created_at")
-    )
+    studies = selectors.studies_with_counts(project)
     context = {
         "project": project,
         "nav": "studies",
@@ -388,11 +325,11 @@ class StudyView:
 
 
 def build_study(study: Study, qd: QueryDict) -> StudyView:
-    runs = list(study.runs.select_related("created_by").order_by("id"))
+    runs = selectors.study_runs(study)
     fields = study_group_fields(study.factors, runs)
     groups = paint(group_runs(runs, fields))
     baseline = group_of(groups, study.baseline_id)
-    keys = [k[:80] for k in _split(qd.getlist("keys"))][:MAX_KEYS] or default_keys(metric_keys(runs))
+    keys = [k[:80] for k in _split(qd.getlist("keys"))][:MAX_KEYS] or default_keys(selectors.metric_keys(runs))
     test = qd.get("test", "") if qd.get("test") in TESTS else DEFAULT_TEST
     return StudyView(
         study,
