@@ -8,10 +8,8 @@ the form field of the same name.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -30,11 +28,11 @@ from webapp.selectors import (
     CONFIG_FIELDS,
     DEFAULT_COLUMNS,
     RunFilters,
-    display,
     field_kind,
     is_column,
     sort_expression,
 )
+from webapp.services import GridCell, grid_cells
 
 LABELS = {
     "kl_cov_coef": "KL-Cov coefficient",
@@ -240,16 +238,6 @@ FACTORS_EXAMPLE = "eta = 0.01, 0.03, 0.1\nrollout_sharing = true, false\nseed = 
 FACTOR_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
 
 
-@dataclass(frozen=True)
-class GridCell:
-    values: dict[str, Any]
-    error: str = ""
-
-    @property
-    def shown(self) -> list[Any]:
-        return [display(v) for v in self.values.values()]
-
-
 def _typed(name: str, raw: str) -> Any:
     """A factor value as the config field's type; values are YAML scalars, as with the CLI's --set."""
     value = yaml.safe_load(raw) if raw else raw
@@ -342,7 +330,7 @@ class GridForm(RunForm):
             return data
         self._check_values(factors)
         if not self.errors:
-            self.cells = self._cells(factors)
+            self.cells = grid_cells(self.to_config(), factors)
             bad = sum(1 for c in self.cells if c.error)
             if bad:
                 self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config (see the preview).")
@@ -357,18 +345,6 @@ class GridForm(RunForm):
                 except ConfigError as exc:
                     if exc.field == name:
                         self.add_error("factors", f"{name} = {value}: {exc.message}")
-
-    def _cells(self, factors: dict[str, list[Any]]) -> list[GridCell]:
-        base = {**self.config_data(), "seed": self.cleaned_data["seed"][0]}
-        cells = []
-        for combo in itertools.product(*factors.values()):
-            values = dict(zip(factors, combo, strict=True))
-            try:
-                TrainConfig.from_dict({**base, **values})
-                cells.append(GridCell(values))
-            except ConfigError as exc:
-                cells.append(GridCell(values, f"{exc.field}: {exc.message}"))
-        return cells
 
     def to_config(self) -> TrainConfig:
         return TrainConfig.from_dict({**self.config_data(), "seed": self.cleaned_data["seed"][0]})

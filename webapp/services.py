@@ -10,7 +10,8 @@ import itertools
 import json
 import logging
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.config import config_errors as trainer_config_errors
 from webapp import dispatch
 from webapp.models import (
@@ -33,6 +34,7 @@ from webapp.models import (
     Tag,
     Verdict,
 )
+from webapp.selectors import display
 
 log = logging.getLogger(__name__)
 
@@ -182,17 +184,36 @@ def _set_tags(run: Run, names: Iterable[str]) -> None:
 # --- ablation grids ------------------------------------------------------------------------------
 
 
-def grid_expand(base: TrainConfig, factors: dict[str, list[Any]]) -> list[TrainConfig]:
-    """Every combination of the factors applied to the base config (raises ConfigError on a bad cell)."""
-    if not factors:
-        return [base]
-    keys = list(factors)
-    configs = []
-    for combo in itertools.product(*(factors[k] for k in keys)):
-        data = base.to_dict()
-        data.update(dict(zip(keys, combo, strict=True)))
-        configs.append(TrainConfig.from_dict(data))
-    return configs
+@dataclass(frozen=True)
+class GridCell:
+    """One combination of an ablation grid: its factor values and the config they make, or the
+    reason they make none. Built once (the form's preview) and passed on to ``study_create_grid``."""
+
+    values: dict[str, Any]
+    config: TrainConfig | None
+    error: str = ""
+
+    @property
+    def shown(self) -> list[Any]:
+        return [display(v) for v in self.values.values()]
+
+    @property
+    def label(self) -> str:
+        """``eta=0.03, rollout_sharing=true``: the values as the config holds them (true/false as typed)."""
+        data = self.config.to_dict() if self.config else self.values
+        return ", ".join(f"{k}={json.dumps(data[k])}" for k in self.values)
+
+
+def grid_cells(base: TrainConfig, factors: dict[str, list[Any]]) -> list[GridCell]:
+    """Every combination of the factors applied to the base config, each validated."""
+    cells = []
+    for combo in itertools.product(*factors.values()):
+        values = dict(zip(factors, combo, strict=True))
+        try:
+            cells.append(GridCell(values, TrainConfig.from_dict({**base.to_dict(), **values})))
+        except ConfigError as exc:
+            cells.append(GridCell(values, None, f"{exc.field}: {exc.message}"))
+    return cells
 
 
 def study_create_grid(
@@ -200,24 +221,27 @@ def study_create_grid(
     project: Project,
     user: Any,
     name: str,
-    base: TrainConfig,
     factors: dict[str, list[Any]],
+    cells: Sequence[GridCell],
     queue: str = "",
     description: str = "",
     wandb: bool = False,
     tags: Iterable[str] = (),
 ) -> Study:
-    configs = grid_expand(base, factors)
+    """One study and one run per cell of ``grid_cells(base, factors)``; refuses a grid with an invalid cell."""
+    runs = [(c.label, c.config) for c in cells if c.config is not None]
+    if not cells or len(runs) < len(cells):
+        bad = len(cells) - len(runs)
+        raise ServiceError(f"{bad} of {len(cells)} runs have an invalid config" if cells else "the grid is empty")
     with transaction.atomic():
         study = Study.objects.create(
             project=project, name=name, description=description, factors=factors, created_by=user
         )
-        for cfg in configs:
-            label = ", ".join(f"{k}={json.dumps(cfg.to_dict()[k])}" for k in factors)  # true/false as typed
+        for label, config in runs:
             run_create(
                 project=project,
                 user=user,
-                config=cfg,
+                config=config,
                 name=f"{name}: {label}",
                 queue=queue,
                 study=study,

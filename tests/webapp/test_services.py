@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.workers import Broker
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import TrainConfig
 from webapp import services
 from webapp.models import Activity, Run, RunStatus, Study
 
@@ -74,17 +74,37 @@ def test_it_refuses_to_resume_a_succeeded_run(make_run: Any, alice: Any) -> None
 
 
 def test_it_expands_a_grid_into_every_combination() -> None:
-    configs = services.grid_expand(_small(), {"eta": [0.01, 0.1], "rollout_sharing": [True, False], "seed": [1, 2]})
-    assert len(configs) == 8
-    assert {(c.eta, c.rollout_sharing, c.seed) for c in configs} == {
+    cells = services.grid_cells(_small(), {"eta": [0.01, 0.1], "rollout_sharing": [True, False], "seed": [1, 2]})
+    assert len(cells) == 8 and all(c.error == "" for c in cells)
+    assert {(c.config.eta, c.config.rollout_sharing, c.config.seed) for c in cells if c.config} == {
         (e, r, s) for e in (0.01, 0.1) for r in (True, False) for s in (1, 2)
     }
+    assert cells[1].label == "eta=0.01, rollout_sharing=true, seed=2"
 
 
 def test_it_reports_the_bad_cell_of_a_grid_by_field() -> None:
-    with pytest.raises(ConfigError) as err:
-        services.grid_expand(_small(), {"alpha": [0.5, 2.0]})
-    assert err.value.field == "alpha"
+    good, bad = services.grid_cells(_small(), {"alpha": [0.5, 2.0]})
+    assert good.config is not None and good.config.alpha == 0.5
+    assert bad.config is None and bad.error.startswith("alpha: ")
+
+
+def test_a_study_runs_exactly_the_cells_it_is_given(
+    project: Any, alice: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # The configs come from the cells (built once, for the preview), not from a second expansion.
+    cells = services.grid_cells(_small(seed=7, steps=5), {"eta": [0.01, 0.1]})
+    with django_capture_on_commit_callbacks(execute=False):
+        study = services.study_create_grid(project=project, user=alice, name="s", factors={"eta": [0.01]}, cells=cells)
+    assert [(r.config["eta"], r.seed, r.total_steps) for r in study.runs.order_by("id")] == [(0.01, 7, 5), (0.1, 7, 5)]
+
+
+def test_it_refuses_a_study_with_an_invalid_cell(project: Any, alice: Any) -> None:
+    factors = {"alpha": [0.5, 2.0]}
+    with pytest.raises(services.ServiceError, match="1 of 2 runs have an invalid config"):
+        services.study_create_grid(
+            project=project, user=alice, name="bad", factors=factors, cells=services.grid_cells(_small(), factors)
+        )
+    assert not Study.objects.filter(name="bad").exists()
 
 
 def test_it_creates_a_study_with_its_runs_tags_and_a_baseline(
@@ -95,8 +115,8 @@ def test_it_creates_a_study_with_its_runs_tags_and_a_baseline(
             project=project,
             user=alice,
             name="eta sweep",
-            base=_small(),
             factors={"eta": [0.01, 0.03, 0.1]},
+            cells=services.grid_cells(_small(), {"eta": [0.01, 0.03, 0.1]}),
             tags=["sweep"],
         )
     runs = list(study.runs.order_by("id"))
