@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,28 +86,55 @@ def trainer_command(run: Run, config_path: Path, events: Path, stop_file: Path, 
     return [sys.executable, *args]
 
 
+# Flush policy of the event pump: a batch goes to the database when it holds FLUSH_ROWS rows (a
+# replay catching up writes big batches), or when its oldest event has waited FLUSH_SECONDS and the
+# file has nothing more for now (live: a chart is at most ~FLUSH_SECONDS + one poll behind), or
+# when it holds FLUSH_BYTES of the file (samples are large; this bounds the worker's memory).
+FLUSH_ROWS = 20_000
+FLUSH_SECONDS = 0.5
+FLUSH_BYTES = 16 << 20
+READ_BYTES = 4 << 20
+
+
 @dataclass
 class EventPump:
-    """Tails one events file into the database; safe to call again after any failure."""
+    """Tails one events file into the database; safe to call again after any failure.
+
+    Events are buffered across trainer steps and written in one transaction per flush (see the
+    flush policy above), progress and summary included. ``offset`` only moves past events that
+    are committed: a failed flush drops the buffer and the same events are read again later.
+    """
 
     run_id: int
     attempt: int
     path: Path
-    offset: int = 0
+    offset: int = 0  # everything before it is in the database
     log_seq: int = 0
-    pending_summary: dict[str, float] = field(default_factory=dict)
-    summary_step: int = 0
     done: bool = False
     stop_acknowledged: bool = False
     failures: int = 0
     next_try: float = 0.0
-    quarantined: int = 0  # invalid lines skipped (each one is logged on the run)
     # Called with each batch once the database has accepted it (the W&B mirror), so it sees
     # every event exactly once even when a batch is retried.
     on_ingested: Callable[[list[dict[str, Any]]], None] | None = None
+    quarantined: int = 0  # invalid lines skipped (each one is logged on the run)
+    flush_rows: int = FLUSH_ROWS
+    flush_seconds: float = FLUSH_SECONDS
+    flushes: int = 0  # batches committed (the benchmark and the tests read it)
+
+    def __post_init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self._batch = ingest.Batch(self.run_id)
+        self._events: list[dict[str, Any]] = []
+        self._read_offset = self.offset  # the file offset after the last buffered event
+        self._oldest: float | None = None  # when the oldest buffered event was written (epoch s)
+        self._quarantined = 0
 
     def pump(self, *, drain: bool = False) -> bool:
-        """Ingest available complete events; returns False while the database is unreachable.
+        """Buffer the complete events available and flush what is due; returns False while the
+        database is unreachable. ``drain``: the writer is gone, flush everything now.
 
         A torn last line (the trainer is still writing it) waits for the next call; with ``drain``
         (the trainer has exited, so nothing will complete it) it is quarantined like any invalid line.
@@ -115,68 +142,65 @@ class EventPump:
         if time.monotonic() < self.next_try and not drain:
             return False
         while True:
-            events, quarantined, new_offset = read_lines(self.path, self.offset, max_bytes=4 << 20, final=drain)
-            if not events and not quarantined:
-                return self._flush_summary()
-            try:
-                self._ingest(events, quarantined)
-            except DB_REJECTIONS:
-                raise  # not an outage: let supervision fail the run instead of retrying forever
-            except DB_ERRORS as exc:
-                self.failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
-                self.next_try = time.monotonic() + delay
-                log.warning("run %s: database unavailable (%s); retrying in %.1fs", self.run_id, exc, delay)
-                _reset_connection()
+            events, quarantined, new_offset = read_lines(
+                self.path, self._read_offset, max_bytes=READ_BYTES, final=drain
+            )
+            read = bool(events or quarantined)
+            if read:
+                self._buffer(events, quarantined, new_offset)
+            full = self._batch.rows >= self.flush_rows or self._read_offset - self.offset >= FLUSH_BYTES
+            if (full or (not read and self._due(drain))) and not self._flush():
                 return False
-            self.failures = 0
-            self.offset = new_offset
-            self.quarantined += len(quarantined)
-            if self.on_ingested is not None:
-                self.on_ingested(events)
+            if not read:
+                return True
 
-    def _ingest(self, events: list[dict[str, Any]], quarantined: Sequence[Quarantined] = ()) -> None:
-        metrics: list[ingest.MetricRow] = []
-        logs: list[tuple[str, str]] = [
+    def _buffer(self, events: list[dict[str, Any]], quarantined: Sequence[Quarantined], new_offset: int) -> None:
+        self._batch.logs.extend(
             ("warning", f"skipped an invalid line of {self.path.name} at byte {q.offset} ({q.reason}): {q.head}")
             for q in quarantined
-        ]
+        )
+        self._quarantined += len(quarantined)
         for ev in events:
-            kind = ev["kind"]
-            if kind == "metrics":
-                metrics.extend((self.run_id, k, ev["step"], v) for k, v in ev["values"].items())
-                self.pending_summary.update(ev["values"])
-                self.summary_step = max(self.summary_step, ev["step"])
-            elif kind == "samples":
-                ingest.metrics_record(metrics)
-                metrics = []
-                ingest.samples_record(self.run_id, ev["step"], ev["samples"])
-            elif kind == "progress":
-                ingest.metrics_record(metrics)  # progress must never run ahead of the metrics it reports
-                metrics = []
-                ingest.progress_record(self.run_id, ev["step"], ev["total"])
-            elif kind == "checkpoint":
-                ingest.checkpoint_record(self.run_id, ev["step"], ev["path"])
-            elif kind == "log":
-                logs.append((ev.get("level", "info"), ev["message"]))
-            elif kind == "done":
+            self._batch.add(ev)
+            if ev["kind"] == "done":
                 self.done = True
-            elif kind == "stopping":
+            elif ev["kind"] == "stopping":
                 self.stop_acknowledged = True
-        ingest.metrics_record(metrics)
-        if logs:
-            ingest.logs_record(self.run_id, self.attempt, self.log_seq, logs)
-            self.log_seq += len(logs)
+        # An event without a time (hand-written files, old trainers) counts as old: due at once.
+        written = min((float(ev.get("time", 0.0)) for ev in events), default=0.0) if events else time.time()
+        self._oldest = written if self._oldest is None else min(self._oldest, written)
+        self._events.extend(events)
+        self._read_offset = new_offset
 
-    def _flush_summary(self) -> bool:
-        if not self.pending_summary:
+    def _due(self, drain: bool) -> bool:
+        if not self._batch:
+            return False
+        return drain or self._oldest is None or time.time() - self._oldest >= self.flush_seconds
+
+    def _flush(self) -> bool:
+        if not self._batch:
             return True
         try:
-            ingest.summary_update(self.run_id, self.pending_summary, self.summary_step)
-        except DB_ERRORS:
+            ingest.batch_record(self._batch, attempt=self.attempt, log_seq=self.log_seq)
+        except DB_REJECTIONS:
+            raise  # not an outage: let supervision fail the run instead of retrying forever
+        except DB_ERRORS as exc:
+            self.failures += 1
+            delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
+            self.next_try = time.monotonic() + delay
+            log.warning("run %s: database unavailable (%s); retrying in %.1fs", self.run_id, exc, delay)
             _reset_connection()
+            self._clear()  # re-read these events from the file on the next try
             return False
-        self.pending_summary = {}
+        self.failures = 0
+        self.flushes += 1
+        self.log_seq += len(self._batch.logs)
+        self.quarantined += self._quarantined
+        self.offset = self._read_offset
+        events = self._events
+        self._clear()
+        if self.on_ingested is not None:
+            self.on_ingested(events)
         return True
 
 
@@ -191,7 +215,8 @@ class Supervisor:
 
     run: Run
     worker_name: str = ""
-    poll_seconds: float = 0.5
+    # How often the pump looks at the file; with FLUSH_SECONDS this bounds the live latency (≤ 1 s).
+    poll_seconds: float = 0.25
 
     def __post_init__(self) -> None:
         self.folder = run_dir(self.run.pk)

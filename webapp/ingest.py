@@ -13,6 +13,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
@@ -21,6 +22,59 @@ from django.db.models import F
 from webapp.models import Checkpoint, MetricPoint, Run, RunLog, Sample
 
 MetricRow = tuple[int, str, int, float]  # (run_id, key, step, value)
+
+
+@dataclass
+class Batch:
+    """Events of one run buffered between two flushes, written by ``batch_record`` in one transaction."""
+
+    run_id: int
+    metrics: list[MetricRow] = field(default_factory=list)
+    samples: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (step, sample)
+    checkpoints: list[tuple[int, str]] = field(default_factory=list)
+    logs: list[tuple[str, str]] = field(default_factory=list)
+    progress: tuple[int, int] | None = None  # (step, total) of the newest progress event
+    summary: dict[str, float] = field(default_factory=dict)  # last value of each key
+
+    @property
+    def rows(self) -> int:
+        return len(self.metrics) + len(self.samples) + len(self.logs) + len(self.checkpoints)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.progress or self.summary)
+
+    def add(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind == "metrics":
+            step = event["step"]
+            self.metrics.extend((self.run_id, k, step, v) for k, v in event["values"].items())
+            self.summary.update(event["values"])
+        elif kind == "samples":
+            self.samples.extend((event["step"], s) for s in event["samples"])
+        elif kind == "progress":
+            if self.progress is None or event["step"] >= self.progress[0]:
+                self.progress = (event["step"], event["total"])
+        elif kind == "checkpoint":
+            self.checkpoints.append((event["step"], event["path"]))
+        elif kind == "log":
+            self.logs.append((event.get("level", "info"), event["message"]))
+
+
+def batch_record(batch: Batch, *, attempt: int, log_seq: int) -> None:
+    """Write a buffered batch in ONE transaction: its points, samples, checkpoints, logs, then the
+    run's progress and summary, so progress never runs ahead of the data it reports and a failed
+    flush leaves nothing half-written (the pump then re-reads the same events from its file)."""
+    with transaction.atomic():
+        metrics_record(batch.metrics)
+        if batch.samples:
+            samples_record_many(batch.run_id, batch.samples)
+        for step, path in batch.checkpoints:
+            checkpoint_record(batch.run_id, step, path)
+        if batch.logs:
+            logs_record(batch.run_id, attempt, log_seq, batch.logs)
+        if batch.progress is not None:
+            progress_record(batch.run_id, *batch.progress)
+        summary_update(batch.run_id, batch.summary)
 
 
 def metrics_record(rows: Sequence[MetricRow]) -> int:
@@ -54,13 +108,21 @@ def _pg_copy_insert(model: Any, columns: list[str], rows: Sequence[Sequence[Any]
         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _in_{table} ON CONFLICT DO NOTHING")
 
 
-def summary_update(run_id: int, latest: dict[str, float], step: int) -> None:
+def summary_update(run_id: int, latest: dict[str, float]) -> None:
     """Merge the last value of each key into Run.summary (the runs list sorts on it)."""
-    if not latest:
+    finite = {k: v for k, v in latest.items() if math.isfinite(v)}
+    if not finite:
+        return
+    if connection.vendor == "postgresql":  # one statement, no read-modify-write round trip
+        with connection.cursor() as cur:
+            cur.execute(
+                f"UPDATE {Run._meta.db_table} SET summary = summary || %s::jsonb WHERE id = %s",
+                [json.dumps(finite), run_id],
+            )
         return
     with transaction.atomic():
-        run = Run.objects.select_for_update().only("summary", "step").get(pk=run_id)
-        run.summary = {**run.summary, **{k: v for k, v in latest.items() if math.isfinite(v)}}
+        run = Run.objects.select_for_update().only("summary").get(pk=run_id)
+        run.summary = {**run.summary, **finite}
         run.save(update_fields=["summary"])
 
 
@@ -84,6 +146,11 @@ SAMPLE_COLUMNS = [
 
 
 def samples_record(run_id: int, step: int, samples: Iterable[dict[str, Any]]) -> int:
+    return samples_record_many(run_id, [(step, s) for s in samples])
+
+
+def samples_record_many(run_id: int, samples: Sequence[tuple[int, dict[str, Any]]]) -> int:
+    """Insert (step, sample) pairs, skipping ones already there; returns the number of rows sent."""
     rows = [
         (
             run_id,
@@ -102,7 +169,7 @@ def samples_record(run_id: int, step: int, samples: Iterable[dict[str, Any]]) ->
             s.get("surprisal", []),
             s.get("tokens", []),
         )
-        for s in samples
+        for step, s in samples
     ]
     if connection.vendor == "postgresql":
         # JSON columns go through COPY as their text; jsonb parses it server side.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,85 @@ def test_it_forgets_checkpoints_whose_folders_the_trainer_pruned(make_run: Any, 
     ingest.checkpoint_record(run.pk, 6, str(tmp_path / "step_000006"))
     assert sorted(Checkpoint.objects.filter(run=run).values_list("step", flat=True)) == [4, 6]
     assert Run.objects.get(pk=run.pk).last_checkpoint_step == 6
+
+
+def _step_events(steps: range, *, written: float = 0.0, keys: int = 20) -> list[dict[str, Any]]:
+    """What a trainer writes per step: its metrics, then its progress (every 10th step: samples)."""
+    out: list[dict[str, Any]] = []
+    for step in steps:
+        out.append(
+            {"kind": "metrics", "time": written, "step": step, "values": {f"k/{i}": step + i for i in range(keys)}}
+        )
+        if step % 10 == 0:
+            out.append({"kind": "samples", "time": written, "step": step, "samples": [_sample(0)]})
+        out.append({"kind": "progress", "time": written, "step": step, "total": steps.stop - 1})
+    return out
+
+
+def _write(path: Path, events: list[dict[str, Any]]) -> None:
+    with path.open("a") as fh:
+        fh.write("".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_the_event_pump_writes_many_steps_in_one_transaction(
+    make_run: Any, tmp_path: Path, django_assert_max_num_queries: Any
+) -> None:
+    run = make_run(status="running")
+    events = tmp_path / "events.jsonl"
+    _write(events, _step_events(range(1, 201)))
+    pump = EventPump(run.pk, 0, events)
+    with django_assert_max_num_queries(20):  # not 3 per step: one batch for all 200 steps
+        assert pump.pump()
+    assert pump.flushes == 1
+    run.refresh_from_db()
+    assert (run.step, run.total_steps, run.summary["k/3"]) == (200, 200, 203)
+    assert MetricPoint.objects.filter(run=run).count() == 200 * 20
+    assert Sample.objects.filter(run=run).count() == 20
+
+
+def test_the_event_pump_holds_a_young_batch_until_it_is_half_a_second_old(make_run: Any, tmp_path: Path) -> None:
+    run = make_run(status="running")
+    events = tmp_path / "events.jsonl"
+    _write(events, _step_events(range(1, 3), written=time.time()))
+    pump = EventPump(run.pk, 0, events, flush_seconds=0.5)
+    assert pump.pump()
+    assert (pump.flushes, MetricPoint.objects.filter(run=run).count()) == (0, 0)
+    time.sleep(0.55)
+    assert pump.pump()  # nothing new in the file, but the batch is now due
+    assert pump.flushes == 1
+    assert MetricPoint.objects.filter(run=run).count() == 40
+    assert Run.objects.get(pk=run.pk).step == 2
+
+
+def test_the_event_pump_flushes_a_full_batch_without_waiting(make_run: Any, tmp_path: Path) -> None:
+    run = make_run(status="running")
+    events = tmp_path / "events.jsonl"
+    _write(events, _step_events(range(1, 51), written=time.time()))
+    pump = EventPump(run.pk, 0, events, flush_rows=500, flush_seconds=60)
+    assert pump.pump()
+    assert pump.flushes == 1 and pump.offset == events.stat().st_size
+    assert MetricPoint.objects.filter(run=run).count() == 50 * 20
+
+
+def test_a_replayed_events_file_changes_nothing(make_run: Any, tmp_path: Path) -> None:
+    run = make_run(status="running")
+    events = tmp_path / "events.jsonl"
+    _write(events, _step_events(range(1, 31)))
+    assert EventPump(run.pk, 0, events).pump()
+    before = list(MetricPoint.objects.filter(run=run).order_by("key", "step").values_list("key", "step", "value"))
+    assert EventPump(run.pk, 0, events).pump()  # a restarted worker reads the file from the start
+    after = list(MetricPoint.objects.filter(run=run).order_by("key", "step").values_list("key", "step", "value"))
+    assert after == before and Sample.objects.filter(run=run).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_flush_writes_nothing_of_its_batch_and_moves_no_progress(make_run: Any, tmp_path: Path) -> None:
+    run = make_run(status="running")
+    events = tmp_path / "events.jsonl"
+    # PostgreSQL rejects the checkpoint path (longer than its column) after the points are written.
+    _write(events, [*_step_events(range(1, 6)), {"kind": "checkpoint", "step": 5, "path": "/x" * 400}])
+    pump = EventPump(run.pk, 0, events)
+    assert not pump.pump()
+    assert pump.offset == 0 and pump.failures == 1
+    assert not MetricPoint.objects.filter(run=run).exists()
+    assert Run.objects.get(pk=run.pk).step == 0
