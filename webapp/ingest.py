@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import F
 
-from webapp.models import Checkpoint, MetricPoint, Run, RunLog, Sample
+from webapp.models import ROLLUP_FANOUT, ROLLUP_LEVELS, Checkpoint, MetricPoint, MetricRollup, Run, RunLog, Sample
 
 MetricRow = tuple[int, str, int, float]  # (run_id, key, step, value)
 
@@ -78,7 +78,11 @@ def batch_record(batch: Batch, *, attempt: int, log_seq: int) -> None:
 
 
 def metrics_record(rows: Sequence[MetricRow]) -> int:
-    """Insert metric points, skipping ones already there; returns the number of rows sent."""
+    """Insert metric points, skipping ones already there; returns the number of rows sent.
+
+    On PostgreSQL, triggers of the point table merge the rows actually inserted into the rollups
+    (``rollups_merge_sql``, installed by migration 0002), so a replayed batch changes neither.
+    """
     clean = [r for r in rows if math.isfinite(r[3])]
     if not clean:
         return 0
@@ -91,6 +95,98 @@ def metrics_record(rows: Sequence[MetricRow]) -> int:
             ignore_conflicts=True,
         )
     return len(clean)
+
+
+SHIFT = ROLLUP_FANOUT.bit_length() - 1  # bits of step per level (fan-out 4: 2)
+
+
+def rollups_merge_sql(points: str) -> str:
+    """One statement that aggregates the points of ``points`` (a query yielding run_id, key, step,
+    value) into every rollup level and merges them into the rollup table.
+
+    Level 1 groups the points by step >> 2, each next level groups the level below (so the points
+    are aggregated once, not once per level), level 0 is the whole line. Arrays compare element by
+    element: min(ARRAY[value, step]) is the lowest value at its earliest step, max(ARRAY[value,
+    -step]) the highest at its earliest step; a merge keeps the lower/higher pair the same way.
+    """
+    levels = [
+        f"l1 AS (SELECT run_id, key, step >> {SHIFT} AS bucket, count(*) AS n, min(step) AS s0, max(step) AS s1, "
+        f"min(ARRAY[value, step::float8]) AS lo, max(ARRAY[value, -step::float8]) AS hi FROM src GROUP BY 1, 2, 3)"
+    ]
+    for level in range(2, ROLLUP_LEVELS + 1):
+        levels.append(
+            f"l{level} AS (SELECT run_id, key, bucket >> {SHIFT} AS bucket, sum(n) AS n, min(s0) AS s0, "
+            f"max(s1) AS s1, min(lo) AS lo, max(hi) AS hi FROM l{level - 1} GROUP BY 1, 2, 3)"
+        )
+    levels.append(
+        f"l0 AS (SELECT run_id, key, 0 AS bucket, sum(n) AS n, min(s0) AS s0, max(s1) AS s1, min(lo) AS lo, "
+        f"max(hi) AS hi FROM l{ROLLUP_LEVELS} GROUP BY 1, 2)"
+    )
+    union = " UNION ALL ".join(
+        f"SELECT run_id, key, {level}, bucket, n, s0, s1, lo[1], lo[2]::int, hi[1], (-hi[2])::int FROM l{level}"
+        for level in range(ROLLUP_LEVELS + 1)
+    )
+    lower = "(EXCLUDED.lo_value, EXCLUDED.lo_step) < (r.lo_value, r.lo_step)"
+    higher = "(EXCLUDED.hi_value, -EXCLUDED.hi_step) > (r.hi_value, -r.hi_step)"
+    return f"""
+        WITH src AS ({points}), {", ".join(levels)}
+        INSERT INTO {MetricRollup._meta.db_table} AS r
+            (run_id, key, level, bucket, n, min_step, max_step, lo_value, lo_step, hi_value, hi_step)
+        {union}
+        ON CONFLICT (run_id, key, level, bucket) DO UPDATE SET
+            n = r.n + EXCLUDED.n,
+            min_step = LEAST(r.min_step, EXCLUDED.min_step),
+            max_step = GREATEST(r.max_step, EXCLUDED.max_step),
+            lo_value = CASE WHEN {lower} THEN EXCLUDED.lo_value ELSE r.lo_value END,
+            lo_step = CASE WHEN {lower} THEN EXCLUDED.lo_step ELSE r.lo_step END,
+            hi_value = CASE WHEN {higher} THEN EXCLUDED.hi_value ELSE r.hi_value END,
+            hi_step = CASE WHEN {higher} THEN EXCLUDED.hi_step ELSE r.hi_step END
+    """
+
+
+def rollups_triggers_sql() -> list[str]:
+    """The PostgreSQL functions and statement triggers that keep the rollups equal to the points:
+    every INSERT (COPY, ORM, raw SQL) merges the rows it inserted; a DELETE or UPDATE recomputes
+    the lines it touched (rare: a resume's rewind, a run's deletion)."""
+    points, rollups = MetricPoint._meta.db_table, MetricRollup._meta.db_table
+    touched = "SELECT DISTINCT run_id, key FROM psl_changed_points"
+    remaining = f"SELECT p.run_id, p.key, p.step, p.value FROM {points} p JOIN ({touched}) t USING (run_id, key)"
+    recompute = f"""
+        DELETE FROM {rollups} r USING ({touched}) t WHERE r.run_id = t.run_id AND r.key = t.key;
+        {rollups_merge_sql(remaining)};
+    """
+    merge = rollups_merge_sql("SELECT run_id, key, step, value FROM psl_changed_points")
+    sql = []
+    for name, body in (("insert", merge + ";"), ("recompute", recompute)):
+        sql.append(
+            f"CREATE OR REPLACE FUNCTION psl_metric_rollups_{name}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN {body} RETURN NULL; END $$"
+        )
+    for event, table, function in (
+        ("INSERT", "NEW", "insert"),
+        ("DELETE", "OLD", "recompute"),
+        ("UPDATE", "NEW", "recompute"),
+    ):
+        sql.append(
+            f"CREATE TRIGGER metric_rollups_{event.lower()} AFTER {event} ON {points} "
+            f"REFERENCING {table} TABLE AS psl_changed_points FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION psl_metric_rollups_{function}()"
+        )
+    return sql
+
+
+def rollups_rebuild(*, run_id: int | None, using: str = "default") -> None:
+    """Recompute the rollups of one run, or of every run (migration 0002 does it for old points)."""
+    from django.db import connections
+
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        return
+    where, params = ("WHERE run_id = %s", [run_id]) if run_id is not None else ("", [])
+    points = f"SELECT run_id, key, step, value FROM {MetricPoint._meta.db_table} {where}"
+    with transaction.atomic(using=using), conn.cursor() as cur:
+        cur.execute(f"DELETE FROM {MetricRollup._meta.db_table} {where}", params)
+        cur.execute(rollups_merge_sql(points), params)
 
 
 def _pg_copy_insert(model: Any, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -206,7 +302,7 @@ def progress_record(run_id: int, step: int, total: int) -> None:
 
 def run_rewind(run_id: int, *, to_step: int) -> None:
     """Forget what a previous attempt logged after the checkpoint a resume starts from."""
-    MetricPoint.objects.filter(run_id=run_id, step__gt=to_step).delete()
+    MetricPoint.objects.filter(run_id=run_id, step__gt=to_step).delete()  # its trigger fixes the rollups
     Sample.objects.filter(run_id=run_id, step__gt=to_step).delete()
     Run.objects.filter(pk=run_id).update(step=to_step)
     Run.objects.filter(pk=run_id, last_checkpoint_step__gt=to_step).update(last_checkpoint_step=F("step"))

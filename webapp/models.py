@@ -178,8 +178,9 @@ class Run(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            # Runs list: newest first within a project, optionally by status.
-            models.Index(fields=["project", "-created_at"], name="run_project_created"),
+            # Runs list and API: the default order (newest first, id breaking ties) read straight
+            # from the index, so a page is a top-N index scan, not a sort of every run with its JSON.
+            models.Index(fields=["project", "-created_at", "-id"], name="run_project_created"),
             # Lost-run sweep scans running runs by heartbeat.
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
         ]
@@ -226,19 +227,57 @@ class Run(models.Model):
 class MetricPoint(models.Model):
     """One value of one metric key at one step: ingestion upserts on (run, key, step)."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    # No index of its own: the unique (run, key, step) index leads with the run, so a run's points
+    # (and its cascade delete) are found through it; a run_id-only index would only slow ingestion
+    # and tempt the planner into reading a run's every key.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics", db_index=False)
     key = models.CharField(max_length=80)
     step = models.IntegerField()
     value = models.FloatField()
 
     class Meta:
         constraints = [
-            # Also the index for range scans: WHERE run_id = ? AND key = ? AND step BETWEEN ? AND ?
+            # Also the index of every raw read (WHERE run_id = ? AND key = ? AND step BETWEEN ? AND ?
+            # ORDER BY step). On PostgreSQL migration 0002 builds it with INCLUDE (value), so those
+            # reads are index-only scans (declared plainly here: SQLite would drop a covering one).
             models.UniqueConstraint(fields=["run", "key", "step"], name="unique_metric_point"),
         ]
 
     def __str__(self) -> str:
         return f"{self.key}@{self.step}={self.value}"
+
+
+ROLLUP_FANOUT = 4  # a bucket of level L covers ROLLUP_FANOUT**L steps
+ROLLUP_LEVELS = 9  # levels 1…9: buckets of 4 … 262,144 steps
+
+
+class MetricRollup(models.Model):
+    """The min/max envelope of one metric line per bucket of steps, maintained by ingestion.
+
+    Level 0 is the whole line (one row per run and key: its size and step range); level L ≥ 1 cuts
+    the line into buckets of ``ROLLUP_FANOUT**L`` steps (bucket = step // 4**L). Each row keeps the
+    lowest and the highest point of its bucket with their steps (earliest step on ties), so a chart
+    built from rollups keeps every spike and dip that the raw points have. A read of a long range
+    scans at most ``ROLLUP_FANOUT`` rows per bucket it draws, however many points the line has.
+    PostgreSQL only: elsewhere charts bucket the raw points.
+    """
+
+    # The natural key is the primary key: no surrogate id index to maintain on every upsert.
+    pk = models.CompositePrimaryKey("run", "key", "level", "bucket")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=80)
+    level = models.PositiveSmallIntegerField()
+    bucket = models.IntegerField()
+    n = models.BigIntegerField()
+    min_step = models.IntegerField()
+    max_step = models.IntegerField()
+    lo_value = models.FloatField()
+    lo_step = models.IntegerField()
+    hi_value = models.FloatField()
+    hi_step = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.key} L{self.level}#{self.bucket} [{self.lo_value}, {self.hi_value}] n={self.n}"
 
 
 class Mode(models.TextChoices):

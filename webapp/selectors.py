@@ -19,7 +19,18 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Lower
 
 from trainer.config import TrainConfig
-from webapp.models import ACTIVE_STATUSES, MetricPoint, Project, Run, RunLog, RunStatus, Study
+from webapp.models import (
+    ACTIVE_STATUSES,
+    ROLLUP_FANOUT,
+    ROLLUP_LEVELS,
+    MetricPoint,
+    MetricRollup,
+    Project,
+    Run,
+    RunLog,
+    RunStatus,
+    Study,
+)
 
 CONFIG_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 NUMERIC_TYPES = ("int", "float")
@@ -256,28 +267,175 @@ def metric_series(
 ) -> Series:
     """One metric line with at most ``max_points`` points over [min_step, max_step].
 
-    Small ranges come back raw. Larger ones are cut into ``max_points // 2`` equal step buckets
-    and each bucket contributes its min-value and max-value points, so spikes survive however
-    far the chart is zoomed out. Zooming in asks again with a narrower range, which re-buckets
-    (or returns raw points) at the finer resolution.
+    Small ranges come back raw. Larger ones are cut into about ``max_points // 2`` step buckets and
+    each bucket contributes its min-value and max-value points, so spikes and dips survive however
+    far the chart is zoomed out. Zooming in asks again with a narrower range, which re-buckets only
+    that range (or returns its raw points). On PostgreSQL the buckets come from the rollups that
+    ingestion maintains (``MetricRollup``): the cost depends on the points drawn, not on the
+    line's length; elsewhere the raw points are bucketed.
     """
     max_points = max(2, max_points)
-    lo, hi = _step_bounds(run.pk, key, min_step, max_step)
-    if lo is None or hi is None:
-        return Series(key, [], [], False, 0)
+    if connection.vendor == "postgresql" and min_step is None and max_step is None:
+        line = _pg_lines([run.pk], [key]).get((run.pk, key))
+        if line is None:
+            return Series(key, [], [], False, 0)
+        n, lo, hi = line
+        if n <= max_points:
+            return _raw_series(run.pk, key, lo, hi)
+    else:
+        first, last = _step_bounds(run.pk, key, min_step, max_step)
+        if first is None or last is None:
+            return Series(key, [], [], False, 0)
+        lo, hi = first, last
     if hi - lo + 1 <= max_points:  # steps are unique per key, so this range cannot hold more points
         return _raw_series(run.pk, key, lo, hi)
-    buckets = max_points // 2
     if connection.vendor == "postgresql":
-        points, total = _pg_bucketed(run.pk, key, lo, hi, buckets)
+        points, total = _pg_envelope(run.pk, key, lo, hi, max_points)
     else:
         raw = _raw_points(run.pk, key, lo, hi)
         if len(raw) <= max_points:
             return Series(key, [s for s, _ in raw], [v for _, v in raw], False, len(raw))
-        points, total = bucket_min_max(raw, lo=lo, hi=hi, buckets=buckets), len(raw)
+        points, total = bucket_min_max(raw, lo=lo, hi=hi, buckets=max_points // 2), len(raw)
     if total <= max_points:  # a sparse line (e.g. evaluated every 100 steps): every point fits
         return _raw_series(run.pk, key, lo, hi)
     return Series(key, [s for s, _ in points], [v for _, v in points], True, total)
+
+
+def metric_series_many(
+    runs: Sequence[Run], keys: Sequence[str], *, max_points: int = 2000
+) -> dict[tuple[int, str], Series]:
+    """Every (run, key) line over its whole range, in at most three queries however many there are.
+
+    One query reads each line's size and step range (level 0 of the rollups), one the raw points
+    of the lines that fit, one the rollup buckets of the long ones. Lines never logged are absent.
+    """
+    max_points = max(2, max_points)
+    if connection.vendor != "postgresql" or not runs or not keys:
+        found = {(r.pk, k): metric_series(r, k, max_points=max_points) for r in runs for k in keys}
+        return {pair: series for pair, series in found.items() if series.total}
+    lines = _pg_lines([r.pk for r in runs], keys)
+    small = [(run_id, key) for (run_id, key), (n, _, _) in lines.items() if n <= max_points]
+    large = {pair: line for pair, line in lines.items() if line[0] > max_points}
+    out = _pg_raw_many(small)
+    out.update(_pg_envelope_many(large, max_points))
+    return out
+
+
+def _pg_lines(run_ids: Sequence[int], keys: Sequence[str]) -> dict[tuple[int, str], tuple[int, int, int]]:
+    """(run, key) -> (points, first step, last step) of each line, from level 0 of the rollups."""
+    rows = MetricRollup.objects.filter(run_id__in=list(run_ids), key__in=list(keys), level=0)
+    return {(r, k): (n, lo, hi) for r, k, n, lo, hi in rows.values_list("run_id", "key", "n", "min_step", "max_step")}
+
+
+def _rollup_level(span: int, buckets: int) -> int:
+    """The coarsest rollup level whose buckets are no wider than the ones drawn (0: none fits)."""
+    level = 0
+    while level < ROLLUP_LEVELS and ROLLUP_FANOUT ** (level + 1) * buckets <= span:
+        level += 1
+    return level
+
+
+def _envelope_points(rows: Iterable[tuple[Any, Any, Any]]) -> tuple[list[Point], int]:
+    """Points of (lowest [value, step], highest [value, -step], count) rows, and the points they cover."""
+    points: set[Point] = set()
+    total = 0
+    for low, high, n in rows:
+        if not n:
+            continue
+        points.add((int(low[1]), float(low[0])))
+        points.add((int(-high[1]), float(high[0])))
+        total += int(n)
+    return sorted(points), total
+
+
+def _pg_envelope(run_id: int, key: str, lo: int, hi: int, max_points: int) -> tuple[list[Point], int]:
+    """Min/max points of [lo, hi] from the rollup buckets inside it, plus the raw points of the partial
+    buckets at either end (fewer than one drawn bucket's worth each)."""
+    buckets = max(1, max_points // 2 - 2)  # two more for the raw ends
+    level = _rollup_level(hi - lo + 1, buckets)
+    width = ROLLUP_FANOUT**level
+    first, last = -(-lo // width), (hi + 1) // width - 1  # the buckets wholly inside [lo, hi]
+    if level == 0 or last < first:
+        return _pg_bucketed(run_id, key, lo, hi, max_points // 2)
+    full = last - first + 1
+    envelope = "min(ARRAY[value, step::float8]), max(ARRAY[value, -step::float8]), count(*)"
+    points = MetricPoint._meta.db_table
+    sql = f"""
+        SELECT min(ARRAY[lo_value, lo_step::float8]), max(ARRAY[hi_value, -hi_step::float8]), sum(n)
+        FROM {MetricRollup._meta.db_table}
+        WHERE run_id = %s AND key = %s AND level = %s AND bucket BETWEEN %s AND %s
+        GROUP BY ((bucket - %s)::bigint * %s) / %s
+        UNION ALL
+        SELECT {envelope} FROM {points} WHERE run_id = %s AND key = %s AND step >= %s AND step < %s
+        UNION ALL
+        SELECT {envelope} FROM {points} WHERE run_id = %s AND key = %s AND step > %s AND step <= %s
+    """
+    params = [run_id, key, level, first, last, first, buckets, full]
+    params += [run_id, key, lo, first * width, run_id, key, (last + 1) * width - 1, hi]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return _envelope_points(cur.fetchall())
+
+
+def _values(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
+    """A typed VALUES list and its parameters (one row per series)."""
+    row = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+    return ", ".join([row] * len(rows)), [x for r in rows for x in r]
+
+
+def _pg_raw_many(pairs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Series]:
+    if not pairs:
+        return {}
+    values, params = _values(pairs, ["bigint", "varchar"])
+    sql = f"""
+        SELECT p.run_id, p.key, p.step, p.value
+        FROM (VALUES {values}) AS v(run_id, key)
+        JOIN {MetricPoint._meta.db_table} p ON p.run_id = v.run_id AND p.key = v.key
+        ORDER BY p.run_id, p.key, p.step
+    """
+    lines: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        for run_id, key, step, value in cur.fetchall():
+            steps, vals = lines.setdefault((run_id, key), ([], []))
+            steps.append(step)
+            vals.append(value)
+    return {(r, k): Series(k, steps, vals, False, len(steps)) for (r, k), (steps, vals) in lines.items()}
+
+
+def _pg_envelope_many(
+    lines: dict[tuple[int, str], tuple[int, int, int]], max_points: int
+) -> dict[tuple[int, str], Series]:
+    """Whole-range envelopes of long lines from their rollups in one query (a line's buckets hold
+    only its own points, so no raw ends are needed)."""
+    if not lines:
+        return {}
+    buckets = max(1, max_points // 2)
+    plan = []
+    for (run_id, key), (_, lo, hi) in lines.items():
+        level = max(1, _rollup_level(hi - lo + 1, buckets))
+        width = ROLLUP_FANOUT**level
+        first, last = lo // width, hi // width
+        plan.append((run_id, key, level, first, last, last - first + 1))
+    values, params = _values(plan, ["bigint", "varchar", "smallint", "int", "int", "bigint"])
+    sql = f"""
+        SELECT v.run_id, v.key, min(ARRAY[r.lo_value, r.lo_step::float8]), max(ARRAY[r.hi_value, -r.hi_step::float8]),
+               sum(r.n)
+        FROM (VALUES {values}) AS v(run_id, key, level, first, last, full_buckets)
+        JOIN {MetricRollup._meta.db_table} r
+          ON r.run_id = v.run_id AND r.key = v.key AND r.level = v.level AND r.bucket BETWEEN v.first AND v.last
+        GROUP BY v.run_id, v.key, ((r.bucket - v.first) * %s) / v.full_buckets
+    """
+    grouped: dict[tuple[int, str], list[tuple[Any, Any, Any]]] = {}
+    with connection.cursor() as cur:
+        cur.execute(sql, [*params, buckets])
+        for run_id, key, low, high, n in cur.fetchall():
+            grouped.setdefault((run_id, key), []).append((low, high, n))
+    out = {}
+    for (run_id, key), rows in grouped.items():
+        points, total = _envelope_points(rows)
+        out[(run_id, key)] = Series(key, [s for s, _ in points], [v for _, v in points], True, total)
+    return out
 
 
 def _step_bounds(run_id: int, key: str, min_step: int | None, max_step: int | None) -> tuple[int | None, int | None]:
@@ -302,10 +460,9 @@ def _raw_points(run_id: int, key: str, lo: int, hi: int) -> list[Point]:
 
 
 def _pg_bucketed(run_id: int, key: str, lo: int, hi: int, buckets: int) -> tuple[list[Point], int]:
-    """Per bucket, the min- and max-value points (earliest step on ties), and the points in range."""
-    # One pass over the index range and a hash aggregate: arrays compare element by element, so
-    # min(ARRAY[value, step]) is the lowest value with its earliest step, and max over
-    # ARRAY[value, -step] the highest value with its earliest step. No sort of the range.
+    """Per bucket of the raw points, the min- and max-value points (earliest step on ties), and the
+    points in range. Used for spans too short for a rollup level (under ~4 points per bucket)."""
+    # One index-only range scan of (run, key, step) INCLUDE (value) and a hash aggregate.
     sql = f"""
         SELECT min(ARRAY[value, step::float8]), max(ARRAY[value, -step::float8]), count(*)
         FROM {MetricPoint._meta.db_table}
@@ -314,12 +471,7 @@ def _pg_bucketed(run_id: int, key: str, lo: int, hi: int, buckets: int) -> tuple
     """
     with connection.cursor() as cur:
         cur.execute(sql, [run_id, key, lo, hi, lo, buckets, hi - lo + 1])
-        rows = cur.fetchall()
-    points: set[Point] = set()
-    for low, high, _ in rows:
-        points.add((int(low[1]), float(low[0])))
-        points.add((int(-high[1]), float(high[0])))
-    return sorted(points), sum(n for _, _, n in rows)
+        return _envelope_points(cur.fetchall())
 
 
 def bucket_min_max(points: Iterable[Point], *, lo: int, hi: int, buckets: int) -> list[Point]:

@@ -13,17 +13,15 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from webapp import selectors
-from webapp.models import MetricPoint, Run, Tag
-from webapp.selectors import RunFilters, bucket_min_max, metric_series, runs_for_list
+from webapp import ingest, selectors
+from webapp.models import Run, Tag
+from webapp.selectors import RunFilters, bucket_min_max, metric_series, metric_series_many, runs_for_list
 
 pytestmark = pytest.mark.django_db
 
 
 def add_points(run: Run, key: str, values: list[float], *, start: int = 0, every: int = 1) -> None:
-    MetricPoint.objects.bulk_create(
-        [MetricPoint(run=run, key=key, step=start + i * every, value=v) for i, v in enumerate(values)]
-    )
+    ingest.metrics_record([(run.pk, key, start + i * every, v) for i, v in enumerate(values)])
 
 
 def spiky(n: int) -> list[float]:
@@ -105,6 +103,62 @@ def test_the_postgresql_path_agrees_with_the_fallback(make_run: Callable[..., An
         bucketed, total = selectors._pg_bucketed(run.pk, "k", lo, hi, buckets)
         assert bucketed == bucket_min_max(window, lo=lo, hi=hi, buckets=buckets)
         assert total == len(window)
+
+
+def test_a_planted_spike_and_dip_survive_every_zoom_level(make_run: Callable[..., Any]) -> None:
+    run = make_run()
+    n = 120_000  # zooms from the whole line down to raw points go through rollup levels 1…4
+    values = [0.5 + 0.01 * (i % 7) for i in range(n)]
+    spike, dip = 53_457, 94_567
+    values[spike], values[dip] = 1e6, -1e6
+    add_points(run, "k", values)
+    windows = [(None, None), (0, n - 1), (40_000, 100_000), (50_000, 60_000), (53_000, 54_000)]
+    windows += [(spike - 300, spike + 300), (spike - 10, spike + 10), (80_001, 119_998), (94_000, 95_003)]
+    for lo, hi in windows:
+        series = metric_series(run, "k", min_step=lo, max_step=hi, max_points=500)
+        first, last = lo or 0, n - 1 if hi is None else hi
+        assert series.total == last - first + 1, (lo, hi)
+        assert len(series.steps) <= 500 and series.steps == sorted(series.steps)
+        assert first <= series.steps[0] and series.steps[-1] <= last
+        assert all(values[s] == v for s, v in zip(series.steps, series.values, strict=True)), (lo, hi)
+        for planted in (spike, dip):
+            if first <= planted <= last:
+                assert planted in series.steps, (lo, hi, planted)
+    whole = metric_series_many([run], ["k"], max_points=500)[(run.pk, "k")]
+    assert whole.bucketed and whole.total == n and len(whole.steps) <= 500
+    assert {spike, dip} <= set(whole.steps)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the rollups are PostgreSQL only")
+def test_a_zoom_rebuckets_only_the_visible_range(make_run: Callable[..., Any]) -> None:
+    run = make_run()
+    add_points(run, "k", [float(i % 11) for i in range(100_000)])
+    zoomed = metric_series(run, "k", min_step=40_000, max_step=40_999, max_points=100)
+    assert zoomed.bucketed and zoomed.total == 1000
+    # 1,000 steps in ~48 buckets: about one point per 21 steps of the range, none outside it.
+    assert min(zoomed.steps) >= 40_000 and max(zoomed.steps) <= 40_999 and len(zoomed.steps) >= 80
+
+
+def test_many_lines_are_read_in_a_constant_number_of_queries(
+    make_run: Callable[..., Any], django_assert_num_queries: Any
+) -> None:
+    runs = [make_run() for _ in range(6)]
+    for i, run in enumerate(runs):
+        add_points(run, "long", spiky(3000 + i))
+        add_points(run, "short", [1.0, 2.0, 3.0])
+    expected = 3 if connection.vendor == "postgresql" else None
+    if expected is None:
+        pytest.skip("the constant-query path is PostgreSQL's")
+    with django_assert_num_queries(expected):
+        lines = metric_series_many(runs, ["long", "short", "never-logged"], max_points=200)
+    with django_assert_num_queries(expected):
+        metric_series_many(runs[:2], ["long", "short"], max_points=200)
+    assert set(lines) == {(r.pk, k) for r in runs for k in ("long", "short")}
+    for run in runs:
+        long, short = lines[(run.pk, "long")], lines[(run.pk, "short")]
+        assert long.bucketed and len(long.steps) <= 200 and {50.0, -50.0} <= set(long.values)
+        assert long.total == metric_series(run, "long", max_points=200).total
+        assert (short.steps, short.values, short.bucketed) == ([0, 1, 2], [1.0, 2.0, 3.0], False)
 
 
 def test_it_filters_and_sorts_the_runs_list(project: Any, make_run: Callable[..., Any]) -> None:
