@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 
 from trainer.data.prompts import HE_SYSTEM_PROMPT
 from webapp.models import ROLE_RANK, Comment, Membership, Mode, Role, Run, Sample, Verdict
+from webapp.selectors import runs_search
 
 MODE_LABELS = {Mode.NORMAL.value: "Normal mode", Mode.HE.value: "High-entropy mode"}
 MODE_SHORT = {Mode.NORMAL.value: "N", Mode.HE.value: "HE"}
@@ -222,6 +223,10 @@ def writable_runs(user: Any, sides: tuple[Side, Side]) -> set[int]:
     }
 
 
-def other_runs(run: Run) -> QuerySet[Run]:
-    """The runs of the same project that the page can put next to ``run``."""
-    return Run.objects.filter(project=run.project).exclude(pk=run.pk).only("id", "name")
+PICKER_RUNS = 20
+
+
+def other_runs(run: Run) -> list[Run]:
+    """The newest runs of the same project that the page offers next to ``run`` (its picker's
+    search box asks selectors.runs_search for any other one, so the page never lists them all)."""
+    return runs_search(run.project, "", limit=PICKER_RUNS, exclude=[run.pk])

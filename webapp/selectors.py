@@ -59,6 +59,7 @@ PLAIN_SORTS = {
     "creator": "created_by__username",
     "id": "id",
 }
+NOT_NULL_SORTS = {"name", "status", "algorithm", "model", "seed", "step", "queue", "id"}
 BASE_COLUMNS = ["name", "status", "algorithm", "model", "seed", "created", "queue", "creator", "step"]
 DEFAULT_COLUMNS = [
     "name",
@@ -98,6 +99,21 @@ def runs_for_list(project: Project, *, filters: RunFilters, sort: str = "-create
     return qs.order_by(*sort_order(sort))
 
 
+def runs_search(project: Project, text: str, *, limit: int = 20, exclude: Sequence[int] = ()) -> list[Run]:
+    """Run pickers: the newest runs whose name contains ``text`` (or whose id it is), at most ``limit``.
+
+    Read in the order of the run_project_created index, so the scan stops at the ``limit``-th
+    match instead of reading every run of the project.
+    """
+    qs = Run.objects.filter(project=project).exclude(pk__in=list(exclude))
+    text = text.strip()
+    if text:
+        by_name = Q(name__icontains=text)
+        qs = qs.filter(by_name | Q(pk=int(text)) if text.isdigit() and len(text) < 19 else by_name)
+    qs = qs.only("id", "name", "status", "algorithm", "seed", "created_at", "project_id")
+    return list(qs.order_by("-created_at", "-id")[:limit])
+
+
 def _apply_filters(qs: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:
     if filters.status:
         qs = qs.filter(status=filters.status)
@@ -122,8 +138,12 @@ def sort_order(sort: str) -> list[Any]:
     descending = sort.startswith("-")
     column = sort.lstrip("-")
     expr = sort_expression(column)
-    if expr is None:
-        return ["-created_at", "-id"]
+    if expr is None or column == "created":
+        # Exactly the order of the run_project_created index (created_at is never null, so no
+        # NULLS LAST, which would keep PostgreSQL from reading the page straight off the index).
+        return ["-created_at", "-id"] if descending or expr is None else ["created_at", "id"]
+    if column in NOT_NULL_SORTS:
+        return [expr.desc() if descending else expr.asc(), "-id"]
     term = expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True)
     return [term, "-id"]
 
@@ -501,15 +521,9 @@ def selected_runs(project: Project, ids: Sequence[int]) -> list[Run]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def run_choices(project: Project, selected: Sequence[Run], *, limit: int) -> list[Run]:
-    """Runs for the picker: the selected ones first, then the newest ``limit`` others."""
-    ids = [r.pk for r in selected]
-    others = (
-        Run.objects.filter(project=project)
-        .exclude(pk__in=ids)
-        .only("id", "name", "status", "algorithm", "seed", "created_at", "config")[:limit]
-    )
-    return [*selected, *others]
+def run_choices(project: Project, selected: Sequence[Run], *, limit: int, find: str = "") -> list[Run]:
+    """Runs for the picker: the selected ones first, then the newest ``limit`` others matching ``find``."""
+    return [*selected, *runs_search(project, find, limit=limit, exclude=[r.pk for r in selected])]
 
 
 def metric_keys(runs: Sequence[Run]) -> list[str]:
@@ -520,34 +534,10 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
 def load_series(
     runs: Sequence[Run], keys: Sequence[str], *, max_points: int
 ) -> dict[tuple[int, str], tuple[list[int], list[float]]]:
-    """(run, key) -> (steps, values): small series in one query, large ones through metric_series.
-
-    One aggregate query finds the size of every series; those that fit are read together, and
-    only the long ones (rare) go through the per-series min/max bucketing of the selectors.
-    """
-    run_ids = [r.pk for r in runs]
-    sizes = (
-        MetricPoint.objects.filter(run_id__in=run_ids, key__in=list(keys))
-        .values("run_id", "key")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    small = {(s["run_id"], s["key"]) for s in sizes if s["n"] <= max_points}
-    large = {(s["run_id"], s["key"]) for s in sizes if s["n"] > max_points}
-    out: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
-    if small:
-        qs = MetricPoint.objects.filter(run_id__in={r for r, _ in small}, key__in={k for _, k in small})
-        rows = qs.order_by("run_id", "key", "step").values_list("run_id", "key", "step", "value")
-        for run_id, key, step, value in rows:
-            if (run_id, key) in small:
-                steps, values = out.setdefault((run_id, key), ([], []))
-                steps.append(step)
-                values.append(value)
-    by_id = {r.pk: r for r in runs}
-    for run_id, key in large:
-        series = metric_series(by_id[run_id], key, max_points=max_points)
-        out[(run_id, key)] = (series.steps, series.values)
-    return out
+    """(run, key) -> (steps, values), min/max bucketed to ``max_points``: at most three queries for
+    any number of runs and keys (``metric_series_many``), never a scan of the point table."""
+    lines = metric_series_many(runs, keys, max_points=max_points)
+    return {pair: (series.steps, series.values) for pair, series in lines.items()}
 
 
 def studies_with_counts(project: Project) -> QuerySet[Study]:

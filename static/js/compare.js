@@ -1,6 +1,7 @@
 // Compare and study pages: overlay charts (one colour per run or group, mean line + band across
 // seeds), a shared legend that hides/shows a line on every chart, zoom synced across charts, and
-// the settings form (auto-apply, list filters, copy permalink). Data comes from a json_script tag.
+// the settings form (auto-apply, list filters, run search, copy permalink). The chart data is fetched
+// from the URL in data-charts-url (the HTML carries none of it: its size grows with the points drawn).
 (function () {
   "use strict";
 
@@ -50,7 +51,12 @@
     const plots = [];
     document.querySelectorAll("[data-chart]").forEach(function (el) {
       const chart = data.charts[Number(el.dataset.chart)];
-      if (!chart) return;
+      el.classList.remove("is-loading");
+      if (!chart || !chart.traces.length) {
+        el.classList.add("chart-empty", "subtle");
+        el.textContent = "No points logged for this metric.";
+        return;
+      }
       const lines = traces(chart);
       el.pslRaw = lines.map(function (t) { return t.y; });
       Plotly.newPlot(el, lines, layout(), config);
@@ -157,13 +163,76 @@
     });
   }
 
+  // The run picker searches the project (name or id) instead of listing every run: matches
+  // replace the unticked entries, ticked ones stay. Without JavaScript the form's Apply does it.
+  function wireRunSearch() {
+    const input = document.querySelector("input[data-search]");
+    const list = input && document.getElementById(input.dataset.search);
+    if (!list) return;
+    let timer = null;
+    let asked = 0;
+    function entry(run) {
+      const li = document.createElement("li");
+      const label = document.createElement("label");
+      label.title = run.name;
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.name = "runs";
+      box.value = String(run.id);
+      const swatch = document.createElement("span");
+      swatch.className = "swatch swatch-off";
+      const name = document.createElement("span");
+      name.className = "picker-name";
+      name.textContent = run.name;
+      const badge = document.createElement("span");
+      badge.className = "badge status-" + run.status;
+      badge.textContent = run.status.slice(0, 1).toUpperCase();
+      label.append(box, swatch, name, badge);
+      li.appendChild(label);
+      return li;
+    }
+    function search() {
+      const ticket = ++asked;
+      const url = input.dataset.searchUrl + "?q=" + encodeURIComponent(input.value.trim());
+      fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+        .then(function (data) {
+          if (ticket !== asked) return;  // a newer search answered first
+          const ticked = new Set();
+          list.querySelectorAll("li").forEach(function (li) {
+            const box = li.querySelector("input[type=checkbox]");
+            if (box && box.checked) ticked.add(box.value);
+            else li.remove();
+          });
+          data.results.forEach(function (run) { if (!ticked.has(String(run.id))) list.appendChild(entry(run)); });
+        })
+        .catch(function () { /* the Apply button still searches on the server */ });
+    }
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(search, 200);
+    });
+    input.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); search(); } });
+  }
+
   function init() {
     wireForm();
-    const dataEl = document.getElementById("compare-data");
-    if (!dataEl) return;
-    const plots = drawCharts(JSON.parse(dataEl.textContent));
-    wireLegend(plots);
-    wireSmoothing(plots);
+    wireRunSearch();
+    const box = document.querySelector("[data-charts-url]");
+    if (!box || !box.querySelector("[data-chart]")) return;
+    fetch(box.dataset.chartsUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (data) {
+        const plots = drawCharts(data);
+        wireLegend(plots);
+        wireSmoothing(plots);
+      })
+      .catch(function () {
+        box.querySelectorAll("[data-chart]").forEach(function (el) {
+          el.classList.remove("is-loading");
+          el.textContent = "Could not load the chart data; reload the page.";
+        });
+      });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -146,6 +146,36 @@
     });
   }
 
+  // The run picker lists the newest runs; typing in its search box asks the project for others.
+  const runSearch = root.querySelector(".sbs-run-search");
+  const runSelect = form && form.querySelector('select[name="compare"]');
+  if (runSearch && runSelect) {
+    let timer = null;
+    let asked = 0;
+    runSearch.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        const ticket = ++asked;
+        fetch(runSearch.dataset.searchUrl + "?q=" + encodeURIComponent(runSearch.value.trim()), { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+          .then(function (data) {
+            if (ticket !== asked) return;
+            Array.from(runSelect.options).forEach(function (opt) { if (opt.value && !opt.selected) opt.remove(); });
+            const have = new Set(Array.from(runSelect.options).map(function (o) { return o.value; }));
+            data.results.forEach(function (r) {
+              if (have.has(String(r.id))) return;
+              const opt = document.createElement("option");
+              opt.value = String(r.id);
+              opt.textContent = r.name;
+              runSelect.appendChild(opt);
+            });
+          })
+          .catch(function () {});
+      }, 200);
+    });
+    runSearch.addEventListener("keydown", function (ev) { if (ev.key === "Enter") ev.preventDefault(); });
+  }
+
   // --- copy link, help -----------------------------------------------------------------------------
 
   const copy = document.getElementById("sbs-copy");

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from webapp.models import MetricPoint, Run
+from webapp import ingest
+from webapp.models import Run
 
 pytestmark = pytest.mark.django_db
 
@@ -16,9 +17,7 @@ KEY = "normal/accuracy"
 
 
 def log(run: Run, key: str, values: Sequence[float], *, start: int = 1) -> None:
-    MetricPoint.objects.bulk_create(
-        [MetricPoint(run=run, key=key, step=start + i, value=v) for i, v in enumerate(values)]
-    )
+    ingest.metrics_record([(run.pk, key, start + i, v) for i, v in enumerate(values)])
     run.summary = {**run.summary, key: values[-1]}
     run.save(update_fields=["summary"])
 
@@ -48,6 +47,13 @@ def ids(*runs: Run) -> str:
     return ",".join(str(r.pk) for r in runs)
 
 
+def chart_data(client: Any, response: Any) -> dict[str, Any]:
+    """What the page's script fetches: the chart data is not in the HTML."""
+    data = client.get(response.context["charts_url"])
+    assert data.status_code == 200 and data["Content-Type"] == "application/json"
+    return data.json()
+
+
 def test_it_requires_login(client: Any, project: Any) -> None:
     response = client.get(url(project))
     assert response.status_code == 302 and "/login/" in response["Location"]
@@ -66,23 +72,26 @@ def test_it_shows_an_empty_state_without_runs(client_for: Any, vera: Any, projec
 def test_it_overlays_one_line_per_run_with_its_own_colour(
     client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
 ) -> None:
-    response = client_for(vera).get(url(project, runs=ids(seeds["grpo1"], seeds["ps1"]), keys=KEY))
+    client = client_for(vera)
+    response = client.get(url(project, runs=ids(seeds["grpo1"], seeds["ps1"]), keys=KEY))
     assert response.status_code == 200
-    (chart,) = response.context["charts"]["charts"]
+    (chart,) = chart_data(client, response)["charts"]
     assert chart["key"] == KEY
     grpo, ps = chart["traces"]
     assert (grpo["name"], grpo["steps"], grpo["values"]) == ("grpo s1", [1, 2, 3], [0.1, 0.2, 0.3])
     assert grpo["band"] is None
     assert ps["values"] == [0.2, 0.4, 0.6]
     assert grpo["color"] != ps["color"]
-    assert b'id="compare-data"' in response.content and b"vendor/plotly/plotly.min.js" in response.content
+    assert b"data-charts-url" in response.content and b"vendor/plotly/plotly.min.js" in response.content
+    assert b"0.1, 0.2" not in response.content and b"traces" not in response.content
 
 
 def test_grouping_by_algorithm_draws_the_mean_and_min_max_band_across_seeds(
     client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
 ) -> None:
-    response = client_for(vera).get(url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm"))
-    (chart,) = response.context["charts"]["charts"]
+    client = client_for(vera)
+    response = client.get(url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm"))
+    (chart,) = chart_data(client, response)["charts"]
     grpo, ps = chart["traces"]
     assert grpo["name"] == "GRPO" and ps["name"] == "Policy Split"
     assert grpo["steps"] == [1, 2, 3]
@@ -97,10 +106,9 @@ def test_grouping_by_algorithm_draws_the_mean_and_min_max_band_across_seeds(
 def test_the_std_band_is_mean_plus_minus_one_sample_std(
     client_for: Any, vera: Any, project: Any, seeds: dict[str, Run]
 ) -> None:
-    response = client_for(vera).get(
-        url(project, runs=ids(seeds["ps1"], seeds["ps2"]), keys=KEY, group="algorithm", band="std")
-    )
-    (trace,) = response.context["charts"]["charts"][0]["traces"]
+    client = client_for(vera)
+    response = client.get(url(project, runs=ids(seeds["ps1"], seeds["ps2"]), keys=KEY, group="algorithm", band="std"))
+    (trace,) = chart_data(client, response)["charts"][0]["traces"]
     # Seeds differ by 0.2 at every step: sample std = 0.2 / √2.
     half = 0.2 / 2**0.5
     assert trace["band"]["low"] == pytest.approx([0.3 - half, 0.5 - half, 0.7 - half])
@@ -171,8 +179,9 @@ def test_default_keys_come_from_what_the_runs_logged(
 def test_long_series_are_down_sampled(client_for: Any, vera: Any, project: Any, make_run: Callable[..., Run]) -> None:
     run = make_run(name="long")
     log(run, KEY, [float(i % 7) for i in range(3000)])
-    response = client_for(vera).get(url(project, runs=ids(run), keys=KEY))
-    (trace,) = response.context["charts"]["charts"][0]["traces"]
+    client = client_for(vera)
+    response = client.get(url(project, runs=ids(run), keys=KEY))
+    (trace,) = chart_data(client, response)["charts"][0]["traces"]
     assert 2 <= len(trace["steps"]) <= 1000
     assert max(trace["values"]) == 6.0  # min/max bucketing keeps the peaks
 
@@ -182,10 +191,13 @@ def test_run_names_are_escaped_in_the_page_and_the_chart_data(
 ) -> None:
     run = make_run(name="<script>alert(1)</script>")
     log(run, KEY, [0.5])
-    content = client_for(vera).get(url(project, runs=ids(run), keys=KEY)).content.decode()
+    client = client_for(vera)
+    response = client.get(url(project, runs=ids(run), keys=KEY))
+    content = response.content.decode()
     assert "<script>alert(1)</script>" not in content
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
-    assert "\\u003Cscript\\u003Ealert(1)" in content  # json_script escapes < and >
+    # The chart data is JSON (never parsed as HTML); compare.js puts names into Plotly as escaped text.
+    assert chart_data(client, response)["charts"][0]["traces"][0]["name"] == "<script>alert(1)</script>"
 
 
 @pytest.mark.parametrize(
@@ -218,6 +230,81 @@ def test_the_page_runs_a_bounded_number_of_queries(
     client = client_for(vera)
     with django_assert_max_num_queries(12):
         client.get(url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm"))
+
+
+KEYS = ["normal/accuracy", "he/accuracy", "train/reward", "normal/entropy", "he/entropy"]
+
+
+def _count_queries(client: Any, page: str) -> tuple[int, int, list[str]]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as html:
+        response = client.get(page)
+    with CaptureQueriesContext(connection) as data:
+        chart_data(client, response)
+    return len(html), len(data), [q["sql"] for q in data.captured_queries]
+
+
+def test_the_query_count_does_not_grow_with_runs_or_keys(
+    client_for: Any, vera: Any, project: Any, make_run: Callable[..., Run]
+) -> None:
+    runs = [make_run(name=f"r{i}", seed=i) for i in range(20)]
+    for i, run in enumerate(runs):
+        for key in KEYS:
+            log(run, key, [float((i + s) % 5) for s in range(1500 if key == KEY else 40)])
+    client = client_for(vera)
+    small = _count_queries(client, url(project, runs=ids(*runs[:2]), keys=f"{KEY},he/accuracy"))
+    large = _count_queries(client, url(project, runs=ids(*runs), keys=",".join(KEYS)))
+    assert large[:2] == small[:2]  # page and chart data: the same count for 2 × 2 and 20 × 5 lines
+
+
+def test_long_lines_are_read_from_the_rollups_not_the_point_table(
+    client_for: Any, vera: Any, project: Any, make_run: Callable[..., Run]
+) -> None:
+    from django.db import connection
+
+    runs = [make_run(name=f"r{i}") for i in range(3)]
+    for run in runs:
+        log(run, KEY, [float(s % 9) for s in range(5000)])
+    client = client_for(vera)
+    *_, sql = _count_queries(client, url(project, runs=ids(*runs), keys=KEY))
+    if connection.vendor == "postgresql":
+        assert not [q for q in sql if "webapp_metricpoint" in q]
+
+
+def test_the_chart_data_grows_with_the_points_drawn_not_the_points_logged(
+    client_for: Any, vera: Any, project: Any, make_run: Callable[..., Run]
+) -> None:
+    short, long = make_run(name="short"), make_run(name="long")
+    log(short, KEY, [float(s % 9) for s in range(2000)])
+    log(long, KEY, [float(s % 9) for s in range(60_000)])
+    client = client_for(vera)
+    sizes = []
+    for run in (short, long):
+        response = client.get(url(project, runs=ids(run), keys=KEY))
+        data = client.get(response.context["charts_url"])
+        sizes.append((len(response.content), len(data.content)))
+    (short_page, short_data), (long_page, long_data) = sizes
+    assert abs(long_page - short_page) < 200  # the page holds no chart data
+    assert long_data < 1.5 * short_data  # both are drawn with at most 1,000 points
+
+
+def test_the_run_picker_searches_instead_of_listing_every_run(
+    client_for: Any, vera: Any, project: Any, make_run: Callable[..., Run]
+) -> None:
+    runs = [make_run(name=f"sweep {i}") for i in range(30)]
+    target = make_run(name="needle-in-the-haystack")
+    client = client_for(vera)
+    page = client.get(url(project, runs=ids(runs[0])))
+    listed = [r.pk for r, _, _ in page.context["picker"]]
+    assert len(listed) == 21 and listed[0] == runs[0].pk  # the selected run, then the 20 newest
+    found = client.get(url(project, runs=ids(runs[0]), find="haystack")).context["picker"]
+    assert [r.pk for r, _, _ in found] == [runs[0].pk, target.pk]
+    search = reverse("webapp-run-search", args=[project.pk])
+    assert [r["id"] for r in client.get(search + "?q=needle").json()["results"]] == [target.pk]
+    assert [r["id"] for r in client.get(search + f"?q={runs[3].pk}").json()["results"]] == [runs[3].pk]
+    assert len(client.get(search).json()["results"]) == 20
 
 
 def test_smoothing_is_part_of_the_permalink_and_clamped(

@@ -431,6 +431,22 @@ def test_it_makes_a_constant_number_of_queries(
     assert len(r.context["rows"]) == 20
 
 
+def test_the_run_picker_offers_the_newest_runs_and_searches_for_others(
+    client_for: Any, alice: Any, run: Any, make_run: Callable[..., Any]
+) -> None:
+    old = make_run(name="the old baseline")
+    for i in range(25):
+        make_run(name=f"sweep {i}")
+    client = client_for(alice)
+    picker = client.get(url(run)).context["compare_runs"]
+    assert len(picker) == 20 and run not in picker and old not in picker
+    # A compared run outside the newest twenty is still offered (and selected) in the picker.
+    page = client.get(url(run, compare=old.pk)).content.decode()
+    assert f'<option value="{old.pk}" selected>the old baseline</option>' in page
+    search = reverse("webapp-run-search", args=[run.project_id])
+    assert [r["name"] for r in client.get(search + "?q=baseline").json()["results"]] == ["the old baseline"]
+
+
 # --- escaping -------------------------------------------------------------------------------------
 
 XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"

@@ -39,6 +39,7 @@ from webapp.services import (
 from webapp.views.review import review_context
 
 PAGE_SIZE = 50
+SEARCH_LIMIT = 20
 LOG_LINES = 200
 MAX_SERIES_KEYS = 24
 MAX_NEW_POINTS = 5000
@@ -105,6 +106,16 @@ def _column_choices(chosen: list[str], runs: list[Run]) -> list[tuple[str, list[
         ("Config", [f"cfg.{name}" for name in selectors.CONFIG_FIELDS if name != "extra"]),
     ]
     return [(title, [(c, selectors.column(c).label, c in chosen) for c in ids]) for title, ids in groups]
+
+
+@login_required
+@require_GET
+def run_search(request: HttpRequest, project_id: int) -> JsonResponse:
+    """Run pickers (compare, side by side): the newest runs matching ``?q=`` (name or id)."""
+    project = project_for(request.user, project_id)
+    runs = selectors.runs_search(project, request.GET.get("q", "")[:100], limit=SEARCH_LIMIT)
+    results = [{"id": r.pk, "name": r.name, "status": r.status, "algorithm": r.algorithm, "seed": r.seed} for r in runs]
+    return JsonResponse({"results": results})
 
 
 @login_required
@@ -552,6 +563,7 @@ def _log_lines(run: Run) -> Iterator[str]:
 urlpatterns = [
     path("projects/<int:project_id>/runs/", run_list, name="webapp-run-list"),
     path("projects/<int:project_id>/runs/new/", run_new, name="webapp-run-create"),
+    path("projects/<int:project_id>/runs/search/", run_search, name="webapp-run-search"),
     path("projects/<int:project_id>/runs/cancel/", run_bulk_cancel, name="webapp-run-bulk-cancel"),
     path("projects/<int:project_id>/runs/compare/", run_compare, name="webapp-run-compare-selected"),
     path("projects/<int:project_id>/grid/", grid_new, name="webapp-grid-create"),

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
@@ -50,7 +50,7 @@ from webapp.stats import DEFAULT_TEST, TEST_LABELS, TESTS
 MAX_RUNS = 24
 MAX_KEYS = 12
 CHART_POINTS = 1000  # per run and key; larger series are min/max bucketed by metric_series
-RUN_CHOICES = 300  # runs offered in the compare picker (newest first, plus any selected)
+RUN_CHOICES = 20  # runs the compare picker offers besides the selected ones (newest, or matching its search)
 BANDS = {"minmax": "min–max across seeds", "std": "mean ± std across seeds"}
 # Shown when the user has not picked keys: the first of these that the runs logged.
 DEFAULT_KEYS = (
@@ -108,6 +108,7 @@ class CompareState:
     band: str = "minmax"
     baseline: int | None = None
     smooth: float = 0.0  # EMA weight applied in the browser (W&B-style), 0 = raw
+    find: str = ""  # the run picker's search (the picker lists matches instead of every run)
 
     @classmethod
     def from_query(cls, qd: QueryDict) -> CompareState:
@@ -120,6 +121,7 @@ class CompareState:
             band=qd.get("band", "") if qd.get("band") in BANDS else "minmax",
             baseline=baseline if baseline in runs else None,
             smooth=parse_smooth(qd.get("smooth", "")),
+            find=qd.get("find", "").strip()[:100],
         )
 
     def query(self, **changes: Any) -> str:
@@ -138,6 +140,8 @@ class CompareState:
             pairs.append(("baseline", s.baseline))
         if s.smooth:
             pairs.append(("smooth", f"{s.smooth:g}"))
+        if s.find:
+            pairs.append(("find", s.find))
         return urlencode(pairs, safe=",/")
 
 
@@ -234,12 +238,12 @@ def _group_choices(runs: Sequence[Run], state: CompareState) -> list[tuple[str, 
     return [(n, FIELD_SYMBOLS.get(n, n), n in state.group) for n in seen]
 
 
-def _picker(project: Project, c: Comparison) -> list[tuple[Run, str, bool]]:
-    """(run, colour if selected, selected) for the run picker."""
+def _picker(project: Project, c: Comparison, find: str) -> list[tuple[Run, str, bool]]:
+    """(run, colour if selected, selected) for the run picker: the selected runs, then the newest
+    others matching its search (never every run of the project)."""
     colors = {r.pk: g.color for g in c.groups for r in g.runs}
-    return [
-        (r, colors.get(r.pk, ""), r.pk in colors) for r in selectors.run_choices(project, c.runs, limit=RUN_CHOICES)
-    ]
+    choices = selectors.run_choices(project, c.runs, limit=RUN_CHOICES, find=find)
+    return [(r, colors.get(r.pk, ""), r.pk in colors) for r in choices]
 
 
 @login_required
@@ -255,17 +259,31 @@ def compare(request: HttpRequest, project_id: int) -> HttpResponse:
         "nav": "compare",
         "state": state,
         "cmp": c,
-        "picker": _picker(project, c),
+        "picker": _picker(project, c, state.find),
+        "search_url": reverse("webapp-run-search", args=[project.pk]),
         "group_choices": _group_choices(c.runs, state),
         "key_choices": [(k, True) for k in c.keys] + [(k, False) for k in c.available_keys if k not in c.keys],
         "bands": BANDS,
         "grouped": grouped,
         "smooth": state.smooth,
-        "charts": chart_payload(c.groups, c.keys, band=state.band, grouped=grouped),
+        "charts_url": reverse("webapp-compare-data", args=[project.pk]) + "?" + state.query(find=""),
+        "chart_keys": c.keys,
+        "band_label": BANDS[state.band] if grouped else "",
         "permalink": request.build_absolute_uri(request.path + "?" + state.query()),
         "export_links": _export_links(reverse("webapp-compare-export", args=[project.pk]), state.query()),
     }
     return render(request, "webapp/compare.html", context)
+
+
+@login_required
+def compare_data(request: HttpRequest, project_id: int) -> JsonResponse:
+    """The compare page's chart data, fetched by its script (the HTML carries none of it)."""
+    project = project_for(request.user, project_id)
+    state = CompareState.from_query(request.GET)
+    runs = selectors.selected_runs(project, state.runs)
+    keys = list(state.keys) or default_keys(selectors.metric_keys(runs))
+    groups = paint(group_runs(runs, state.group))
+    return JsonResponse(chart_payload(groups, keys, band=state.band, grouped=bool(state.group)))
 
 
 @login_required
@@ -403,7 +421,10 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "bands": BANDS,
         "smooth": smooth,
         "run_rows": _study_run_rows(sv, [name for name, _, _ in factors]),
-        "charts": chart_payload(sv.groups, sv.keys, band=band, grouped=True),
+        "charts_url": reverse("webapp-study-charts", args=[study.pk])
+        + "?"
+        + urlencode({**query, "band": band}, safe=",/"),
+        "chart_keys": sv.keys,
         "can_write": can(request.user, study.project, Role.MEMBER),
         "tests": [(k, TEST_LABELS[k], k == sv.test) for k in TESTS],
         "compare_url": reverse("webapp-compare", args=[study.project_id]) + "?" + compare_state.query(),
@@ -422,6 +443,17 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     }
     context.update(_review_context(study, request.user))
     return render(request, "webapp/study_detail.html", context)
+
+
+@login_required
+def study_charts(request: HttpRequest, pk: int) -> JsonResponse:
+    """The study page's chart data (same shape as the compare page's), fetched by its script."""
+    study = study_for(request.user, pk)
+    band = request.GET.get("band", "") if request.GET.get("band") in BANDS else "minmax"
+    runs = selectors.study_runs(study)
+    groups = paint(group_runs(runs, study_group_fields(study.factors, runs)))
+    keys = [k[:80] for k in _split(request.GET.getlist("keys"))][:MAX_KEYS] or default_keys(selectors.metric_keys(runs))
+    return JsonResponse(chart_payload(groups, keys, band=band, grouped=True))
 
 
 @login_required
@@ -458,9 +490,11 @@ def study_export(request: HttpRequest, pk: int) -> HttpResponse:
 
 urlpatterns = [
     path("projects/<int:project_id>/compare/", compare, name="webapp-compare"),
+    path("projects/<int:project_id>/compare/data/", compare_data, name="webapp-compare-data"),
     path("projects/<int:project_id>/compare/export/", compare_export, name="webapp-compare-export"),
     path("projects/<int:project_id>/studies/", study_list, name="webapp-study-list"),
     path("studies/<int:pk>/", study_detail, name="webapp-study-detail"),
+    path("studies/<int:pk>/charts/", study_charts, name="webapp-study-charts"),
     path("studies/<int:pk>/baseline/", study_baseline, name="webapp-study-baseline"),
     path("studies/<int:pk>/export/", study_export, name="webapp-study-export"),
 ]
