@@ -41,7 +41,8 @@ def study_for(user: Any, pk: int, *, role: str = Role.VIEWER) -> Study:
 
 def sample_for(user: Any, pk: int, *, role: str = Role.VIEWER) -> Sample:
     runs = Run.objects.for_user(user, role=role)
-    return get_object_or_404(Sample.objects.filter(run__in=runs).select_related("run__project"), pk=pk)
+    samples = Sample.objects.with_tokens().filter(run__in=runs).select_related("run__project")
+    return get_object_or_404(samples, pk=pk)
 
 
 def can(user: Any, project: Project, role: str) -> bool:

@@ -19,7 +19,18 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import F
 
-from webapp.models import ROLLUP_FANOUT, ROLLUP_LEVELS, Checkpoint, MetricPoint, MetricRollup, Run, RunLog, Sample
+from webapp.models import (
+    ROLLUP_FANOUT,
+    ROLLUP_LEVELS,
+    Checkpoint,
+    MetricPoint,
+    MetricRollup,
+    Run,
+    RunLog,
+    Sample,
+    pack_floats,
+    pack_pieces,
+)
 
 MetricRow = tuple[int, str, int, float]  # (run_id, key, step, value)
 
@@ -236,8 +247,9 @@ SAMPLE_COLUMNS = [
     "advantage",
     "length",
     "entropy",
-    "surprisal",
-    "tokens",
+    "token_text",
+    "token_lengths",
+    "surprisal_f32",
 ]
 
 
@@ -262,14 +274,14 @@ def samples_record_many(run_id: int, samples: Sequence[tuple[int, dict[str, Any]
             s.get("advantage"),
             s["num_tokens"],
             s.get("mean_entropy"),
-            s.get("surprisal", []),
-            s.get("tokens", []),
+            # The heatmap's arrays, packed here (Sample.tokens / .surprisal unpack them).
+            *pack_pieces([str(t) for t in s.get("tokens", [])]),
+            pack_floats(s.get("surprisal", [])),
         )
         for step, s in samples
     ]
     if connection.vendor == "postgresql":
-        # JSON columns go through COPY as their text; jsonb parses it server side.
-        _pg_copy_insert(Sample, SAMPLE_COLUMNS, [(*r[:-2], json.dumps(r[-2]), json.dumps(r[-1])) for r in rows])
+        _pg_copy_insert(Sample, SAMPLE_COLUMNS, rows)
     else:
         Sample.objects.bulk_create(
             [Sample(**dict(zip(SAMPLE_COLUMNS, r, strict=True))) for r in rows], batch_size=200, ignore_conflicts=True

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sys
+from array import array
 from datetime import timedelta
 from typing import Any
 
@@ -280,6 +282,65 @@ class MetricRollup(models.Model):
         return f"{self.key} L{self.level}#{self.bucket} [{self.lo_value}, {self.hi_value}] n={self.n}"
 
 
+def pack_pieces(pieces: list[str]) -> tuple[str, bytes]:
+    """Token pieces as (their concatenation, their lengths): a format byte (H = uint16, I = uint32)
+    then the lengths in code points, little-endian."""
+    lengths = [len(p) for p in pieces]
+    code = "H" if not lengths or max(lengths) < 1 << 16 else "I"
+    packed = array(code, lengths)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return "".join(pieces), code.encode() + packed.tobytes()
+
+
+def unpack_pieces(text: str, lengths: bytes) -> list[str]:
+    if not lengths:
+        return []
+    packed = array(chr(lengths[0]))
+    packed.frombytes(lengths[1:])
+    if sys.byteorder != "little":
+        packed.byteswap()
+    pieces, at = [], 0
+    for n in packed:
+        pieces.append(text[at : at + n])
+        at += n
+    return pieces
+
+
+def pack_floats(values: list[float]) -> bytes:
+    packed = array("f", values)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_floats(data: bytes) -> list[float]:
+    packed = array("f")
+    packed.frombytes(data)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return [round(v, 4) for v in packed]
+
+
+TOKEN_COLUMNS = ("token_text", "token_lengths", "surprisal_f32")
+
+
+class SampleQuerySet(models.QuerySet["Sample"]):
+    def with_tokens(self) -> SampleQuerySet:
+        """Also load the heatmap columns (the side-by-side heatmap, ?tokens=1 of the API)."""
+        return self.defer(None)
+
+
+class SampleManager(models.Manager["Sample"]):
+    """Samples without their heatmap columns unless asked: pages, lists and aggregates stay small."""
+
+    def get_queryset(self) -> SampleQuerySet:
+        return SampleQuerySet(self.model, using=self._db).defer(*TOKEN_COLUMNS)
+
+    def with_tokens(self) -> SampleQuerySet:
+        return self.get_queryset().with_tokens()
+
+
 class Mode(models.TextChoices):
     NORMAL = "normal", "Normal"
     HE = "he", "High-entropy"
@@ -302,9 +363,14 @@ class Sample(models.Model):
     advantage = models.FloatField(null=True, blank=True)
     length = models.IntegerField()
     entropy = models.FloatField(null=True, blank=True)
-    # Per-token surprisal (nats) and token strings, for the heatmap.
-    surprisal = models.JSONField(default=list, blank=True)
-    tokens = models.JSONField(default=list, blank=True)
+    # The heatmap's per-token data, packed (see pack_tokens): the token strings concatenated, their
+    # lengths as uint16/uint32, and the surprisal (nats) as float32. Several times smaller than
+    # JSON arrays and never parsed by the database; deferred unless a query asks .with_tokens().
+    token_text = models.TextField(blank=True, default="")
+    token_lengths = models.BinaryField(blank=True, default=b"")
+    surprisal_f32 = models.BinaryField(blank=True, default=b"")
+
+    objects = SampleManager()
 
     class Meta:
         constraints = [
@@ -320,6 +386,24 @@ class Sample(models.Model):
     @property
     def is_correct(self) -> bool:
         return self.reward > 0.5
+
+    @property
+    def tokens(self) -> list[str]:
+        """Per-token text pieces (the heatmap's; loads the packed columns if they were deferred)."""
+        return unpack_pieces(self.token_text, bytes(self.token_lengths))
+
+    @tokens.setter
+    def tokens(self, pieces: list[str]) -> None:
+        self.token_text, self.token_lengths = pack_pieces(pieces)
+
+    @property
+    def surprisal(self) -> list[float]:
+        """Per-token surprisal in nats, rounded to 4 decimals as the trainer reports it."""
+        return unpack_floats(bytes(self.surprisal_f32))
+
+    @surprisal.setter
+    def surprisal(self, values: list[float]) -> None:
+        self.surprisal_f32 = pack_floats(values)
 
 
 class Checkpoint(models.Model):

@@ -14,7 +14,7 @@ from django.db.models import Avg, Count, IntegerField, Min, OuterRef, Q, QuerySe
 from django.db.models.functions import Coalesce
 
 from trainer.data.prompts import HE_SYSTEM_PROMPT
-from webapp.models import ROLE_RANK, Comment, Membership, Mode, Role, Run, Sample, Verdict
+from webapp.models import ROLE_RANK, TOKEN_COLUMNS, Comment, Membership, Mode, Role, Run, Sample, Verdict
 from webapp.selectors import runs_search
 
 MODE_LABELS = {Mode.NORMAL.value: "Normal mode", Mode.HE.value: "High-entropy mode"}
@@ -191,9 +191,13 @@ def question_rows(sides: tuple[Side, Side], step: int, search: str) -> list[Ques
     return sorted(rows.values(), key=lambda r: r.order)
 
 
-def question_samples(sides: tuple[Side, Side], step: int, question_id: str, *, outcome: str, user: Any) -> list[Sample]:
-    """One question's samples of both sides with comment counts and the user's verdict: one query."""
-    qs: QuerySet[Sample] = Sample.objects.filter(_side_filter(sides), step=step, question_id=question_id)
+def question_samples(
+    sides: tuple[Side, Side], step: int, question_id: str, *, outcome: str, user: Any, tokens: bool = True
+) -> list[Sample]:
+    """One question's samples of both sides with comment counts and the user's verdict: one query.
+    ``tokens``: also load the heatmap's packed arrays (only when the heatmap is shown)."""
+    samples = Sample.objects.with_tokens() if tokens else Sample.objects.all()
+    qs: QuerySet[Sample] = samples.filter(_side_filter(sides), step=step, question_id=question_id)
     if outcome == "correct":
         qs = qs.filter(reward__gt=0.5)
     elif outcome == "incorrect":
@@ -230,3 +234,10 @@ def other_runs(run: Run) -> list[Run]:
     """The newest runs of the same project that the page offers next to ``run`` (its picker's
     search box asks selectors.runs_search for any other one, so the page never lists them all)."""
     return runs_search(run.project, "", limit=PICKER_RUNS, exclude=[run.pk])
+
+
+def samples_tokens(user: Any, ids: list[int]) -> dict[str, list[Any]]:
+    """{id: [tokens, surprisal]} of the samples among ``ids`` that ``user`` may see."""
+    runs = Run.objects.for_user(user)
+    samples = Sample.objects.with_tokens().filter(pk__in=ids, run__in=runs).only("id", *TOKEN_COLUMNS)
+    return {str(s.pk): [s.tokens, s.surprisal] for s in samples}

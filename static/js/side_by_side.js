@@ -66,11 +66,7 @@
   }
 
   function buildHeat(box) {
-    if (box.querySelector(".resp-heat")) return;
-    if (tokenData === null) {
-      const el = document.getElementById("sbs-token-data");
-      tokenData = el ? JSON.parse(el.textContent || "{}") : {};
-    }
+    if (box.querySelector(".resp-heat") || !tokenData) return;
     const entry = tokenData[box.dataset.sample];
     if (!entry) return;
     const tokens = entry[0] || [];
@@ -90,9 +86,19 @@
     box.classList.add("has-heat");
   }
 
+  // The heatmap's token data is not in the page when it was rendered without the heatmap: fetch it
+  // (only the shown samples) the first time the heatmap is switched on.
+  function withTokens(then) {
+    if (tokenData !== null || !root.dataset.tokensUrl) return then();
+    fetch(root.dataset.tokensUrl, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : {}; })
+      .then(function (data) { tokenData = data; then(); })
+      .catch(function () { tokenData = {}; then(); });
+  }
+
   function setHeat(on) {
     heatOn = on;
-    if (on) root.querySelectorAll(".response[data-sample]").forEach(buildHeat);
+    if (on) withTokens(function () { root.querySelectorAll(".response[data-sample]").forEach(buildHeat); });
     root.classList.toggle("heat-on", on);
     root.classList.toggle("heat-off", !on);
     if (heatToggle) {

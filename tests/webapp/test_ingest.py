@@ -253,3 +253,14 @@ def test_ingestion_maintains_the_rollups_exactly_through_replays_and_rewinds(mak
     ingest.run_rewind(run.pk, to_step=1000)
     kept = {s: v for s, v in points.items() if s <= 1000}
     assert _stored_rollups(run.pk) == _expected_rollups(kept, "k", run.pk)
+
+
+def test_the_heatmap_arrays_round_trip_through_their_packed_form() -> None:
+    from webapp.models import pack_floats, pack_pieces, unpack_floats, unpack_pieces
+
+    pieces = ["Hé", "llo", "", " 🌍", "\x00\t\\N", "x" * 70_000]  # a piece past uint16 switches to uint32
+    assert unpack_pieces(*pack_pieces(pieces)) == pieces
+    assert unpack_pieces(*pack_pieces(pieces[:4])) == pieces[:4]
+    assert pack_pieces(pieces[:4])[1][:1] == b"H" and pack_pieces(pieces)[1][:1] == b"I"
+    assert unpack_floats(pack_floats([0.0, 1.2345, 17.0001, 3.1])) == [0.0, 1.2345, 17.0001, 3.1]
+    assert unpack_pieces(*pack_pieces([])) == [] and unpack_floats(pack_floats([])) == []

@@ -171,11 +171,30 @@ def test_it_leaves_the_heatmap_to_the_script_when_it_is_off(
     client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
 ) -> None:
     s = make_sample(run, tokens=["Hi"], surprisal=[1.25])
-    r = client_for(alice).get(url(run, heat=0))
+    client = client_for(alice)
+    r = client.get(url(run, heat=0))
     html = r.content.decode()
     assert 'class="tok' not in html and "heat-off" in html
-    assert r.context["token_data"] == {s.pk: [["Hi"], [1.25]]}
-    assert 'id="sbs-token-data"' in html
+    assert "1.25" not in html  # no token data in the page: the script fetches it on toggle
+    assert client.get(r.context["tokens_url"]).json() == {str(s.pk): [["Hi"], [1.25]]}
+
+
+def test_the_token_data_is_only_served_for_runs_the_user_may_see(
+    client_for: Any, alice: Any, eve: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
+    s = make_sample(run, tokens=["Hi"], surprisal=[1.25])
+    tokens_url = reverse("webapp-sample-tokens") + f"?ids={s.pk}"
+    assert client_for(eve).get(tokens_url).json() == {}
+    assert client_for(alice).get(tokens_url).json() == {str(s.pk): [["Hi"], [1.25]]}
+
+
+def test_the_page_loads_no_token_data_without_the_heatmap(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
+    make_sample(run, tokens=["Hi"], surprisal=[1.25])
+    with CaptureQueriesContext(connection) as queries:
+        client_for(alice).get(url(run, heat=0))
+    assert not [q for q in queries.captured_queries if "surprisal_f32" in q["sql"]]
 
 
 def test_it_shows_comment_counts_and_verdict_buttons_on_each_card(
@@ -465,14 +484,18 @@ def test_it_escapes_untrusted_responses_and_tokens(
         answer="<i>42</i>",
         tokens=tokens,
     )
-    html = client_for(alice).get(url(run, heat=heat)).content.decode()
+    client = client_for(alice)
+    response = client.get(url(run, heat=heat))
+    html = response.content.decode()
     for raw in ("<script>alert", "</script> and", "<img src=x", "<b>q</b>", "<i>42</i>", "<script>alert(2)"):
         assert raw not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; and &lt;img src=x onerror=alert(1)&gt;" in html
     if heat == "1":
         assert "&lt;img src=x onerror=alert(1)&gt;</span>" in html
-    else:
-        assert "\\u003Cimg src=x onerror=alert(1)\\u003E" in html
+    else:  # fetched as JSON; side_by_side.js puts each token in with textContent
+        tokens_data = client.get(response.context["tokens_url"])
+        assert tokens_data["Content-Type"] == "application/json"
+        assert tokens in [entry[0] for entry in tokens_data.json().values()]
 
 
 # --- helpers --------------------------------------------------------------------------------------

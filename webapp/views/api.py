@@ -26,6 +26,7 @@ from webapp.services import ServiceError, run_cancel, run_create
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_SAMPLE_LIMIT = 500
+MAX_SAMPLE_TOKENS_LIMIT = 100
 MAX_KEYS = 20
 DEFAULT_POINTS = 1000
 MAX_POINTS = 10_000
@@ -323,18 +324,18 @@ def run_metrics(request: HttpRequest, pk: int) -> HttpResponse:
 @api_view("GET")
 def run_samples(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_for(request.user, pk)
-    qs = Sample.objects.filter(run=run)
+    tokens = request.GET.get("tokens", "") in ("1", "true")
+    # The packed heatmap columns are left out unless asked for.
+    qs = (Sample.objects.with_tokens() if tokens else Sample.objects.all()).filter(run=run)
     if (step := _int_param(request, "step")) is not None:
         qs = qs.filter(step=step)
     if question_id := request.GET.get("question_id", ""):
         qs = qs.filter(question_id=question_id)
     if mode := _choice_param(request, "mode", Mode.values):
         qs = qs.filter(mode=mode)
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_SAMPLE_LIMIT) or DEFAULT_LIMIT
+    most = MAX_SAMPLE_TOKENS_LIMIT if tokens else MAX_SAMPLE_LIMIT  # token arrays are most of a sample's size
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=most) or DEFAULT_LIMIT
     offset = _int_param(request, "offset", 0, minimum=0) or 0
-    tokens = request.GET.get("tokens", "") in ("1", "true")
-    if not tokens:
-        qs = qs.defer("tokens", "surprisal")
     count = qs.count()
     rows = qs.order_by("step", "question_id", "mode", "context", "index", "id")[offset : offset + limit]
     return JsonResponse(

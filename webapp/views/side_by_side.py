@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.urls import path, reverse
 
@@ -32,6 +32,7 @@ from webapp.sample_selectors import (
     prompt_turns,
     question_rows,
     question_samples,
+    samples_tokens,
     steps_with_samples,
     writable_runs,
 )
@@ -228,7 +229,7 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
     state = replace(state, step=step, q=state.q if state.q in ids else (ids[0] if ids else ""))
     row = next((r for r in rows if r.question_id == state.q), None)
     samples = (
-        question_samples(sides, step, row.question_id, outcome=state.outcome, user=request.user)
+        question_samples(sides, step, row.question_id, outcome=state.outcome, user=request.user, tokens=state.heat)
         if row and step is not None
         else []
     )
@@ -253,8 +254,8 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
         "modes": [(m, MODE_LABELS[m]) for m in MODES],
         "heat_legend": [f"{lo:g}" for lo in (0.0, *SURPRISAL_EDGES)],
         "heat_edges": list(SURPRISAL_EDGES),
-        # Without the heatmap on the page, the script needs the token data to build it on toggle.
-        "token_data": {} if state.heat else {s.pk: [s.tokens, s.surprisal] for s in samples},
+        # Without the heatmap on the page, the script fetches the token data when it is toggled on.
+        "tokens_url": reverse("webapp-sample-tokens") + "?ids=" + ",".join(str(s.pk) for s in samples),
         **_links(state, ids, steps),
     }
     return render(request, "webapp/side_by_side.html", context)
@@ -266,6 +267,17 @@ def side_by_side_url(run: Run, **params: Any) -> str:
     return reverse("webapp-side-by-side", args=[run.pk]) + ("?" + query if query else "")
 
 
+MAX_TOKEN_SAMPLES = 200
+
+
+@login_required
+def sample_tokens(request: HttpRequest) -> JsonResponse:
+    """The heatmap data of some samples, {id: [tokens, surprisal]}, for the side-by-side toggle."""
+    ids = [int(v) for v in request.GET.get("ids", "").split(",") if v.isdigit()][:MAX_TOKEN_SAMPLES]
+    return JsonResponse(samples_tokens(request.user, ids))
+
+
 urlpatterns = [
     path("runs/<int:pk>/side-by-side/", side_by_side, name="webapp-side-by-side"),
+    path("samples/tokens/", sample_tokens, name="webapp-sample-tokens"),
 ]
