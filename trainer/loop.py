@@ -174,6 +174,10 @@ def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
             "perf/generated_tokens": float(n_tokens),
             "perf/tokens_per_s": n_tokens / max(t_gen - t0, 1e-9),
             "perf/trained_rows": float(len(rows)),
+            "perf/scored_tokens": float(scores.scored_tokens),
+            "perf/trained_tokens": float(
+                cfg.ppo_epochs * sum(len(p) + len(r) for p, r in zip(rows.prompts, rows.responses, strict=True))
+            ),
             "perf/peak_rss_mb": _peak_rss_mb(),
         }
     )
@@ -324,7 +328,7 @@ def score_contexts(state: TrainState, ro: StepRollouts) -> ContextScores:
     for i, (ctx, q, k) in enumerate(pairs):
         logp[ctx][q, k], ent[ctx][q, k] = lp[i], en[i]
     scored = {ctx: torch.tensor([k in ks for k in range(g)]) for ctx, ks in wanted.items()}
-    return ContextScores(logp, ent, response_masks(ro, width).mask, scored)
+    return ContextScores(logp, ent, response_masks(ro, width).mask, scored, sum(p_lens) + sum(r_lens))
 
 
 def needed_scores(cfg: TrainConfig, gen_modes: list[str]) -> dict[str, list[int]]:

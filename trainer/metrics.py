@@ -41,12 +41,14 @@ METRICS: dict[str, str] = {
     "actor/adv_abs_mean": "mean |advantage| over trained tokens",
     # cost
     "timing/generate_s": "seconds spent sampling rollouts this step",
-    "timing/score_s": "seconds spent in the no-grad scoring pass (old log-probs, both contexts)",
+    "timing/score_s": "seconds spent in the no-grad scoring pass (old log-probs; 0 when the update provides them)",
     "timing/update_s": "seconds spent in forward/backward/optimizer steps",
     "timing/step_s": "wall time of the whole step",
     "perf/generated_tokens": "tokens generated this step",
     "perf/tokens_per_s": "generated tokens per second of generation time",
     "perf/trained_rows": "(context, response) rows trained this step",
+    "perf/scored_tokens": "prompt + response tokens of the (context, response) pairs of the no-grad scoring pass",
+    "perf/trained_tokens": "prompt + response tokens of the trained rows, times ppo_epochs",
     "perf/peak_rss_mb": "peak resident memory of the trainer process (MB)",
     # held-out evaluation during training (eval_every > 0)
     "eval/{mode}/accuracy": "held-out accuracy (test split, 1 sample per question at T=0.6, top-k 20, top-p 0.95); "

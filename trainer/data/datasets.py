@@ -276,6 +276,8 @@ class ArithTask:
 
     mix: Mapping[int, float] = field(default_factory=lambda: dict(ARITH_DEFAULT_MIX))
     name: str = "arith"
+    require_think: bool = False
+    """Thinking models (docs/method.md §6.1 step 1): 0 without a closing </think>; the answer is read after it."""
 
     def questions(self, split: str = "train", *, limit: int | None = None, seed: int = 0) -> list[Question]:
         total = limit if limit is not None else (ARITH_TEST_SIZE if split == "test" else ARITH_TRAIN_SIZE)
@@ -286,6 +288,10 @@ class ArithTask:
         return out
 
     def grade(self, question: Question, response_text: str) -> float:
+        if self.require_think:
+            if "</think>" not in response_text:
+                return 0.0
+            response_text = response_text.rsplit("</think>", 1)[1]
         return arith_grade(question, response_text)
 
 
@@ -570,11 +576,13 @@ TASK_CLASSES: Mapping[str, Callable[[], Task]] = {"arith": ArithTask, "creative"
 def get_task(name: str, *, require_think: bool = False) -> Task:
     """A task by registry name or ``file:<path>``; ValueError lists the valid names.
 
-    ``require_think`` turns on the think gate of docs/method.md §6.1 for dataset files (thinking models); the
-    arith grader is lenient by design and ignores it.
+    ``require_think`` turns on the think gate of docs/method.md §6.1 (thinking models): dataset files
+    grade as the paper does; arith, lenient by design, only requires the closing </think>.
     """
     if name.startswith("file:"):
         return FileTask(Path(name[len("file:") :]), require_think=require_think)
+    if name == "arith":
+        return ArithTask(require_think=require_think)
     if name not in TASK_CLASSES:
         raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_CLASSES)} or file:<path>")
-    return TASK_CLASSES[name]()
+    return TASK_CLASSES[name]()  # creative prompts have no reward to gate

@@ -43,6 +43,7 @@ class ContextScores:
     entropy: dict[str, torch.Tensor]  # context -> (S, G, T) full-vocabulary entropies (nats)
     mask: torch.Tensor  # (S, G, T)
     scored: dict[str, torch.Tensor]  # context -> (G,) bool: which pooled responses were scored under it
+    scored_tokens: int = 0  # prompt + response tokens that went through the no-grad pass
 
 
 @dataclass
