@@ -308,7 +308,11 @@ def score_contexts(state: TrainState, ro: StepRollouts) -> ContextScores:
     pairs = [(ctx, q, k) for ctx, ks in wanted.items() for q in range(s) for k in ks]
     prompts = [ro.prompt_for(q, ctx, k) for ctx, q, k in pairs]
     responses = [ro.responses[q][k] for _, q, k in pairs]
-    plan_kw = {"max_rows": cfg.micro_batch_size, "max_tokens": cfg.max_tokens_per_micro_batch}
+    plan_kw: dict[str, Any] = {
+        "max_rows": cfg.micro_batch_size,
+        "max_tokens": cfg.max_tokens_per_micro_batch,
+        "prompt_keys": [tuple(p) for p in prompts],
+    }
     p_lens, r_lens = [len(p) for p in prompts], [len(r) for r in responses]
     count = state.engine.agree_max(len(plan_micro_batches(p_lens, r_lens, **plan_kw)))
     passes = plan_micro_batches(p_lens, r_lens, **plan_kw, min_count=min(count, len(pairs)))

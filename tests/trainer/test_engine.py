@@ -19,7 +19,15 @@ from trainer.engine.parallel import prepare
 from trainer.loop import needed_scores
 from trainer.registry import load_model, load_tokenizer
 from trainer.rl.batch import RowCollector, TrainRows, plan_micro_batches
-from trainer.rl.scoring import chunk_logprob_entropy, pack, score, token_logprob_entropy
+from trainer.rl.scoring import (
+    SharedPacked,
+    can_share_prompts,
+    chunk_logprob_entropy,
+    pack,
+    pack_rows,
+    score,
+    token_logprob_entropy,
+)
 from trainer.rl.update import ppo_update
 
 CPU = torch.device("cpu")
@@ -135,6 +143,34 @@ def test_gradients_through_checkpointed_chunks_equal_those_of_one_chunk() -> Non
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
     assert grads[1].abs().sum() > 0
     assert _relative_error(grads[0], grads[1]) < 1e-5
+
+
+def test_rows_that_share_a_prompt_score_and_train_as_if_each_had_its_own_copy() -> None:
+    # Three responses continue prompt A, two continue prompt B (shorter, so it is left-padded).
+    prompts = [[5, 6, 7, 8]] * 3 + [[9, 10]] * 2
+    responses = [[11, 12, 13], [14], [15, 16, 17, 18, 19], [20, 21], [22, 23, 24]]
+    results = []
+    for shared in (False, True):
+        model = load_model("tiny-random")
+        packed = pack_rows(prompts, responses, pad_id=0, share_prompts=shared)
+        assert isinstance(packed, SharedPacked) == shared
+        logp, entropy = token_logprob_entropy(model, packed, temperature=0.8, chunk_tokens=2, grad=True)
+        mask = packed.response_mask
+        ((logp + 0.5 * entropy) * mask).sum().backward()
+        grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        results.append((logp * mask, entropy * mask, grad))
+    (lp0, en0, g0), (lp1, en1, g1) = results
+    assert_close(lp1, lp0, atol=1e-5, rtol=1e-5)
+    assert_close(en1, en0, atol=1e-5, rtol=1e-5)
+    assert g0.abs().sum() > 0 and _relative_error(g1, g0) < 1e-5
+
+
+def test_prompts_are_not_shared_under_activation_checkpointing_with_gradients() -> None:
+    model = load_model("tiny-random")
+    assert can_share_prompts(model, grad=True)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert not can_share_prompts(model, grad=True)
+    assert can_share_prompts(model, grad=False)  # no backward, nothing re-runs
 
 
 # --- micro-batches ---------------------------------------------------------------------------

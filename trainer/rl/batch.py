@@ -12,7 +12,7 @@ single-mode algorithms n.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -101,12 +101,20 @@ class RowCollector:
 
 
 def plan_micro_batches(
-    prompt_lens: Sequence[int], response_lens: Sequence[int], *, max_rows: int, max_tokens: int, min_count: int = 1
+    prompt_lens: Sequence[int],
+    response_lens: Sequence[int],
+    *,
+    max_rows: int,
+    max_tokens: int,
+    min_count: int = 1,
+    prompt_keys: Sequence[Hashable] | None = None,
 ) -> list[list[int]]:
     """Split rows into forward/backward passes of similar length.
 
-    Rows are ordered by (prompt length, response length), so normal and HE contexts and short and
-    long responses stay apart and padding is small, then cut into contiguous runs: of at most
+    Rows are ordered by (prompt length, prompt, response length), so normal and HE contexts and
+    short and long responses stay apart and padding is small, and rows continuing the same prompt
+    (``prompt_keys``, e.g. the prompt's token tuple) sit together to share its forward pass
+    (``scoring.pack_rows``); then the order is cut into contiguous runs: of at most
     ``max_tokens`` padded tokens (rows × (longest prompt + longest response)) when ``max_tokens`` > 0,
     else of at most ``max_rows`` rows. The largest pass is halved until there are ``min_count``
     passes: under data parallelism every rank must run the same number of forwards (the caller
@@ -117,7 +125,9 @@ def plan_micro_batches(
         return []
     if not 1 <= min_count <= n:
         raise ValueError(f"min_count must be in [1, {n}] for {n} rows, got {min_count}")
-    order = sorted(range(n), key=lambda i: (prompt_lens[i], response_lens[i]))
+    first_seen: dict[Hashable, int] = {}
+    group = [first_seen.setdefault(k, len(first_seen)) for k in prompt_keys] if prompt_keys else [0] * n
+    order = sorted(range(n), key=lambda i: (prompt_lens[i], group[i], response_lens[i]))
     passes: list[list[int]] = []
     current: list[int] = []
     p_max = t_max = 0

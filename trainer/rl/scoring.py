@@ -68,6 +68,66 @@ def pack(
     return Packed(ids, attn, position_ids, ids[:, p_width:], resp_mask, p_width)
 
 
+@dataclass
+class SharedPacked:
+    """Rows whose prompts repeat (a question's 2n responses under one context): each distinct prompt
+    is packed once and its key/value cache is shared by the rows that continue it.
+
+        prompt_ids (U, P) left-padded distinct prompts; row_prompt (B,) which prompt each row continues
+        responses (B, T) right-padded; response_attention (B, P + T) = [its prompt's mask | response mask]
+    """
+
+    prompt_ids: torch.Tensor  # (U, P) long
+    prompt_mask: torch.Tensor  # (U, P) long
+    prompt_positions: torch.Tensor  # (U, P) long
+    row_prompt: torch.Tensor  # (B,) long, index into the U prompts
+    responses: torch.Tensor  # (B, T) long, pad where mask = 0
+    response_mask: torch.Tensor  # (B, T) float
+    response_attention: torch.Tensor  # (B, P + T) long
+    response_positions: torch.Tensor  # (B, T) long: each row continues its own prompt's positions
+
+    @property
+    def padded_tokens(self) -> int:
+        return int(self.prompt_ids.numel() + self.responses.numel())
+
+
+def pack_rows(
+    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int, share_prompts: bool
+) -> Packed | SharedPacked:
+    """``SharedPacked`` when ``share_prompts`` and some prompt repeats, else the plain ``Packed`` layout."""
+    distinct: dict[tuple[int, ...], int] = {}
+    row_prompt = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+    if not share_prompts or len(distinct) == len(prompts):
+        return pack(prompts, responses, pad_id=pad_id)
+    unique = list(distinct)
+    p_width = max(len(p) for p in unique)
+    t_width = max(1, max(len(r) for r in responses))
+    u, b = len(unique), len(responses)
+    prompt_ids = torch.full((u, p_width), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((u, p_width), dtype=torch.long)
+    for i, p in enumerate(unique):
+        prompt_ids[i, p_width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        prompt_mask[i, p_width - len(p) :] = 1
+    resp_ids = torch.full((b, t_width), pad_id, dtype=torch.long)
+    resp_mask = torch.zeros((b, t_width), dtype=torch.float32)
+    for i, r in enumerate(responses):
+        if r:
+            resp_ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+            resp_mask[i, : len(r)] = 1.0
+    index = torch.tensor(row_prompt, dtype=torch.long)
+    lengths = prompt_mask.sum(1)[index]  # (B,) real prompt lengths
+    return SharedPacked(
+        prompt_ids,
+        prompt_mask,
+        (prompt_mask.cumsum(1) - 1).clamp(min=0),
+        index,
+        resp_ids,
+        resp_mask,
+        torch.cat([prompt_mask[index], resp_mask.long()], dim=1),
+        lengths.unsqueeze(1) + torch.arange(t_width).unsqueeze(0),
+    )
+
+
 def head_of(model: Any) -> torch.nn.Module:
     """The LM head (output embedding) of a causal LM, through a DistributedDataParallel wrapper."""
     inner = getattr(model, "module", model)
@@ -96,6 +156,60 @@ def response_hidden(model: Any, packed: Packed) -> torch.Tensor:
     return out.hidden_states[-1][:, p - 1 : p - 1 + t]  # position P-1+j predicts response token j
 
 
+def can_share_prompts(model: Any, *, grad: bool) -> bool:
+    """Prompt sharing works everywhere except under activation checkpointing with gradients: a
+    checkpointed layer re-runs in the backward pass, and the re-run would append to the shared
+    cache. Long-response runs (where checkpointing matters) have little prompt to share anyway."""
+    inner = getattr(model, "module", model)
+    return not (grad and getattr(inner, "is_gradient_checkpointing", False))
+
+
+def shared_response_hidden(model: Any, sp: SharedPacked) -> torch.Tensor:
+    """``response_hidden`` for rows that share prompts: (B, T, H).
+
+    The distinct prompts go through the model once (with their KV cache kept), the cache is
+    gathered to the rows, and the responses go through attending to it; gradients flow through the
+    cache into the prompts' forward. The state predicting response token 0 is the prompt's last
+    one; token j > 0 is predicted by the response's state at j-1. Under DDP the prompt pass uses
+    the module inside (one wrapped forward per backward is what DDP expects); every parameter
+    still gets its gradient through the response pass.
+    """
+    from transformers import DynamicCache
+
+    inner = getattr(model, "module", model)
+    device = next(model.parameters()).device
+    out = inner(
+        input_ids=sp.prompt_ids.to(device),
+        attention_mask=sp.prompt_mask.to(device),
+        position_ids=sp.prompt_positions.to(device),
+        use_cache=True,
+        logits_to_keep=1,
+        output_hidden_states=True,
+    )
+    index = sp.row_prompt.to(device)
+    cache: Any = out.past_key_values
+    if not isinstance(cache, DynamicCache):
+        raise TypeError(
+            f"{type(inner).__name__} returned a {type(cache).__name__}; prompt sharing needs a DynamicCache"
+        )
+    layers: list[Any] = list(cache.layers)
+    if not all(getattr(layer, "keys", None) is not None for layer in layers):
+        raise TypeError(f"{type(inner).__name__}'s cache has layers without keys/values (linear attention?)")
+    for layer in layers:  # (U, heads, P, d) -> (B, heads, P, d)
+        layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+    res = model(
+        input_ids=sp.responses.to(device),
+        attention_mask=sp.response_attention.to(device),
+        position_ids=sp.response_positions.to(device),
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+        output_hidden_states=True,
+    )
+    first = out.hidden_states[-1][:, -1:].index_select(0, index)  # (B, 1, H): predicts response token 0
+    return torch.cat([first, res.hidden_states[-1][:, :-1]], dim=1)
+
+
 def chunk_logprob_entropy(
     hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,7 +227,7 @@ def chunk_logprob_entropy(
 
 
 def token_logprob_entropy(
-    model: Any, packed: Packed, *, temperature: float, chunk_tokens: int, grad: bool
+    model: Any, packed: Packed | SharedPacked, *, temperature: float, chunk_tokens: int, grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log π(y_t | c, y_<t) and H_t of every response position: two (B, T) float32 tensors.
 
@@ -121,7 +235,10 @@ def token_logprob_entropy(
     ``torch.utils.checkpoint``: its (B, C, V) logits are freed after the forward and recomputed in
     the backward, so memory holds one chunk's logits at a time in both directions.
     """
-    hidden = response_hidden(model, packed)  # (B, T, H)
+    if isinstance(packed, SharedPacked):
+        hidden = shared_response_hidden(model, packed)  # (B, T, H)
+    else:
+        hidden = response_hidden(model, packed)
     head = head_of(model)
     weight: torch.Tensor = head.weight  # type: ignore[assignment]  # nn.Module attributes are untyped
     bias: torch.Tensor | None = getattr(head, "bias", None)
@@ -181,7 +298,7 @@ def score(
     ent = torch.zeros(n, response_width)
     mask = torch.zeros(n, response_width)
     for idx in micro_batches:
-        packed = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id=pad_id)
+        packed = pack_rows([prompts[i] for i in idx], [responses[i] for i in idx], pad_id=pad_id, share_prompts=True)
         lp, en = token_logprob_entropy(model, packed, temperature=temperature, chunk_tokens=chunk_tokens, grad=False)
         m = packed.response_mask
         width = m.shape[1]

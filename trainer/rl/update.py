@@ -28,7 +28,7 @@ from trainer.metrics import MetricAverager
 from trainer.rl import algos
 from trainer.rl.algorithms import LossInputs, PolicyLoss, policy_loss
 from trainer.rl.batch import TrainRows, plan_micro_batches
-from trainer.rl.scoring import pack, token_logprob_entropy
+from trainer.rl.scoring import can_share_prompts, pack_rows, token_logprob_entropy
 
 
 @dataclass
@@ -88,7 +88,11 @@ def _plan(rows: TrainRows, mini: list[int], cfg: TrainConfig, engine: Any) -> li
     """Passes of similar length; every rank runs as many as the rank that needs the most."""
     p_lens = [len(rows.prompts[i]) for i in mini]
     r_lens = [len(rows.responses[i]) for i in mini]
-    kw = {"max_rows": cfg.micro_batch_size, "max_tokens": cfg.max_tokens_per_micro_batch}
+    kw: dict[str, Any] = {
+        "max_rows": cfg.micro_batch_size,
+        "max_tokens": cfg.max_tokens_per_micro_batch,
+        "prompt_keys": [tuple(rows.prompts[i]) for i in mini],
+    }
     count = engine.agree_max(len(plan_micro_batches(p_lens, r_lens, **kw)))
     return [[mini[j] for j in p] for p in plan_micro_batches(p_lens, r_lens, **kw, min_count=min(count, len(mini)))]
 
@@ -104,7 +108,12 @@ def _loss_denominator(rows: TrainRows, idx: list[int], agg: str) -> float:
 def _micro_step(
     model: Any, rows: TrainRows, idx: list[int], cfg: TrainConfig, loss_fn: PolicyLoss, pad_id: int
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
-    packed = pack([rows.prompts[i] for i in idx], [rows.responses[i] for i in idx], pad_id=pad_id)
+    packed = pack_rows(
+        [rows.prompts[i] for i in idx],
+        [rows.responses[i] for i in idx],
+        pad_id=pad_id,
+        share_prompts=can_share_prompts(model, grad=True),
+    )
     logp, entropy = token_logprob_entropy(
         model, packed, temperature=cfg.temperature, chunk_tokens=cfg.logprob_chunk_tokens, grad=True
     )  # (B, t) each, t = this pass's longest response
