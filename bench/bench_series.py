@@ -1,11 +1,16 @@
-"""Benchmark: metric series down-sampling on a run with 1,000,000 points over 10 keys.
+"""Benchmark: one metric line of 1,000,000 points, read at full range and zoomed, next to MLflow.
 
-    DATABASE_URL=postgres://… python bench/bench_series.py [--points-per-key 100000] [--repeat 7]
+    DATABASE_URL=postgres://… python bench/bench_series.py [--points 1000000] [--repeat 9] [--explain]
 
-Creates a throwaway database (``bench_series_<name>``), loads the points with COPY, then prints
-the median latency per line of ``selectors.metric_series`` (SQL bucketing), of the portable
-Python fallback, and of the naive fetch of every point, at full range and at zoomed ranges.
-The database is dropped at the end. Target: ≤ 150 ms per line at full range.
+On a throwaway database (``bench_series_<name>``, dropped at the end): one run, one key, a random
+walk with a planted +1e6 spike and -1e6 dip, loaded with COPY (the rollup triggers run as they
+would for ingestion). Printed side by side, per range, median of ``--repeat``:
+- the series endpoint's server time (``/runs/<id>/series/``, Django test client, 1,000 points),
+- ``selectors.metric_series`` alone, and the naive fetch of every point in the range,
+- MLflow's SQL store (``get_metric_history_bulk_interval``, max_results 1,000) on the same points
+  in its own schema on the same cluster (bench/peers.py installs MLflow in var/.venv-mlflow),
+and whether each kept the spike and the dip. ``--explain`` prints the plans of our queries.
+Targets: ≤ 150 ms per 1M-point line and ≤ 0.2× MLflow's time.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,165 +32,146 @@ import django
 django.setup()
 
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
+from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
-KEYS = [
-    "normal/accuracy",
-    "he/accuracy",
-    "normal/entropy",
-    "he/entropy",
-    "split/he_normal_kl",
-    "split/normal_he_kl",
-    "actor/pg_loss",
-    "actor/grad_norm",
-    "actor/clip_frac",
-    "perf/tokens_per_s",
-]
+from bench.peers import mlflow, mlflow_database, ratio  # noqa: E402
+
+KEY = "normal/accuracy"
+POINTS = 1000
 
 
-def create_database() -> str:
+def create_database(prefix: str) -> str:
     old_name = connection.settings_dict["NAME"]
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_series_{old_name}"
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"{prefix}_{old_name}"
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     return old_name
 
 
-def make_run() -> Any:
-    from webapp.models import Project, Run, Team
-
-    team = Team.objects.create(name="Bench", slug="bench")
-    project = Project.objects.create(team=team, name="Bench", slug="bench")
-    return Run.objects.create(project=project, name="bench", algorithm="policy_split", model_name="tiny-random")
-
-
-def load_points(run_id: int, per_key: int) -> float:
-    """Random walks with rare spikes, COPYed in (PostgreSQL) or bulk-inserted (elsewhere)."""
-    from webapp.models import MetricPoint
-
+def walk(n: int) -> list[float]:
+    """The same values as bench/mlflow_peer.py's series command."""
     rng = random.Random(0)
-    started = time.perf_counter()
-    rows = []
-    for key in KEYS:
-        value = 0.0
-        for step in range(per_key):
-            value += rng.gauss(0, 0.01)
-            spike = 25.0 if rng.random() < 1e-4 else 0.0
-            rows.append((run_id, key, step, value + spike))
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            with cur.cursor.copy("COPY webapp_metricpoint (run_id, key, step, value) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute("VACUUM ANALYZE webapp_metricpoint")
-    else:
-        MetricPoint.objects.bulk_create(
-            [MetricPoint(run_id=r, key=k, step=s, value=v) for r, k, s, v in rows], batch_size=5000
-        )
-    return time.perf_counter() - started
+    value, out = 0.0, []
+    for step in range(n):
+        value += rng.gauss(0, 0.01)
+        out.append(1e6 if step == n // 3 else -1e6 if step == 2 * n // 3 else value)
+    return out
 
 
-def median_ms(fn: Callable[[str], Any], repeat: int) -> tuple[float, Any]:
-    """Median over every key and ``repeat`` rounds of fn(key), in ms, and the last result."""
-    times = []
-    result = None
-    for _ in range(repeat):
-        for key in KEYS:
-            t0 = time.perf_counter()
-            result = fn(key)
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times), result
-
-
-def bucketed(run: Any, lo: int, hi: int) -> Callable[[str], Any]:
-    from webapp.selectors import metric_series
-
-    def fn(key: str) -> Any:
-        return metric_series(run, key, min_step=lo, max_step=hi)
-
-    return fn
-
-
-def fallback(run_id: int, lo: int, hi: int, points: int) -> Callable[[str], Any]:
-    from webapp.selectors import _raw_points, bucket_min_max
-
-    def fn(key: str) -> Any:
-        raw = _raw_points(run_id, key, lo, hi)
-        return raw if len(raw) <= points else bucket_min_max(raw, lo=lo, hi=hi, buckets=points // 2)
-
-    return fn
-
-
-def naive(run_id: int, lo: int, hi: int) -> Callable[[str], Any]:
-    from webapp.models import MetricPoint
-
-    def fn(key: str) -> Any:
-        qs = MetricPoint.objects.filter(run_id=run_id, key=key, step__gte=lo, step__lte=hi).order_by("step")
-        return list(qs.values_list("step", "value"))
-
-    return fn
-
-
-def endpoint_ms(run: Any, repeat: int) -> float:
-    """The whole HTTP round trip of the series endpoint for one chart of 2 lines (test client)."""
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from webapp.models import Membership
-
-    user = get_user_model().objects.create_user("bench", password="bench-password")
-    Membership.objects.create(team=run.project.team, user=user, role="admin")
-    client = Client()
-    client.force_login(user)
-    url = f"/runs/{run.pk}/series/?key=normal/accuracy&key=he/accuracy&points=2000"
+def median_ms(fn: Any, repeat: int) -> float:
+    fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        assert client.get(url).status_code == 200
+        fn()
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--points-per-key", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
-        print("note: DATABASE_URL is not PostgreSQL; measuring the portable fallback path only", file=sys.stderr)
+        sys.exit("bench_series measures the PostgreSQL path: set DATABASE_URL=postgres://…")
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from webapp.models import Membership, MetricPoint, Project, Run, Team
+    from webapp.selectors import metric_series
 
     setup_test_environment()
-    old_name = create_database()
+    n = args.points
+    values = walk(n)
+    ranges = [
+        ("full range", None, None),
+        ("zoom 10%", n // 3 - n // 20, n // 3 + n // 20 - 1),
+        ("zoom 1%", 2 * n // 3 - n // 200, 2 * n // 3 + n // 200 - 1),
+        ("zoom 1,500 steps", n // 2, n // 2 + 1499),
+    ]
+    theirs: dict[str, Any] = {}
+    if not args.no_mlflow:
+        with mlflow_database(connection, "series") as db:
+            specs = ["full" if lo is None else f"{lo}:{hi}" for _, lo, hi in ranges]
+            result = mlflow("series", db, points=n, key=KEY, max_results=POINTS, range=specs, repeat=args.repeat)
+            theirs = {spec: r for spec, r in zip(specs, result["ranges"], strict=True)}
+            print(f"MLflow: loaded {n:,} points with COPY in {result['load_s']:.1f} s")
+
+    old_name = create_database("bench_series")
     try:
-        run = make_run()
-        per_key = args.points_per_key
-        load_s = load_points(run.pk, per_key)
-        print(
-            f"{connection.vendor}: loaded {per_key * len(KEYS):,} points ({len(KEYS)} keys × {per_key:,}) "
-            f"in {load_s:.1f} s; median of {args.repeat} rounds × {len(KEYS)} keys, per line\n"
-        )
-        ranges = [
-            ("full range", 0, per_key - 1),
-            ("zoom 10%", per_key // 3, per_key // 3 + per_key // 10 - 1),
-            ("zoom 1,500 steps", per_key // 2, per_key // 2 + 1499),
-        ]
+        team = Team.objects.create(name="Bench", slug="bench")
+        project = Project.objects.create(team=team, name="Bench", slug="bench")
+        run = Run.objects.create(project=project, name="bench", algorithm="policy_split", model_name="tiny-random")
+        t0 = time.perf_counter()
+        with connection.cursor() as cur:
+            with cur.cursor.copy("COPY webapp_metricpoint (run_id, key, step, value) FROM STDIN") as copy:
+                for step, v in enumerate(values):
+                    copy.write_row((run.pk, KEY, step, v))
+            cur.execute("VACUUM ANALYZE webapp_metricpoint")
+            cur.execute("VACUUM ANALYZE webapp_metricrollup")
+        load_s = time.perf_counter() - t0
+        print(f"ours:   loaded {n:,} points with COPY (rollups maintained by the trigger) in {load_s:.1f} s")
+        user = get_user_model().objects.create_user("bench", password="bench-password")
+        Membership.objects.create(team=team, user=user, role="admin")
+        client = Client()
+        client.force_login(user)
+        base = f"/runs/{run.pk}/series/?key={KEY}&points={POINTS}"
+
+        print(f"\none line of {n:,} points, {POINTS:,} points drawn; median of {args.repeat} (ms)\n")
         header = (
-            f"{'range':<18}{'points in':>10}{'points out':>18}{'metric_series':>15}{'py fallback':>13}"
-            f"{'naive fetch':>13}"
+            f"{'range':<18}{'in range':>10}{'endpoint':>10}{'selector':>10}{'naive':>9}{'MLflow':>9}"
+            f"{'ours/MLflow':>13}  spike+dip kept (ours / MLflow)"
         )
         print(header)
         print("-" * len(header))
-        full_ms = 0.0
+        verdict = []
         for label, lo, hi in ranges:
-            sql, series = median_ms(bucketed(run, lo, hi), args.repeat)
-            py, _ = median_ms(fallback(run.pk, lo, hi, 2000), args.repeat)
-            raw, _ = median_ms(naive(run.pk, lo, hi), args.repeat)
-            full_ms = full_ms or sql
-            out = f"{len(series.steps):,} ({'bucketed' if series.bucketed else 'raw'})"
-            print(f"{label:<18}{series.total:>10,}{out:>18}{sql:>12.1f} ms{py:>10.1f} ms{raw:>10.1f} ms")
-        endpoint = endpoint_ms(run, args.repeat * 3)
-        print(f"\nseries endpoint, one chart of 2 lines at full range, HTTP via the test client: {endpoint:.1f} ms")
-        verdict = "met" if full_ms <= 150 else "NOT met"
-        print(f"target ≤ 150 ms per line at full range: {verdict} ({full_ms:.1f} ms)")
+            url = base + ("" if lo is None else f"&min_step={lo}&max_step={hi}")
+            endpoint = median_ms(lambda url=url: client.get(url), args.repeat)
+            series = metric_series(run, KEY, min_step=lo, max_step=hi, max_points=POINTS)
+            selector = median_ms(
+                lambda lo=lo, hi=hi: metric_series(run, KEY, min_step=lo, max_step=hi, max_points=POINTS), args.repeat
+            )
+            first, last = lo or 0, n - 1 if hi is None else hi
+
+            def naive(first: int = first, last: int = last) -> Any:
+                qs = MetricPoint.objects.filter(run=run, key=KEY, step__gte=first, step__lte=last).order_by("step")
+                return list(qs.values_list("step", "value"))
+
+            naive_ms = median_ms(naive, max(1, args.repeat // 3))
+            ours_kept = all(v in series.values for s, v in ((n // 3, 1e6), (2 * n // 3, -1e6)) if first <= s <= last)
+            spec = "full" if lo is None else f"{lo}:{hi}"
+            m = theirs.get(spec)
+            m_ms = f"{m['ms']:9.1f}" if m else f"{'-':>9}"
+            wanted = [k for s, k in ((n // 3, "keeps_spike"), (2 * n // 3, "keeps_dip")) if first <= s <= last]
+            m_kept = ("yes" if all(m[k] for k in wanted) else "NO") if m else "-"
+            r = ratio(endpoint, m["ms"]) if m else "-"
+            print(
+                f"{label:<18}{series.total:>10,}{endpoint:>10.1f}{selector:>10.1f}{naive_ms:>9.1f}{m_ms}{r:>13}"
+                f"  {'yes' if ours_kept else 'NO'} / {m_kept}"
+            )
+            verdict.append((label, endpoint, m["ms"] if m else None))
+        full_ms, full_mlflow = verdict[0][1], verdict[0][2]
+        met = "met" if full_ms <= 150 else "NOT met"
+        print(f"\ntarget ≤ 150 ms per 1M-point line (endpoint, full range): {met} ({full_ms:.1f} ms)")
+        if full_mlflow:
+            worst = max(e / m for _, e, m in verdict if m)
+            print(f"target ≤ 0.2× MLflow: {'met' if worst <= 0.2 else 'NOT met'} (worst range {worst:.2f}×)")
+        with CaptureQueriesContext(connection) as ctx:
+            client.get(base)
+        print(f"queries per request (full range): {len(ctx.captured_queries)}")
+        if args.explain:
+            for label, lo, hi in ranges:
+                with CaptureQueriesContext(connection) as ctx:
+                    metric_series(run, KEY, min_step=lo, max_step=hi, max_points=POINTS)
+                print(f"\n=== EXPLAIN ({label}) ===")
+                for q in ctx.captured_queries:
+                    print(f"-- {q['sql'][:160]}…\n" if len(q["sql"]) > 160 else f"-- {q['sql']}\n")
+                    with connection.cursor() as cur:
+                        cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q["sql"])
+                        print("\n".join(r[0] for r in cur.fetchall()))
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
