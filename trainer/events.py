@@ -253,7 +253,10 @@ def read_lines(
             chunk += more
         if b"\n" not in chunk and len(chunk) >= MAX_LINE_BYTES:
             return [], [Quarantined(offset, "line longer than MAX_LINE_BYTES", _head(chunk))], _skip_line(fh, offset)
-    events, quarantined, consumed = parse_lines(chunk, final=final)
+        # A last line cut by max_bytes is not torn: the next call reads it whole. Only at the end of
+        # the file can ``final`` (the writer is gone) make an unterminated line invalid.
+        at_end = fh.read(1) == b""
+    events, quarantined, consumed = parse_lines(chunk, final=final and at_end)
     return events, [dataclasses.replace(q, offset=offset + q.offset) for q in quarantined], offset + consumed
 
 

@@ -275,7 +275,7 @@ def samples_record_many(run_id: int, samples: Sequence[tuple[int, dict[str, Any]
             s["num_tokens"],
             s.get("mean_entropy"),
             # The heatmap's arrays, packed here (Sample.tokens / .surprisal unpack them).
-            *pack_pieces([str(t) for t in s.get("tokens", [])]),
+            *pack_pieces([str(t) for t in s.get("tokens", [])], s["response"]),
             pack_floats(s.get("surprisal", [])),
         )
         for step, s in samples

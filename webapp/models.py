@@ -282,21 +282,28 @@ class MetricRollup(models.Model):
         return f"{self.key} L{self.level}#{self.bucket} [{self.lo_value}, {self.hi_value}] n={self.n}"
 
 
-def pack_pieces(pieces: list[str]) -> tuple[str, bytes]:
+def pack_pieces(pieces: list[str], response: str = "") -> tuple[str, bytes]:
     """Token pieces as (their concatenation, their lengths): a format byte (H = uint16, I = uint32)
-    then the lengths in code points, little-endian."""
+    then the lengths in code points, little-endian. When the pieces spell the response exactly (the
+    usual case) the text is not stored twice: it comes back "" and the format byte is lower case."""
     lengths = [len(p) for p in pieces]
     code = "H" if not lengths or max(lengths) < 1 << 16 else "I"
     packed = array(code, lengths)
     if sys.byteorder != "little":
         packed.byteswap()
-    return "".join(pieces), code.encode() + packed.tobytes()
+    text = "".join(pieces)
+    if text and text == response:
+        return "", code.lower().encode() + packed.tobytes()
+    return text, code.encode() + packed.tobytes()
 
 
-def unpack_pieces(text: str, lengths: bytes) -> list[str]:
+def unpack_pieces(text: str, lengths: bytes, response: str = "") -> list[str]:
     if not lengths:
         return []
-    packed = array(chr(lengths[0]))
+    code = chr(lengths[0])
+    if code.islower():
+        text = response
+    packed = array(code.upper())
     packed.frombytes(lengths[1:])
     if sys.byteorder != "little":
         packed.byteswap()
@@ -390,11 +397,11 @@ class Sample(models.Model):
     @property
     def tokens(self) -> list[str]:
         """Per-token text pieces (the heatmap's; loads the packed columns if they were deferred)."""
-        return unpack_pieces(self.token_text, bytes(self.token_lengths))
+        return unpack_pieces(self.token_text, bytes(self.token_lengths), self.response)
 
     @tokens.setter
     def tokens(self, pieces: list[str]) -> None:
-        self.token_text, self.token_lengths = pack_pieces(pieces)
+        self.token_text, self.token_lengths = pack_pieces(pieces, self.response)
 
     @property
     def surprisal(self) -> list[float]:

@@ -239,5 +239,5 @@ def other_runs(run: Run) -> list[Run]:
 def samples_tokens(user: Any, ids: list[int]) -> dict[str, list[Any]]:
     """{id: [tokens, surprisal]} of the samples among ``ids`` that ``user`` may see."""
     runs = Run.objects.for_user(user)
-    samples = Sample.objects.with_tokens().filter(pk__in=ids, run__in=runs).only("id", *TOKEN_COLUMNS)
+    samples = Sample.objects.with_tokens().filter(pk__in=ids, run__in=runs).only("id", "response", *TOKEN_COLUMNS)
     return {str(s.pk): [s.tokens, s.surprisal] for s in samples}

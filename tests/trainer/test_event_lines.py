@@ -63,6 +63,20 @@ def test_a_torn_last_line_is_quarantined_once_the_writer_is_gone() -> None:
     assert quarantined[0].reason.startswith("torn last line")
 
 
+def test_a_final_read_of_a_long_file_loses_no_line_at_its_chunk_boundaries(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [_line(step=s, values={"train/reward": s / 7}) for s in range(500)]
+    path.write_bytes(b"".join(lines))
+    offset, steps, quarantined = 0, [], []
+    while True:  # a drain after the writer is gone, in chunks that cut lines in two
+        events, bad, offset = read_lines(path, offset, max_bytes=1000, final=True)
+        if not events and not bad:
+            break
+        steps += [e["step"] for e in events]
+        quarantined += bad
+    assert steps == list(range(500)) and not quarantined
+
+
 def test_nul_characters_of_model_output_never_reach_the_database() -> None:
     events, _, _ = parse_lines(_line("log", message="a\u0000b"))
     assert events[0]["message"] == "a\ufffdb"

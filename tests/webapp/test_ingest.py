@@ -262,5 +262,8 @@ def test_the_heatmap_arrays_round_trip_through_their_packed_form() -> None:
     assert unpack_pieces(*pack_pieces(pieces)) == pieces
     assert unpack_pieces(*pack_pieces(pieces[:4])) == pieces[:4]
     assert pack_pieces(pieces[:4])[1][:1] == b"H" and pack_pieces(pieces)[1][:1] == b"I"
+    assert pack_pieces(["Hé", "llo"], "Héllo")[0] == ""  # spelled the response: not stored twice
+    assert unpack_pieces(*pack_pieces(["Hé", "llo"], "Héllo"), "Héllo") == ["Hé", "llo"]
+    assert pack_pieces(["Hé", "llo"], "Hello")[0] == "Héllo"
     assert unpack_floats(pack_floats([0.0, 1.2345, 17.0001, 3.1])) == [0.0, 1.2345, 17.0001, 3.1]
     assert unpack_pieces(*pack_pieces([])) == [] and unpack_floats(pack_floats([])) == []

@@ -8,8 +8,9 @@ def pack_existing(apps, schema_editor):
 
     Sample = apps.get_model("webapp", "Sample")
     batch = []
-    for sample in Sample.objects.only("id", "tokens", "surprisal").iterator(chunk_size=1000):
-        sample.token_text, sample.token_lengths = pack_pieces([str(t) for t in sample.tokens or []])
+    for sample in Sample.objects.only("id", "response", "tokens", "surprisal").iterator(chunk_size=1000):
+        pieces = [str(t) for t in sample.tokens or []]
+        sample.token_text, sample.token_lengths = pack_pieces(pieces, sample.response)
         sample.surprisal_f32 = pack_floats([float(x) for x in sample.surprisal or []])
         batch.append(sample)
         if len(batch) >= 1000:
