@@ -1,4 +1,4 @@
-"""Command line: ``python -m trainer train|prepare-models|evaluate``.
+"""Command line: ``python -m trainer train|plan|presets|prepare-models|evaluate``.
 
 ``train`` prints a progress bar and appends every metric to ``<output_dir>/metrics.jsonl``;
 with ``--events`` it also writes the full event stream the web app's worker ingests.
@@ -19,19 +19,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model")
-    t.add_argument("--config", help="YAML or JSON TrainConfig (defaults apply to missing fields)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    _config_args(t)
     t.add_argument("--events", help="append the JSON-lines event stream to this file")
     t.add_argument("--stop-file", help="stop cooperatively between steps once this file exists")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for workers)")
     p = sub.add_parser("prepare-models", help="build/convert the bundled models into the model cache")
     p.add_argument("names", nargs="*", default=["tiny-random", "smollm2-135m"])
+    pl = sub.add_parser("plan", help="estimate per-GPU memory and step time before launching")
+    _config_args(pl)
+    pl.add_argument("--gpu", help="GPU type (trainer.planner.GPU_TYPES); without it no fit verdict")
+    pl.add_argument("--gpus", type=int, help="GPUs (default: the config's gpus)")
+    sub.add_parser("presets", help="list the training presets")
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a benchmark in both modes")
     e.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "prepare-models":
         return _prepare(args.names)
+    if args.command == "plan":
+        return _plan(args)
+    if args.command == "presets":
+        from trainer.presets import all_presets
+
+        for preset in all_presets():
+            print(f"{preset.label:<28} {preset.description}")
+        return 0
     if args.command == "evaluate":
         from trainer.evaluation.evaluate import main as evaluate_main
 
@@ -39,9 +51,38 @@ def main(argv: list[str] | None = None) -> int:
     return _train(args)
 
 
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", help="start from a preset (python -m trainer presets lists them)")
+    parser.add_argument("--config", help="YAML or JSON TrainConfig (defaults apply to missing fields)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+
+
 def _load_config(args: argparse.Namespace) -> TrainConfig:
-    base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    """Preset values, then the config file's, then each ``--set``."""
+    if args.preset and args.config:
+        raise ConfigError("preset", "give --preset or --config, not both (--set overrides either)")
+    if args.preset:
+        from trainer.presets import load_preset
+
+        base = load_preset(args.preset).config()
+    else:
+        base = TrainConfig.load(args.config) if args.config else TrainConfig()
     return apply_overrides(base, args.set) if args.set else base
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from trainer.planner import GPU_TYPES, describe, plan_memory
+
+    try:
+        cfg = _load_config(args)
+        if args.gpu and args.gpu not in GPU_TYPES:
+            raise ConfigError("--gpu", f"unknown GPU type {args.gpu!r}; valid: {', '.join(GPU_TYPES)}")
+        plan = plan_memory(cfg, gpu=GPU_TYPES[args.gpu] if args.gpu else None, gpus=args.gpus)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(describe(plan))
+    return 0 if plan.fits is not False else 1
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -115,6 +115,21 @@ class TrainConfig:
     rollout_backend: str = "transformers"
     enable_thinking: bool = False
     """Qwen3 thinking mode in the chat template; the math reward then requires </think>."""
+    # --- vLLM rollouts (rollout_backend=vllm; trainer/rollout/vllm_engine.py) -----------------------
+    vllm_gpu_memory_utilization: float = 0.3
+    """Fraction of each GPU's memory the colocated vLLM engine may take (weights + activations + KV cache)."""
+    vllm_max_model_len: int = 0
+    """Longest prompt + response the engine accepts (0 = max_prompt_length + max_new_tokens)."""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs one vLLM engine spans (> 1: each torchrun rank holds one shard, external launcher)."""
+    vllm_enforce_eager: bool = False
+    """Skip CUDA graph capture: slower decoding, faster start-up and a little less memory."""
+    vllm_sleep: bool = True
+    """Put the engine to sleep (weights to CPU, KV cache freed) while the trainer scores and updates."""
+    vllm_seed: int = -1
+    """Seed of the engine's sampler (-1 = the run's seed)."""
+    preset: str = ""
+    """The preset (trainer/presets) this config started from; informational, edits are kept."""
     # --- optimisation --------------------------------------------------------------------------
     lr: float = 1e-5
     weight_decay: float = 0.01
@@ -203,6 +218,7 @@ class TrainConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        self._check_vllm()
         if self.temperature <= 0:
             raise ConfigError("temperature", f"must be > 0, got {self.temperature}")
         if self.dual_clip and self.dual_clip <= 1:
@@ -220,6 +236,29 @@ class TrainConfig:
         if self.samples_per_step > self.questions_per_step:
             raise ConfigError("samples_per_step", f"must be ≤ questions_per_step ({self.questions_per_step})")
         self._check_engine()
+
+    def _check_vllm(self) -> None:
+        _in_range("vllm_gpu_memory_utilization", self.vllm_gpu_memory_utilization, 0.0, 1.0, low_open=True)
+        if self.vllm_max_model_len < 0:
+            raise ConfigError("vllm_max_model_len", f"must be ≥ 0 (0 = derived), got {self.vllm_max_model_len}")
+        longest = self.max_prompt_length + self.max_new_tokens
+        if self.vllm_max_model_len and self.vllm_max_model_len < longest:
+            raise ConfigError(
+                "vllm_max_model_len",
+                f"must hold max_prompt_length + max_new_tokens = {longest}, got {self.vllm_max_model_len}",
+            )
+        tp = self.vllm_tensor_parallel_size
+        if tp < 1:
+            raise ConfigError("vllm_tensor_parallel_size", f"must be ≥ 1, got {tp}")
+        if tp > 1 and (self.gpus < tp or self.gpus % tp):
+            raise ConfigError("vllm_tensor_parallel_size", f"must divide the run's GPUs (gpus={self.gpus}), got {tp}")
+        if self.vllm_seed < -1:
+            raise ConfigError("vllm_seed", f"must be ≥ 0, or -1 for the run's seed, got {self.vllm_seed}")
+
+    @property
+    def vllm_model_len(self) -> int:
+        """The engine's max model length: the configured one, else prompt + response limits."""
+        return self.vllm_max_model_len or self.max_prompt_length + self.max_new_tokens
 
     def _check_engine(self) -> None:
         if self.master_dtype not in ("float32", self.dtype):

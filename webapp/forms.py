@@ -85,7 +85,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ),
     ("Optimisation", ["lr", "steps", "seed"]),
 ]
-LAUNCH_FIELDS = ["name", "tags", "queue", "gpus", "wandb"]
+LAUNCH_FIELDS = ["name", "tags", "queue", "gpus", "wandb", "preset"]
 # The worker chooses the run folder; it is never set from the web.
 NOT_IN_FORM = {"output_dir"}
 MAX_SEEDS = 50
@@ -125,6 +125,8 @@ def _config_form_field(name: str) -> forms.Field:
         return forms.ChoiceField(choices=[(a, ALGORITHM_LABELS.get(a, a)) for a in ALGORITHMS], **common)
     if name in FIELD_CHOICES:
         return forms.ChoiceField(choices=[(c, c) for c in FIELD_CHOICES[name]], **common)
+    if name == "preset":  # set by the preset picker (a GET form above), kept on the run
+        return forms.CharField(required=False, max_length=100, widget=forms.HiddenInput, **common)
     if name == "model":
         return forms.CharField(max_length=200, widget=DatalistInput(MODEL_NAMES), **common)
     if name == "task":

@@ -44,7 +44,8 @@ def test_the_trainer_contract_modules_import_no_torch() -> None:
     probe = (
         "import json, sys\n"
         "import trainer.choices, trainer.config, trainer.metrics, trainer.paths, trainer.registry, "
-        "trainer.data.benchmarks, trainer.data.prompts, trainer.evaluation.diversity\n"
+        "trainer.data.benchmarks, trainer.data.prompts, trainer.evaluation.diversity, "
+        "trainer.planner, trainer.presets\n"
         "trainer.config.TrainConfig()\n"
         "print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))"
     )
