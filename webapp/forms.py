@@ -21,8 +21,10 @@ from django.utils.safestring import SafeString
 
 from trainer.choices import ALGORITHMS, TASKS
 from trainer.config import FIELD_CHOICES, ConfigError, TrainConfig, config_errors
+from trainer.planner import MemoryPlan
 from trainer.registry import MODEL_NAMES
 from webapp.models import RunStatus
+from webapp.planning import run_plan
 from webapp.selectors import (
     ALGORITHM_LABELS,
     CONFIG_FIELDS,
@@ -85,7 +87,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ),
     ("Optimisation", ["lr", "steps", "seed"]),
 ]
-LAUNCH_FIELDS = ["name", "tags", "queue", "gpus", "wandb", "preset"]
+LAUNCH_FIELDS = ["name", "tags", "queue", "gpus", "wandb", "override_fit", "preset"]
 # The worker chooses the run folder; it is never set from the web.
 NOT_IN_FORM = {"output_dir"}
 MAX_SEEDS = 50
@@ -165,6 +167,13 @@ class RunForm(forms.Form):
     wandb = forms.BooleanField(
         label="Mirror to W&B", required=False, help_text="Also log metrics and samples to Weights & Biases."
     )
+    override_fit = forms.BooleanField(
+        label="Launch even if it does not fit",
+        required=False,
+        help_text="The memory planner's verdict is an estimate; tick to launch anyway.",
+    )
+    # A grid checks each of its cells instead of the base config.
+    plans_each_cell = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -176,6 +185,7 @@ class RunForm(forms.Form):
         queue.choices = [(q, q) for q in settings.PSL_QUEUES]
         queue.initial = settings.CELERY_TASK_DEFAULT_QUEUE
         self._configs: list[TrainConfig] = []
+        self.plan: MemoryPlan | None = None
 
     # --- layout helpers for the template ---------------------------------------------------------
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
@@ -207,7 +217,19 @@ class RunForm(forms.Form):
         except ConfigError:
             for exc in config_errors({**self.config_data(), "seed": data["seed"][0]}):
                 self.add_config_error(exc)
+            return data
+        if not self.plans_each_cell:
+            self.plan = run_plan(self._configs[0], data["queue"])
+            self.check_fit(self.plan)
         return data
+
+    def check_fit(self, plan: MemoryPlan | None, label: str = "") -> None:
+        """A launch that cannot fit is refused with the planner's reason unless overridden."""
+        if plan is None or plan.fits is not False:
+            return
+        multi_host = any("host of this pool" in p for p in plan.problems)
+        if multi_host or not self.cleaned_data.get("override_fit"):
+            self.add_error("queue", f"{label}{plan.summary()}")
 
     def config_data(self) -> dict[str, Any]:
         """The converted config fields (seed excluded), ready for TrainConfig.from_dict."""
@@ -287,6 +309,8 @@ def _hashable(value: Any) -> bool:
 class GridForm(RunForm):
     """A base config plus factor lines; ``cells`` holds every combination with its validation result."""
 
+    plans_each_cell = True
+
     factors = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "class": "mono", "placeholder": FACTORS_EXAMPLE}),
         help_text="One config field per line with the values to try; every combination becomes a run.",
@@ -299,6 +323,10 @@ class GridForm(RunForm):
         self.fields["name"].label = "Study name"
         self.fields["name"].help_text = "Runs are named “study: factor=value, …”."
         self.cells: list[GridCell] | None = None
+        self.cell_plans: list[MemoryPlan | None] = []
+
+    def preview_rows(self) -> list[tuple[GridCell, MemoryPlan | None]]:
+        return list(zip(self.cells or [], self.cell_plans or [None] * len(self.cells or []), strict=True))
 
     def clean_factors(self) -> dict[str, list[Any]]:
         factors, errors = parse_factor_lines(self.cleaned_data["factors"])
@@ -333,6 +361,11 @@ class GridForm(RunForm):
         self._check_values(factors)
         if not self.errors:
             self.cells = grid_cells(self.to_config(), factors)
+            self.cell_plans = [run_plan(c.config, data["queue"]) if c.config else None for c in self.cells]
+            misfits = [(k, plan) for k, plan in enumerate(self.cell_plans, 1) if plan and plan.fits is False]
+            if misfits:
+                k, plan = misfits[0]
+                self.check_fit(plan, label=f"{len(misfits)} of {len(self.cells)} runs do not fit; run {k}: ")
             bad = sum(1 for c in self.cells if c.error)
             if bad:
                 self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config (see the preview).")

@@ -75,11 +75,17 @@ def run_create(
     tags: Iterable[str] = (),
     wandb: bool = False,
     enqueue: bool = True,
+    override_fit: bool = False,
 ) -> Run:
-    """Create a queued run from a validated config and enqueue it once the transaction commits."""
+    """Create a queued run from a validated config and enqueue it once the transaction commits.
+
+    A run the memory planner says cannot fit its pool (or that asks for more GPUs than a host has)
+    is refused with the reason unless ``override_fit``: verl and TRL users learn it by an OOM.
+    """
     queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
     if queue not in settings.PSL_QUEUES:
         raise ServiceError(f"unknown queue {queue!r}; valid: {', '.join(settings.PSL_QUEUES)}")
+    run_check_fit(config=config, queue=queue, override=override_fit)
     with transaction.atomic():
         run = Run.objects.create(
             project=project,
@@ -103,6 +109,21 @@ def run_create(
         if enqueue:
             run_enqueue(run=run)
     return run
+
+
+def run_check_fit(*, config: TrainConfig, queue: str, override: bool = False) -> None:
+    """Raise ServiceError with the planner's reason when ``config`` cannot fit ``queue``'s GPUs.
+
+    Overriding lifts the memory verdict only: a run needing more GPUs than one host has cannot be
+    launched at all (torchrun --standalone runs on one host).
+    """
+    from webapp.planning import run_plan
+
+    plan = run_plan(config, queue)
+    if plan is None or plan.fits is not False:
+        return
+    if not override or any("host of this pool" in p for p in plan.problems):
+        raise ServiceError(f"{queue}: {plan.summary()}")
 
 
 def run_enqueue(*, run: Run) -> None:
@@ -227,6 +248,7 @@ def study_create_grid(
     description: str = "",
     wandb: bool = False,
     tags: Iterable[str] = (),
+    override_fit: bool = False,
 ) -> Study:
     """One study and one run per cell of ``grid_cells(base, factors)``; refuses a grid with an invalid cell."""
     runs = [(c.label, c.config) for c in cells if c.config is not None]
@@ -247,6 +269,7 @@ def study_create_grid(
                 study=study,
                 wandb=wandb,
                 tags=tags,
+                override_fit=override_fit,
             )
         first = study.runs.order_by("id").first()
         study.baseline = first

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from trainer.data.benchmarks import BENCHMARK_NAMES
+from trainer.planner import pool_gpus
 from webapp.env import (
     check_broker_url,
     env_bool,
@@ -156,6 +157,12 @@ CELERY_BEAT_SCHEDULE = {"sweep-lost-runs": {"task": "webapp.tasks.sweep_lost_run
 # --- Product settings -----------------------------------------------------------------------------
 # Queues a run can target (one per GPU pool). The run form offers exactly these.
 PSL_QUEUES = env_list("PSL_QUEUES", "cpu,gpu-a100,gpu-h100")
+# GPU type and GPUs per host of each GPU pool, for the memory planner when no live worker of the
+# pool has reported its GPUs yet (trainer.planner.GPU_TYPES): queue=gpu_type:gpus_per_host,…
+try:
+    PSL_POOLS = pool_gpus(env_str("PSL_POOLS", "gpu-a100=a100-80gb:8,gpu-h100=h100-80gb:8"))
+except ValueError as _exc:
+    raise ImproperlyConfigured(str(_exc)) from None
 PSL_RUNS_DIR = Path(env_str("PSL_RUNS_DIR", str(VAR_DIR / "runs")))
 PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 10, minimum=1)
 # A running run whose heartbeat is older than this is marked lost by the periodic sweep.

@@ -22,11 +22,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from trainer.choices import MODES
+from trainer.config import ConfigError, TrainConfig
 from trainer.metrics import expand
+from trainer.planner import MemoryPlan
+from trainer.presets import Preset, all_presets, load_preset
 from webapp import selectors
 from webapp.access import can, project_for, require, run_for
 from webapp.forms import GridForm, RunForm, RunListForm
 from webapp.models import ACTIVE_STATUSES, Project, Role, Run
+from webapp.planning import run_plan
 from webapp.services import (
     ServiceError,
     run_cancel,
@@ -167,8 +171,10 @@ def run_new(request: HttpRequest, project_id: int) -> HttpResponse:
     require(request.user, project, Role.MEMBER)
     source = _clone_source(request)
     if request.method != "POST":
-        form = RunForm(initial=_clone_initial(source) if source else None)
-        return render(request, "webapp/run_form.html", _form_context(project, form, source))
+        preset = _preset(request)
+        initial = _clone_initial(source) if source else _preset_initial(preset) if preset else None
+        form = RunForm(initial=initial)
+        return render(request, "webapp/run_form.html", _form_context(project, form, source, preset=preset))
     form = RunForm(request.POST)
     if form.is_valid():
         try:
@@ -198,6 +204,7 @@ def _launch(project: Project, user: Any, form: RunForm, *, parent: Run | None) -
                 tags=form.cleaned_data["tags"],
                 wandb=form.cleaned_data["wandb"],
                 parent=parent,
+                override_fit=form.cleaned_data["override_fit"],
             )
             for cfg in configs
         ]
@@ -218,8 +225,36 @@ def _clone_initial(run: Run) -> dict[str, Any]:
     return initial
 
 
+def _preset(request: HttpRequest) -> Preset | None:
+    name = request.GET.get("preset", "")
+    if not name:
+        return None
+    try:
+        return load_preset(name)
+    except ConfigError:
+        raise Http404("no such preset") from None
+
+
+def _preset_initial(preset: Preset) -> dict[str, Any]:
+    """The form's fields pre-filled from a preset (still editable; the name is kept on the run)."""
+    cfg = preset.config()
+    return {**cfg.to_dict(), "seed": str(cfg.seed)}
+
+
 def _form_context(project: Project, form: RunForm, source: Run | None, **extra: Any) -> dict[str, Any]:
-    return {"project": project, "nav": "runs", "form": form, "source": source, **extra}
+    """The form plus the preset picker and the planner's estimate of the config in the form."""
+    plan = form.plan if form.is_bound else _initial_plan(form)
+    context = {"project": project, "nav": "runs", "form": form, "source": source, "plan": plan}
+    return {**context, "presets": all_presets(), "preset": None, **extra}
+
+
+def _initial_plan(form: RunForm) -> MemoryPlan | None:
+    data = {k: v for k, v in form.initial.items() if k in selectors.CONFIG_FIELDS}
+    try:
+        cfg = TrainConfig.from_dict({**data, "seed": int(str(data.get("seed", 0)).split(",")[0] or 0)})
+    except (ConfigError, ValueError):
+        return None
+    return run_plan(cfg, str(form.fields["queue"].initial))
 
 
 @login_required
@@ -245,6 +280,7 @@ def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
                 description=data["description"],
                 wandb=data["wandb"],
                 tags=data["tags"],
+                override_fit=data["override_fit"],
             )
         except ServiceError as exc:
             form.add_error(None, str(exc))
