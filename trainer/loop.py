@@ -129,7 +129,7 @@ def setup(cfg: TrainConfig, *, dist: Any = None, task: Task | None = None) -> Tr
     with engine.autocast():
         check_head_reads_last_hidden(model)
     engine.reshard(model)
-    backend = make_backend(cfg.rollout_backend, engine.unwrap(model), tokenizer, synced=engine.is_sharded)
+    backend = make_backend(cfg.rollout_backend, engine.unwrap(model), tokenizer, synced=engine.is_sharded, config=cfg)
     # docs/method.md §6.1: a thinking model's response earns nothing without its closing </think>.
     task = task or get_task(cfg.task, require_think=cfg.enable_thinking and supports_thinking(cfg.model))
     pool = task.questions("train", seed=cfg.seed)

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.choices import MODES
+from trainer.choices import MODES, ROLLOUT_BACKENDS
 from trainer.data.benchmarks import BENCHMARK_NAMES, Benchmark, load_benchmark
 from trainer.data.prompts import encode_prompts
 from trainer.evaluation import diversity
@@ -71,6 +71,11 @@ class EvalSettings:
     """Qwen3 thinking mode in the chat template; math grading then requires </think> (docs/method.md §6.1)."""
     embeddings: bool = True
     """Compute the embedding diversity of creative samples (loads all-MiniLM-L6-v2)."""
+    backend: str = "transformers"
+    """Sampling backend: transformers generate, or vllm (the training rollouts' engine; GPU extra)."""
+    vllm_gpu_memory_utilization: float = 0.6
+    """vllm: fraction of the GPU for the engine (the scoring pass shares the GPU with it)."""
+    vllm_tensor_parallel_size: int = 1
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -83,6 +88,10 @@ class EvalSettings:
             raise ValueError("top_k must be ≥ 0; max_new_tokens and max_prompt_length ≥ 1")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit: must be ≥ 1, got {self.limit}")
+        if self.backend not in ROLLOUT_BACKENDS:
+            raise ValueError(f"backend: choose from {', '.join(ROLLOUT_BACKENDS)}, got {self.backend}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError(f"vllm_gpu_memory_utilization: must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
         if not self.modes or any(m not in MODES for m in self.modes):
             raise ValueError(f"modes: choose from {', '.join(MODES)}, got {', '.join(self.modes) or 'none'}")
 
@@ -206,20 +215,39 @@ def creative_metrics(samples: Sequence[SampleResult], embedder: Any = None) -> d
 # --- sampling and scoring ------------------------------------------------------------------------------
 
 
+def make_sampler(model: Any, tokenizer: Any, settings: EvalSettings) -> Any:
+    """The rollout backend of ``settings.backend``, built once per evaluation (a vLLM engine is costly)."""
+    from trainer.rollout.backend import TransformersBackend
+
+    if settings.backend == "transformers":
+        return TransformersBackend(model, tokenizer, batch_size=settings.batch_size)
+    from trainer.rollout.vllm_engine import VllmBackend
+
+    return VllmBackend(
+        model,
+        tokenizer,
+        max_model_len=settings.max_prompt_length + settings.max_new_tokens,
+        gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+        tensor_parallel_size=settings.vllm_tensor_parallel_size,
+        seed=settings.seed,
+        sleep=False,  # nothing trains between evaluation calls
+    )
+
+
 def sample_and_score(
-    model: Any, tokenizer: Any, bench: Benchmark, mode: str, settings: EvalSettings
+    model: Any, tokenizer: Any, bench: Benchmark, mode: str, settings: EvalSettings, *, sampler: Any = None
 ) -> list[SampleResult]:
     """k samples per question in ``mode``, graded, each scored under both contexts (no grad)."""
     from trainer.rl.batch import plan_micro_batches
     from trainer.rl.scoring import score
-    from trainer.rollout.backend import SamplingParams, TransformersBackend
+    from trainer.rollout.backend import SamplingParams
 
     texts = [q.prompt for q in bench.questions]
     kw: dict[str, Any] = {"max_prompt_length": settings.max_prompt_length, "enable_thinking": settings.enable_thinking}
     other = "he" if mode == "normal" else "normal"
     own_prompts = encode_prompts(tokenizer, texts, mode, **kw)
     other_prompts = encode_prompts(tokenizer, texts, other, **kw)
-    backend = TransformersBackend(model, tokenizer, batch_size=settings.batch_size)
+    backend = sampler or make_sampler(model, tokenizer, settings)
     params = SamplingParams(
         n=settings.k,
         temperature=settings.temperature,
@@ -233,7 +261,7 @@ def sample_and_score(
     q_of = [qi for qi in range(len(texts)) for _ in range(settings.k)]
     width = max(1, max(len(r) for r in flat))
     mbs = max(1, min(settings.micro_batch_size, SCORING_TOKEN_BUDGET // width))
-    pad = backend.pad_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     passes = plan_micro_batches([0] * len(flat), [len(r) for r in flat], max_rows=mbs, max_tokens=0)
     # Entropy and KL of the model's own distribution (temperature 1), not of the sampling settings.
     score_kw: dict[str, Any] = {
@@ -276,6 +304,7 @@ def evaluate_benchmark(
     judge: JudgeConfig | None = None,
     embedder: Any = None,
     log: Log | None = None,
+    sampler: Any = None,
 ) -> BenchmarkReport:
     """Both (or the requested) modes of one loaded benchmark on one loaded model."""
     log = log or (lambda msg: None)
@@ -291,7 +320,7 @@ def evaluate_benchmark(
     prompts = {q.id: q.prompt for q in bench.questions}
     for mode in settings.modes:
         t_mode = time.perf_counter()
-        samples = sample_and_score(model, tokenizer, bench, mode, settings)
+        samples = sample_and_score(model, tokenizer, bench, mode, settings, sampler=sampler)
         metrics = mode_metrics(samples, graded=spec.graded, mode=mode)
         if spec.kind == "creative":
             metrics.update(creative_metrics(samples, embedder))
@@ -336,6 +365,7 @@ def evaluate(
     model = load_model(model_name)
     model.eval()
     log(f"loaded {model_name} in {time.perf_counter() - t0:.1f}s")
+    sampler = make_sampler(model, tokenizer, settings)
     embedder = None
     doc: dict[str, Any] = {
         "model": model_name,
@@ -354,7 +384,9 @@ def evaluate(
             )
             if bench.spec.kind == "creative" and settings.embeddings and embedder is None:
                 embedder = diversity.load_embedder()
-            report = evaluate_benchmark(model, tokenizer, bench, settings, judge=judge, embedder=embedder, log=log)
+            report = evaluate_benchmark(
+                model, tokenizer, bench, settings, judge=judge, embedder=embedder, log=log, sampler=sampler
+            )
         except Exception as exc:  # one broken benchmark must not lose the others' results
             log(f"[{name}] failed: {type(exc).__name__}: {exc}")
             doc["benchmarks"][name] = {"benchmark": name, "error": f"{type(exc).__name__}: {exc}"}
@@ -404,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per generate call")
     p.add_argument(
+        "--backend", choices=ROLLOUT_BACKENDS, default=d.backend, help="sampling engine (default %(default)s)"
+    )
+    p.add_argument("--vllm-gpu-memory-utilization", type=float, default=d.vllm_gpu_memory_utilization)
+    p.add_argument("--vllm-tensor-parallel-size", type=int, default=d.vllm_tensor_parallel_size)
+    p.add_argument(
         "--thinking",
         choices=("auto", "on", "off"),
         default="auto",
@@ -449,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             enable_thinking=thinking,
             embeddings=not args.no_embeddings,
+            backend=args.backend,
+            vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+            vllm_tensor_parallel_size=args.vllm_tensor_parallel_size,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -130,11 +130,16 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return [int(i) for i in ids]
 
 
-def make_backend(name: str, model: Any, tokenizer: Any, *, synced: bool = False, **kwargs: Any) -> RolloutBackend:
+def make_backend(
+    name: str, model: Any, tokenizer: Any, *, synced: bool = False, config: Any = None, **kwargs: Any
+) -> RolloutBackend:
+    """The rollout backend ``name``; vLLM takes its engine knobs from ``config`` (a TrainConfig) when given."""
     if name == "transformers":
         return TransformersBackend(model, tokenizer, synced=synced)
     if name == "vllm":
         from trainer.rollout.vllm_engine import VllmBackend  # lazy: vLLM is an optional GPU extra
 
+        if config is not None:
+            return VllmBackend.from_config(model, tokenizer, config)
         return VllmBackend(model, tokenizer, **kwargs)
     raise ValueError(f"unknown rollout backend {name!r}; valid: transformers, vllm")
