@@ -35,7 +35,7 @@ def test_alice_previews_an_eta_by_rollout_sharing_grid_and_launches_it_as_a_stud
     expect(preview.get_by_role("heading")).to_have_text("Preview: 4 runs")
     rows = preview.locator("tbody tr")
     expect(rows).to_have_count(4)
-    expect(preview.locator("thead th")).to_have_text(["#", "eta", "rollout_sharing", "Check"])
+    expect(preview.locator("thead th")).to_have_text(["#", "eta", "rollout_sharing", "Check", "Memory (cpu)"])
     cells = [rows.nth(i).locator("td.mono").all_inner_texts() for i in range(4)]
     assert sorted(cells) == [["0.01", "false"], ["0.01", "true"], ["0.1", "false"], ["0.1", "true"]], cells
     expect(preview.locator(".badge", has_text="ok")).to_have_count(4)

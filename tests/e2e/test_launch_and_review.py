@@ -44,7 +44,7 @@ def _fill_launch_form(page: Page) -> None:
     page.get_by_label("Algorithm:", exact=True).select_option(label="Policy Split")
     page.get_by_label("Rollouts per mode (n):", exact=True).fill("2")
     page.get_by_label("Questions per step:", exact=True).fill("2")
-    page.get_by_label("Mini-batch size:", exact=True).fill("8")
+    page.get_by_label("Mini-batches (optimizer steps):", exact=True).fill("1")
     page.get_by_label("Micro-batch size:", exact=True).fill("8")
     page.get_by_label("Max new tokens:", exact=True).fill("8")
     page.get_by_label("Steps:", exact=True).fill("4")
