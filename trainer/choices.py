@@ -49,3 +49,15 @@ DistributedDataParallel), fsdp (FSDP2: parameters, gradients and optimizer state
 
 TASKS: tuple[str, ...] = ("arith", "creative")
 """Built-in tasks (``trainer.data.datasets``); ``file:<path>`` names a dataset file besides these."""
+
+BOOL_WORDS: dict[str, bool] = {"1": True, "true": True, "yes": True, "on": True}
+BOOL_WORDS.update({"0": False, "false": False, "no": False, "off": False})
+"""The spellings of a boolean accepted everywhere: config files and forms, query strings, environment."""
+
+
+def parse_bool(text: str) -> bool:
+    """``text`` as a boolean (case and surrounding space ignored); ValueError for any other word."""
+    try:
+        return BOOL_WORDS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"expected one of {'/'.join(BOOL_WORDS)}, got {text!r}") from None

@@ -27,6 +27,7 @@ from trainer.choices import (
     Q4_CONTEXTS,
     ROLLOUT_BACKENDS,
     TASKS,
+    parse_bool,
 )
 
 
@@ -395,12 +396,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
         if kind == "bool":
-            if isinstance(value, str):
-                lowered = value.strip().lower()
-                if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                    raise ValueError(value)
-                return lowered in ("true", "1", "yes", "on")
-            return bool(value)
+            return parse_bool(value) if isinstance(value, str) else bool(value)
         if kind == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from webapp.models import ApiToken
+from webapp.params import ParamError
 
 View = Callable[..., HttpResponse]
 SAFE_METHODS = ("GET", "HEAD")
@@ -104,6 +105,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return error_response(exc.status, exc.message, field=exc.field)
+            except ParamError as exc:
+                return error_response(400, str(exc), field=exc.field)
             except Http404:
                 return error_response(404, "not found")
             except PermissionDenied as exc:

@@ -13,8 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+from trainer.choices import parse_bool
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -23,15 +22,14 @@ def env_str(name: str, default: str = "") -> str:
 
 
 def env_bool(name: str, default: bool = False) -> bool:
+    """Unset and empty both mean the default, as for the other readers (compose passes empty strings)."""
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or raw.strip() == "":
         return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+    try:
+        return parse_bool(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a boolean: {exc}") from None
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:

@@ -19,7 +19,7 @@ from django.http import QueryDict
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from trainer.choices import ALGORITHMS, TASKS
+from trainer.choices import ALGORITHMS, TASKS, parse_bool
 from trainer.config import FIELD_CHOICES, ConfigError, TrainConfig, config_errors
 from trainer.planner import MemoryPlan
 from trainer.registry import MODEL_NAMES
@@ -478,10 +478,7 @@ def _filter_value(name: str, raw: str) -> Any:
         if kind == "int":
             return int(raw)
         if kind == "bool":
-            lowered = raw.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return lowered in ("true", "1", "yes")
+            return parse_bool(raw)
     except ValueError:
         raise forms.ValidationError(f"{name}: “{raw}” is not a valid {kind}.") from None
     return raw

@@ -401,8 +401,11 @@ def test_samples_filter_and_page_and_keep_text_as_plain_strings(api_for: ApiFor,
     first = body["results"][0]
     assert first["response"] == "<i>2-q1-he-0</i>" and first["prompt"] == "<b>2+2?</b>"  # not HTML-escaped
     assert first["is_correct"] is True and "tokens" not in first
-    page = api.get(url, limit="3", offset="6").json()
-    assert page["count"] == 16 and len(page["results"]) == 3
+    page = api.get(url, limit="3", page="2").json()
+    assert page["count"] == 16 and len(page["results"]) == 3 and (page["page"], page["pages"]) == (2, 6)
+    assert page["next"].endswith("page=3") and "page=1" in page["previous"]
+    assert api.get(url, offset="6").json()["field"] == "offset"  # one pagination style
+    assert api.get(url, tokens="maybe").json()["field"] == "tokens"
     assert api.get(url, tokens="1", limit="1").json()["results"][0]["tokens"] == ["a"]
     assert api.get(url, mode="both").json()["field"] == "mode"
 

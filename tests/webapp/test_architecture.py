@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
+from trainer.choices import BOOL_WORDS
 from webapp import dispatch
 
 WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
@@ -77,3 +79,46 @@ def test_every_dispatched_task_name_is_a_registered_task() -> None:
 
     names = {getattr(dispatch, n) for n in dir(dispatch) if n.isupper()}
     assert names and names <= set(app.tasks)
+
+
+# --- one home for every fact ------------------------------------------------------------------------
+
+REPO = WEBAPP.parent
+SOURCES = sorted(p for d in ("webapp", "trainer") for p in (REPO / d).rglob("*.py") if "migrations" not in p.parts)
+
+
+def _where(predicate: Callable[[ast.AST], bool], *, home: str) -> list[str]:
+    """'path:line' of every node matching ``predicate`` outside the module ``home``."""
+    found = []
+    for path in SOURCES:
+        rel = path.relative_to(REPO).as_posix()
+        if rel != home:
+            found += [f"{rel}:{n.lineno}" for n in ast.walk(ast.parse(path.read_text())) if predicate(n)]
+    return found
+
+
+def _spells_booleans(node: ast.AST) -> bool:
+    """A literal collection holding "true" or "yes" and another boolean word: a word list of its own."""
+    if not isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Dict):
+        return False
+    items = node.keys if isinstance(node, ast.Dict) else node.elts
+    words = {i.value.lower() for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)}
+    return bool(words & {"true", "yes"}) and len(words & set(BOOL_WORDS)) >= 2
+
+
+def _defines(*names: str) -> Callable[[ast.AST], bool]:
+    return lambda n: isinstance(n, ast.FunctionDef) and n.name.lstrip("_") in names
+
+
+def test_it_spots_a_planted_word_list() -> None:
+    assert _spells_booleans(ast.parse('x in ("1", "true")').body[0].value.comparators[0])  # type: ignore[attr-defined]
+    assert not _spells_booleans(ast.parse('("auto", "on", "off")').body[0].value)  # type: ignore[attr-defined]
+
+
+def test_booleans_are_spelled_in_one_word_list() -> None:
+    assert _where(_spells_booleans, home="trainer/choices.py") == []
+    assert _where(_defines("parse_bool"), home="trainer/choices.py") == []
+
+
+def test_query_parameters_are_read_by_one_set_of_helpers() -> None:
+    assert _where(_defines("int_param", "int_or_none", "bool_param"), home="webapp/params.py") == []

@@ -45,6 +45,8 @@ def test_it_reads_booleans_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env_bool("PSL_FLAG") is True
     monkeypatch.setenv("PSL_FLAG", "off")
     assert env_bool("PSL_FLAG", True) is False
+    monkeypatch.setenv("PSL_FLAG", "")  # compose passes unset variables as empty strings
+    assert env_bool("PSL_FLAG", True) is True
     monkeypatch.setenv("PSL_FLAG", "maybe")
     with pytest.raises(ImproperlyConfigured, match="PSL_FLAG"):
         env_bool("PSL_FLAG")

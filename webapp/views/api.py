@@ -20,6 +20,7 @@ from trainer.config import ConfigError, TrainConfig
 from webapp.access import project_for, require, run_for
 from webapp.api_auth import ApiError, api_view, error_response
 from webapp.models import Evaluation, Membership, Mode, Project, Role, Run, RunStatus, Sample, Study
+from webapp.params import bool_param, int_param
 from webapp.selectors import metric_series
 from webapp.services import ServiceError, run_cancel, run_create
 
@@ -35,27 +36,6 @@ RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study")
 
 
 # --- input helpers ----------------------------------------------------------------------------------
-
-
-def _int_param(
-    request: HttpRequest,
-    name: str,
-    default: int | None = None,
-    *,
-    minimum: int | None = None,
-    maximum: int | None = None,
-) -> int | None:
-    raw = request.GET.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer, got {raw!r}", field=name) from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
-        raise ApiError(400, f"{name} must be {bounds}, got {value}", field=name)
-    return value
 
 
 def _choice_param(request: HttpRequest, name: str, choices: Iterable[str]) -> str:
@@ -76,10 +56,15 @@ def _json_object(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-def _page(request: HttpRequest, qs: QuerySet[Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Slice a query set by ?page= (from 1) and ?limit=; returns the items and the paging fields."""
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
-    page = _int_param(request, "page", 1, minimum=1) or 1
+def _page(request: HttpRequest, qs: QuerySet[Any], *, most: int = MAX_LIMIT) -> tuple[list[Any], dict[str, Any]]:
+    """Slice a query set by ?page= (from 1) and ?limit= (at most ``most``); the items and the paging fields.
+
+    Every list of the API pages this one way (docs/api.md, "Pagination").
+    """
+    if "offset" in request.GET:
+        raise ApiError(400, "the API pages with ?page= (from 1) and ?limit=, not ?offset=", field="offset")
+    limit = int_param(request.GET, "limit", DEFAULT_LIMIT, minimum=1, maximum=most) or DEFAULT_LIMIT
+    page = int_param(request.GET, "page", 1, minimum=1) or 1
     count = qs.count()
     items = list(qs[(page - 1) * limit : page * limit])
     pages = max(1, -(-count // limit))
@@ -314,9 +299,9 @@ def run_metrics(request: HttpRequest, pk: int) -> HttpResponse:
         raise ApiError(400, f"pass one or more ?key=; this run logged: {available}", field="key")
     if len(keys) > MAX_KEYS:
         raise ApiError(400, f"at most {MAX_KEYS} keys per request", field="key")
-    min_step = _int_param(request, "min_step")
-    max_step = _int_param(request, "max_step")
-    points = _int_param(request, "points", DEFAULT_POINTS, minimum=2, maximum=MAX_POINTS) or DEFAULT_POINTS
+    min_step = int_param(request.GET, "min_step")
+    max_step = int_param(request.GET, "max_step")
+    points = int_param(request.GET, "points", DEFAULT_POINTS, minimum=2, maximum=MAX_POINTS) or DEFAULT_POINTS
     series = {k: metric_series(run, k, min_step=min_step, max_step=max_step, max_points=points).to_dict() for k in keys}
     return JsonResponse({"run": run.pk, "series": series})
 
@@ -324,23 +309,18 @@ def run_metrics(request: HttpRequest, pk: int) -> HttpResponse:
 @api_view("GET")
 def run_samples(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_for(request.user, pk)
-    tokens = request.GET.get("tokens", "") in ("1", "true")
+    tokens = bool_param(request.GET, "tokens")
     # The packed heatmap columns are left out unless asked for.
     qs = (Sample.objects.with_tokens() if tokens else Sample.objects.all()).filter(run=run)
-    if (step := _int_param(request, "step")) is not None:
+    if (step := int_param(request.GET, "step")) is not None:
         qs = qs.filter(step=step)
     if question_id := request.GET.get("question_id", ""):
         qs = qs.filter(question_id=question_id)
     if mode := _choice_param(request, "mode", Mode.values):
         qs = qs.filter(mode=mode)
     most = MAX_SAMPLE_TOKENS_LIMIT if tokens else MAX_SAMPLE_LIMIT  # token arrays are most of a sample's size
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=most) or DEFAULT_LIMIT
-    offset = _int_param(request, "offset", 0, minimum=0) or 0
-    count = qs.count()
-    rows = qs.order_by("step", "question_id", "mode", "context", "index", "id")[offset : offset + limit]
-    return JsonResponse(
-        {"count": count, "limit": limit, "offset": offset, "results": [_sample_json(s, tokens=tokens) for s in rows]}
-    )
+    rows, paging = _page(request, qs.order_by("step", "question_id", "mode", "context", "index", "id"), most=most)
+    return JsonResponse({**paging, "results": [_sample_json(s, tokens=tokens) for s in rows]})
 
 
 @api_view("GET")

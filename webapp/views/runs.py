@@ -30,6 +30,7 @@ from webapp import selectors
 from webapp.access import can, project_for, require, run_for
 from webapp.forms import GridForm, RunForm, RunListForm
 from webapp.models import ACTIVE_STATUSES, Project, Role, Run
+from webapp.params import ParamError, int_param
 from webapp.planning import run_plan
 from webapp.services import (
     ServiceError,
@@ -491,9 +492,9 @@ def status_token(run: Run) -> str:
 def run_status(request: HttpRequest, pk: int) -> JsonResponse:
     run = run_for(request.user, pk)
     try:
-        since = _int_param(request, "since")
-    except BadParam as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
+        since = int_param(request.GET, "since")
+    except ParamError as exc:
+        return JsonResponse({"error": str(exc), "field": exc.field}, status=400)
     token = status_token(run)
     data: dict[str, Any] = {
         "token": token,
@@ -526,30 +527,16 @@ def _group_points(rows: list[tuple[str, int, float]]) -> dict[str, list[list[flo
     return grouped
 
 
-def _int_param(request: HttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name, "")
-    if raw in ("", "null", "undefined"):
-        return None
-    try:
-        return int(float(raw))
-    except ValueError:
-        raise BadParam(f"{name} must be a number") from None
-
-
-class BadParam(ValueError):
-    pass
-
-
 @login_required
 @require_GET
 def run_series(request: HttpRequest, pk: int) -> JsonResponse:
     run = run_for(request.user, pk)
     keys = [k for k in request.GET.getlist("key") if 0 < len(k) <= 80][:MAX_SERIES_KEYS]
     try:
-        lo, hi = _int_param(request, "min_step"), _int_param(request, "max_step")
-        points = min(10_000, max(10, _int_param(request, "points") or 2000))
-    except BadParam as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
+        lo, hi = int_param(request.GET, "min_step"), int_param(request.GET, "max_step")
+        points = min(10_000, max(10, int_param(request.GET, "points") or 2000))
+    except ParamError as exc:
+        return JsonResponse({"error": str(exc), "field": exc.field}, status=400)
     series = {k: selectors.metric_series(run, k, min_step=lo, max_step=hi, max_points=points).to_dict() for k in keys}
     return JsonResponse({"series": series, "min_step": lo, "max_step": hi, "points": points})
 

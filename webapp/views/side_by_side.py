@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from trainer.choices import MODES
 from webapp.access import run_for
 from webapp.models import Mode, Run, Sample
+from webapp.params import bool_param, int_param, or_default
 from webapp.sample_selectors import (
     MODE_LABELS,
     QuestionRow,
@@ -45,13 +46,6 @@ OUTCOME_CHOICES = {"any": "Any outcome", "correct": "Correct", "incorrect": "Inc
 # --- the state in the query string ----------------------------------------------------------------
 
 
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class ViewState:
     """What the page shows; parsed leniently (a bad value falls back to its default, never a 400)."""
@@ -70,13 +64,13 @@ class ViewState:
     def from_query(cls, qd: QueryDict) -> ViewState:
         mode_b = qd.get("mode_b", "")
         return cls(
-            step=_int_or_none(qd.get("step")),
+            step=or_default(int_param, qd, "step", None),
             q=qd.get("q", "")[:100],
             show=qd.get("show", "") if qd.get("show") in SHOW_CHOICES else "all",
             outcome=qd.get("outcome", "") if qd.get("outcome") in OUTCOME_CHOICES else "any",
             search=qd.get("search", "").strip()[:200],
-            heat=qd.get("heat", "1") != "0",
-            compare=_int_or_none(qd.get("compare")),
+            heat=or_default(bool_param, qd, "heat", True),
+            compare=or_default(int_param, qd, "compare", None),
             mode_a=qd.get("mode_a", "") if qd.get("mode_a") in MODES else Mode.NORMAL.value,
             mode_b=mode_b if mode_b in MODES else "",
         )
