@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from trainer.choices import (
     TASKS,
     parse_bool,
 )
+
+FIELD_SYMBOLS: dict[str, str] = {"eta": "η", "eta_normal": "η₂", "alpha": "α", "kappa": "κ"}
+"""The symbols docs/method.md gives these fields; every label, column and table of the web tier uses them."""
 
 
 class ConfigError(ValueError):
@@ -327,7 +331,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known) - set(_LEGACY_FIELDS) - {k for k in data if k.startswith("_")})
+        unknown = sorted(set(config_values(data)) - set(known) - set(_LEGACY_FIELDS))
         if unknown:
             raise ConfigError(unknown[0], f"unknown field; valid fields: {', '.join(sorted(known))}")
         values = {k: _coerce(known[k], v) for k, v in data.items() if k in known}
@@ -348,6 +352,15 @@ class TrainConfig:
 
 
 # Fields older configs may still hold (stored runs are cloned and resumed), and what they became.
+def config_values(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config without the ``_``-prefixed bookkeeping keys kept next to its fields.
+
+    The web tier records facts about a run's history there (e.g. ``_resumed_from_step``); they are
+    not settings, so the trainer, wandb and the run page never see them.
+    """
+    return {k: v for k, v in stored.items() if not k.startswith("_")}
+
+
 _LEGACY_FIELDS = ("mini_batch_size",)
 
 

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, close_old_connections, connection
 from django.utils import timezone
 
+from trainer.config import config_values
 from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint
 from webapp import child_process, ingest
@@ -255,7 +256,7 @@ class Supervisor:
         self.stop_file.unlink(missing_ok=True)
         if self.events.exists():  # a redelivered attempt starts its events afresh
             self.events.unlink()
-        cfg = {k: v for k, v in self.run.config.items() if not k.startswith("_")}
+        cfg = config_values(self.run.config)
         cfg["output_dir"] = str(self.folder)
         (self.folder / "config.json").write_text(json.dumps(cfg, indent=2))
         if self.run.attempt == 0:

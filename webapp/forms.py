@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from trainer.choices import ALGORITHMS, TASKS, parse_bool
-from trainer.config import FIELD_CHOICES, ConfigError, TrainConfig, config_errors
+from trainer.config import FIELD_CHOICES, FIELD_SYMBOLS, ConfigError, TrainConfig, config_errors
 from trainer.planner import MemoryPlan
 from trainer.registry import MODEL_NAMES
 from webapp.models import RunStatus
@@ -47,10 +47,9 @@ LABELS = {
     "entropy_adv_alpha": "Entropy-advantage α",
     "q4_context": "Q4 context",
     "dtype": "Dtype",
-    "eta": "η (HE bonus)",
-    "eta_normal": "η_normal",
-    "alpha": "α",
-    "kappa": "κ",
+    **FIELD_SYMBOLS,
+    "eta": f"{FIELD_SYMBOLS['eta']} (HE bonus)",
+    "eta_normal": f"{FIELD_SYMBOLS['eta_normal']} (normal-mode bonus)",
     "n": "Rollouts per mode (n)",
     "questions_per_step": "Questions per step",
     "mini_batches": "Mini-batches (optimizer steps)",

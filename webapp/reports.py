@@ -25,7 +25,7 @@ from typing import Any
 
 from django.db.models import Avg, Case, FloatField, Value, When
 
-from trainer.config import TrainConfig
+from trainer.config import FIELD_SYMBOLS, TrainConfig
 from trainer.data.benchmarks import benchmark_title
 from webapp.models import EvalResult, EvalStatus, Evaluation, Mode, Run
 from webapp.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_question_test
@@ -35,7 +35,6 @@ from webapp.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_q
 CONFIG_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
 # Fields that never define a method: seeds are what a group averages over.
 NON_FACTOR_FIELDS = frozenset({"seed", "output_dir", "extra"})
-FIELD_SYMBOLS = {"eta": "η", "eta_normal": "η₂", "alpha": "α", "kappa": "κ"}
 # Row names as in the paper's Table 1.
 METHOD_LABELS = {
     "policy_split": "Policy Split",

@@ -18,7 +18,7 @@ from django.db.models import Count, F, FloatField, Max, Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Lower
 
-from trainer.config import TrainConfig
+from trainer.config import FIELD_SYMBOLS, TrainConfig
 from webapp.models import (
     ACTIVE_STATUSES,
     ROLLUP_FANOUT,
@@ -189,10 +189,7 @@ COLUMN_LABELS = {
     "queue": "Queue",
     "creator": "By",
     "step": "Step",
-    "cfg.eta": "η",
-    "cfg.eta_normal": "η_normal",
-    "cfg.alpha": "α",
-    "cfg.kappa": "κ",
+    **{f"cfg.{name}": symbol for name, symbol in FIELD_SYMBOLS.items()},
 }
 COLUMN_KINDS = {"name": "name", "status": "status", "seed": "num", "created": "date", "step": "step"}
 

@@ -137,8 +137,7 @@ def run_enqueue(*, run: Run) -> None:
 
 
 def run_config(run: Run) -> TrainConfig:
-    data = {k: v for k, v in run.config.items() if not k.startswith("_")}
-    return TrainConfig.from_dict(data)
+    return TrainConfig.from_dict(run.config)  # bookkeeping keys (trainer.config.config_values) are ignored
 
 
 def run_cancel(*, run: Run, user: Any) -> Run:

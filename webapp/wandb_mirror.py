@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from django.conf import settings
 
+from trainer.config import config_values
 from webapp.models import Run, RunLog
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class WandbMirror:
                 project=settings.WANDB_PROJECT,
                 entity=settings.WANDB_ENTITY or None,
                 name=self.run.name,
-                config={k: v for k, v in self.run.config.items() if not k.startswith("_")},
+                config=config_values(self.run.config),
                 dir=str(self.directory),
                 mode=cast(Any, settings.WANDB_MODE),
                 reinit="create_new",

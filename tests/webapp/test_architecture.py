@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 from trainer.choices import BOOL_WORDS
+from trainer.config import FIELD_SYMBOLS, TrainConfig
 from webapp import dispatch
 
 WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
@@ -122,3 +124,76 @@ def test_booleans_are_spelled_in_one_word_list() -> None:
 
 def test_query_parameters_are_read_by_one_set_of_helpers() -> None:
     assert _where(_defines("int_param", "int_or_none", "bool_param"), home="webapp/params.py") == []
+
+
+def _filters_bookkeeping(node: ast.AST) -> bool:
+    """``….startswith("_")``: a filter of the config's bookkeeping keys (trainer.config.config_values)."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "startswith"
+        and any(isinstance(a, ast.Constant) and a.value == "_" for a in node.args)
+    )
+
+
+def _labels_a_symbol(node: ast.AST) -> bool:
+    """A literal ``"kappa": "κ"`` (or ``"cfg.kappa": "κ"``): a label map of its own for a method symbol."""
+    if not isinstance(node, ast.Dict):
+        return False
+    return any(
+        isinstance(k, ast.Constant)
+        and k.value in {*FIELD_SYMBOLS, *(f"cfg.{name}" for name in FIELD_SYMBOLS)}
+        and isinstance(v, ast.Constant)
+        and isinstance(v.value, str)
+        and v.value[:1] in {s[0] for s in FIELD_SYMBOLS.values()}
+        for k, v in zip(node.keys, node.values, strict=True)
+    )
+
+
+def test_it_spots_a_planted_filter_and_label_map() -> None:
+    assert _filters_bookkeeping(ast.parse('k.startswith("_")').body[0].value)  # type: ignore[attr-defined]
+    assert _labels_a_symbol(ast.parse('{"cfg.eta_normal": "η_normal"}').body[0].value)  # type: ignore[attr-defined]
+
+
+def test_bookkeeping_keys_are_filtered_in_one_place() -> None:
+    assert _where(_filters_bookkeeping, home="trainer/config.py") == []
+
+
+def test_the_methods_symbols_have_one_label_map() -> None:
+    assert _where(_labels_a_symbol, home="trainer/config.py") == []
+
+
+# The method's hyperparameters (docs/method.md §4, §10): their defaults live in TrainConfig only.
+HYPERPARAMETERS = {
+    "eta", "eta_normal", "alpha", "kappa", "clamp_order", "estimator", "normalize", "lowest_ratio",
+    "entropy_coef", "entropy_adv_alpha", "forking_top_ratio", "cov_ratio", "cov_lb", "cov_ub", "kl_cov_coef",
+    "clip_low", "clip_high", "loss_agg",
+}  # fmt: skip
+
+
+def _defaults_a_hyperparameter(node: ast.AST) -> bool:
+    """``def f(*, kappa=2.0)`` or ``config.get("kappa", 2.0)``: a second default for a TrainConfig field."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        a = node.args
+        positional = [*a.posonlyargs, *a.args][len(a.posonlyargs) + len(a.args) - len(a.defaults) :]
+        keyword = [arg for arg, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None]
+        return any(arg.arg in HYPERPARAMETERS for arg in [*positional, *keyword])
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and len(node.args) == 2
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value in HYPERPARAMETERS
+    )
+
+
+def test_it_spots_a_planted_default() -> None:
+    assert _defaults_a_hyperparameter(ast.parse("def f(x, *, kappa=2.0): pass").body[0])
+    assert _defaults_a_hyperparameter(ast.parse('cfg.get("eta", 0.03)').body[0].value)  # type: ignore[attr-defined]
+    assert not _defaults_a_hyperparameter(ast.parse("def f(x, *, kappa): pass").body[0])
+
+
+def test_hyperparameter_defaults_live_in_train_config_only() -> None:
+    assert {f.name for f in dataclasses.fields(TrainConfig)} >= HYPERPARAMETERS
+    assert _where(_defaults_a_hyperparameter, home="trainer/config.py") == []

@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from trainer.choices import MODES
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import ConfigError, TrainConfig, config_values
 from trainer.metrics import expand
 from trainer.planner import MemoryPlan
 from trainer.presets import Preset, all_presets, load_preset
@@ -466,7 +466,7 @@ def _config_rows(run: Run, reference: Run | None) -> list[dict[str, Any]]:
     try:
         values = run_config(run).to_dict()
     except Exception:  # an old row whose config no longer validates still shows what it stored
-        values = {k: v for k, v in run.config.items() if not k.startswith("_")}
+        values = config_values(run.config)
     ref = reference.config if reference else {}
     return [
         {
