@@ -116,8 +116,11 @@ def load_model(name: str, *, dtype: str = "float32", device: str = "cpu") -> Any
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=getattr(torch, dtype))
-    return model.to(device)  # type: ignore[arg-type]  # transformers types .to() narrowly
+    if device == "cpu":
+        return AutoModelForCausalLM.from_pretrained(resolve(name), dtype=getattr(torch, dtype))
+    # Straight onto the accelerator: every rank of a torchrun job loads the model, and a full host copy
+    # per rank (8 × 16 GB for an 8B model in bf16) is what exhausts a GPU host's RAM first.
+    return AutoModelForCausalLM.from_pretrained(resolve(name), dtype=getattr(torch, dtype), device_map=device)
 
 
 def prepare_models(names: tuple[str, ...] = ("tiny-random", "smollm2-135m")) -> dict[str, str]:

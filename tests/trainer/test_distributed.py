@@ -74,9 +74,11 @@ def test_it_trains_with_two_processes_and_only_rank_zero_reports(tmp_path: Path)
     assert (tmp_path / "out" / "checkpoints" / "step_000002" / "model.safetensors").is_file()
 
 
-def test_the_fsdp_update_equals_the_ddp_update_at_the_same_seed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sharding", [["parallelism=fsdp"], ["parallelism=fsdp", "cpu_offload=true"]], ids=str)
+def test_the_fsdp_update_equals_the_ddp_update_at_the_same_seed(tmp_path: Path, sharding: list[str]) -> None:
+    # cpu_offload keeps the parameter shards and their optimizer state in host memory between uses.
     train(tmp_path / "ddp", "steps=2", "checkpoint_every=0", "parallelism=ddp", *DENSE)
-    train(tmp_path / "fsdp", "steps=2", "checkpoint_every=0", "parallelism=fsdp", *DENSE)
+    train(tmp_path / "fsdp", "steps=2", "checkpoint_every=0", *sharding, *DENSE)
     ddp, fsdp = weights(tmp_path / "ddp", 2), weights(tmp_path / "fsdp", 2)
     # Adam moves every weight with a non-zero gradient by ~lr per step; weight decay alone by lr·wd·|w|.
     assert max_diff(ddp, initial_weights()) > 1e-3

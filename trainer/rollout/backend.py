@@ -50,8 +50,11 @@ class RolloutBackend(Protocol):
 class TransformersBackend:
     """``model.generate`` on the training model itself: no weight sync needed."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 32, synced: bool = False) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, batch_size: int = 32, synced: bool = False, share_prefill: bool = True
+    ) -> None:
         self.model = model
+        self.share_prefill = share_prefill
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         # Under FSDP every rank must run the same number of forwards: ranks that finish early keep
@@ -89,17 +92,24 @@ class TransformersBackend:
         for i, p in enumerate(prompts):  # left padding: every generation starts at column `width`
             input_ids[i, width - len(p) :] = torch.tensor(p)
             attention[i, width - len(p) :] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
         was_training = self.model.training
         self.model.eval()
+        n = params.n
+        cache = None
+        if self.share_prefill and n > 1 and width > 1:
+            cache = self._shared_prefill(input_ids, attention, n)
+            input_ids, attention, n = input_ids.repeat_interleave(n, 0), attention.repeat_interleave(n, 0), 1
         out = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
+            input_ids=input_ids,
+            attention_mask=attention,
+            past_key_values=cache,
             do_sample=True,
             temperature=params.temperature,
             top_k=params.top_k or None,
             top_p=params.top_p,
             max_new_tokens=params.max_new_tokens,
-            num_return_sequences=params.n,
+            num_return_sequences=n,
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids,
             synced_gpus=self.synced,
@@ -112,6 +122,29 @@ class TransformersBackend:
             responses.append([ids for ids, _ in rows])
             truncated.append([cut for _, cut in rows])
         return responses, truncated
+
+    def _shared_prefill(self, input_ids: torch.Tensor, attention: torch.Tensor, n: int) -> Any:
+        """The KV cache of every prompt but its last token, computed once per prompt and repeated for
+        its ``n`` responses (``generate``'s num_return_sequences would run each prompt's prefill ``n``
+        times: at 16 rollouts of a 116-token HE prompt that is most of a short rollout's compute).
+
+        ``generate`` then feeds only the last prompt token. Positions follow ``generate``'s own rule
+        for left padding (cumulative sum of the attention mask), so the result is the same
+        distribution — the same tokens under greedy decoding (tested).
+        """
+        from transformers import DynamicCache  # transformers is imported by the model already
+
+        cache = DynamicCache(config=self.model.config)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        self.model(
+            input_ids=input_ids[:, :-1],
+            attention_mask=attention[:, :-1],
+            position_ids=positions[:, :-1],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache.batch_repeat_interleave(n)
+        return cache
 
 
 def _cut_at_eos(ids: list[int], eos_ids: list[int]) -> tuple[list[int], bool]:
