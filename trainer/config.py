@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -317,7 +317,8 @@ class TrainConfig:
 
     # --- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field plus the schema version (``from_dict`` and ``from_stored`` read both)."""
+        return {**dataclasses.asdict(self), SCHEMA_KEY: SCHEMA_VERSION}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -330,12 +331,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from user input (CLI, API, forms): older schemas are migrated, unknown fields rejected."""
+        values, _ = migrate_config(data, drop_unknown=False)
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(config_values(data)) - set(known) - set(_LEGACY_FIELDS))
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown field; valid fields: {', '.join(sorted(known))}")
-        values = {k: _coerce(known[k], v) for k, v in data.items() if k in known}
-        return _migrate_legacy(cls(**values), data)
+        return cls(**{k: _coerce(known[k], v) for k, v in values.items() if k != SCHEMA_KEY})
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> StoredConfig:
+        """Build from a stored config (a run to clone or resume), never failing on what an older or
+        newer version wrote: fields are migrated, unknown ones dropped and values this version
+        rejects set back to their defaults, each with a notice saying so."""
+        values, notices = migrate_config(data, drop_unknown=True)
+        defaults = _defaults()
+        while True:
+            try:
+                return StoredConfig(cls.from_dict(values), notices)
+            except ConfigError as exc:
+                if exc.field not in defaults or values.get(exc.field) == defaults[exc.field]:
+                    # A constraint between fields that this field's default does not resolve.
+                    return StoredConfig(cls(), [*notices, f"{exc}: the stored config was replaced by the defaults"])
+                notices.append(f"{exc}: set back to the default {defaults[exc.field]!r}")
+                values[exc.field] = defaults[exc.field]
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -351,7 +367,6 @@ class TrainConfig:
         return dict(_FIELD_HELP)
 
 
-# Fields older configs may still hold (stored runs are cloned and resumed), and what they became.
 def config_values(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A stored config without the ``_``-prefixed bookkeeping keys kept next to its fields.
 
@@ -361,16 +376,75 @@ def config_values(stored: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stored.items() if not k.startswith("_")}
 
 
-_LEGACY_FIELDS = ("mini_batch_size",)
+# --- schema versions ----------------------------------------------------------------------------------
+# Stored configs (runs in the database, config files) carry the schema version they were written
+# with. A change that older configs cannot be read under (a renamed field, a field whose meaning
+# changed) bumps SCHEMA_VERSION and adds the migration from the previous version to _MIGRATIONS;
+# a plain new field with a default needs neither. Configs written before versioning are version 1.
+SCHEMA_VERSION = 2
+SCHEMA_KEY = "schema_version"
 
 
-def _migrate_legacy(cfg: TrainConfig, data: dict[str, Any]) -> TrainConfig:
+@dataclass(frozen=True)
+class StoredConfig:
+    """A stored config read by this version, and what had to change to read it (shown to the user)."""
+
+    config: TrainConfig
+    notices: list[str]
+
+
+def _v1_mini_batches(data: dict[str, Any]) -> list[str]:
     """``mini_batch_size`` (trained rows per optimizer step) became ``mini_batches`` (optimizer steps
     per epoch), so that every algorithm takes the same number of steps whatever its rows."""
-    rows = data.get("mini_batch_size")
-    if not rows or "mini_batches" in data:
-        return cfg
-    return cfg.replace(mini_batches=max(1, cfg.rows_per_step // int(rows)))
+    if "mini_batch_size" not in data:
+        return []
+    rows = data.pop("mini_batch_size")
+    if "mini_batches" in data:
+        return [f"mini_batch_size={rows!r} dropped: the config also sets mini_batches"]
+    try:
+        probe = TrainConfig.from_dict({k: v for k, v in data.items() if k in _FIELD_NAMES and k != "mini_batches"})
+        per_step = probe.rows_per_step
+        wanted = max(1, per_step // int(rows))
+    except (ConfigError, TypeError, ValueError):
+        return [f"mini_batch_size={rows!r} dropped: could not be converted to mini_batches"]
+    # The largest count of equal mini-batches that is not above what the rows meant.
+    data["mini_batches"] = max(d for d in range(1, wanted + 1) if per_step % d == 0)
+    return [f"mini_batch_size={rows!r} became mini_batches={data['mini_batches']} (optimizer steps per epoch)"]
+
+
+# version v → the function that turns a version-v dict into version v + 1 (in place), returning notices.
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], list[str]]] = {1: _v1_mini_batches}
+
+
+def migrate_config(data: dict[str, Any], *, drop_unknown: bool) -> tuple[dict[str, Any], list[str]]:
+    """A config dict of any schema version as this version's fields, plus notices of what changed.
+
+    Keys starting with ``_`` (the web app's bookkeeping) are left out. Unknown fields raise
+    ``ConfigError`` unless ``drop_unknown``, when they are dropped with a notice. Values are not
+    validated here (``TrainConfig`` does that).
+    """
+    values = config_values(data)
+    notices: list[str] = []
+    raw_version = values.pop(SCHEMA_KEY, 1)
+    version = raw_version if isinstance(raw_version, int) and not isinstance(raw_version, bool) else -1
+    if not 1 <= version <= SCHEMA_VERSION:
+        message = f"this version reads schema versions 1 to {SCHEMA_VERSION}, got {raw_version!r}"
+        if not drop_unknown:
+            raise ConfigError(SCHEMA_KEY, message)
+        notices.append(f"{SCHEMA_KEY}: {message}; fields this version does not know are dropped")
+        version = SCHEMA_VERSION
+    for v in range(version, SCHEMA_VERSION):
+        notices.extend(_MIGRATIONS[v](values))
+    unknown = sorted(set(values) - set(_FIELD_NAMES))
+    if unknown and not drop_unknown:
+        raise ConfigError(unknown[0], f"unknown field; valid fields: {', '.join(sorted(_FIELD_NAMES))}")
+    for name in unknown:
+        notices.append(f"{name}={values.pop(name)!r} dropped: not a field of this version")
+    return {**values, SCHEMA_KEY: SCHEMA_VERSION}, notices
+
+
+def _defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 
 def config_errors(data: dict[str, Any]) -> list[ConfigError]:
@@ -379,7 +453,7 @@ def config_errors(data: dict[str, Any]) -> list[ConfigError]:
     Each offending field is set back to its default and the config rebuilt, until it builds or an
     error repeats (a constraint between fields that no default resolves).
     """
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    defaults = _defaults()
     values = dict(data)
     errors: list[ConfigError] = []
     while True:
@@ -477,3 +551,4 @@ def _read_field_help() -> dict[str, str]:
 
 
 _FIELD_HELP = _read_field_help()
+_FIELD_NAMES = frozenset(f.name for f in fields(TrainConfig))

@@ -34,13 +34,13 @@ from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, close_old_connections, connection
 from django.utils import timezone
 
-from trainer.config import config_values
+from trainer.config import migrate_config
 from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint
 from webapp import child_process, ingest
 from webapp.evaluations.services import evaluations_schedule_final
 from webapp.models import Run, RunStatus, Worker
-from webapp.services import run_enqueue
+from webapp.services import run_enqueue, run_log_notice
 from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,10 @@ class Supervisor:
         self.stop_file.unlink(missing_ok=True)
         if self.events.exists():  # a redelivered attempt starts its events afresh
             self.events.unlink()
-        cfg = config_values(self.run.config)
+        # A run queued before an upgrade still trains: renamed fields are migrated, unknown ones dropped.
+        cfg, notices = migrate_config(self.run.config, drop_unknown=True)
+        for notice in notices:
+            run_log_notice(self.run, f"stored config migrated: {notice}")
         cfg["output_dir"] = str(self.folder)
         (self.folder / "config.json").write_text(json.dumps(cfg, indent=2))
         if self.run.attempt == 0:

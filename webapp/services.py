@@ -20,7 +20,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import ConfigError, StoredConfig, TrainConfig, config_values, migrate_config
 from trainer.config import config_errors as trainer_config_errors
 from webapp import dispatch
 from webapp.models import (
@@ -28,6 +28,7 @@ from webapp.models import (
     Comment,
     Project,
     Run,
+    RunLog,
     RunStatus,
     Sample,
     Study,
@@ -137,7 +138,13 @@ def run_enqueue(*, run: Run) -> None:
 
 
 def run_config(run: Run) -> TrainConfig:
-    return TrainConfig.from_dict(run.config)  # bookkeeping keys (trainer.config.config_values) are ignored
+    """The run's stored config as this version reads it (see ``run_stored_config`` for the notices)."""
+    return run_stored_config(run).config
+
+
+def run_stored_config(run: Run) -> StoredConfig:
+    """The run's config migrated to this version's schema, with a notice for each field that changed."""
+    return TrainConfig.from_stored(run.config)
 
 
 def run_cancel(*, run: Run, user: Any) -> Run:
@@ -181,9 +188,38 @@ def run_resume(*, run: Run, user: Any) -> Run:
         if not updated:
             raise ServiceError(f"run is {run.get_status_display().lower()}; only failed, cancelled or lost runs resume")
         run.refresh_from_db()
+        _migrate_stored_config(run)
         activity_record(project=run.project, actor=user, verb="resumed", target=run.name, url=run.get_absolute_url())
         run_enqueue(run=run)
     return run
+
+
+def _migrate_stored_config(run: Run) -> None:
+    """Rewrite a resumed run's config in this version's schema; what changed goes on its log.
+
+    Only renames and unknown fields are handled here: a value this version rejects fails the
+    attempt with the trainer's message rather than training something else than what was stored.
+    """
+    values, notices = migrate_config(run.config, drop_unknown=True)
+    settings_part = config_values(run.config)
+    if values == settings_part:
+        return
+    bookkeeping = {k: v for k, v in run.config.items() if k not in settings_part}
+    run.config = {**values, **bookkeeping}
+    run.save(update_fields=["config"])
+    for notice in notices:
+        run_log_notice(run, f"stored config migrated: {notice}")
+
+
+def run_config_migration_notices(run: Run) -> list[str]:
+    """What resuming the run would change in its stored config (empty when it is current)."""
+    return migrate_config(run.config, drop_unknown=True)[1]
+
+
+def run_log_notice(run: Run, message: str, *, level: str = "warning") -> None:
+    """A line on the run's log from the web tier (after the trainer's own lines of this attempt)."""
+    seq = RunLog.objects.filter(run=run, attempt=run.attempt).count() + 2_000_000
+    RunLog.objects.create(run=run, attempt=run.attempt, seq=seq, level=level, message=message)
 
 
 def run_clone_initial(run: Run) -> dict[str, Any]:

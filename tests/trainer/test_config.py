@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import ConfigError, TrainConfig, apply_overrides, check_resources, config_errors
+from trainer.config import (
+    _MIGRATIONS,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    ConfigError,
+    StoredConfig,
+    TrainConfig,
+    apply_overrides,
+    check_resources,
+    config_errors,
+    migrate_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,6 +96,64 @@ def test_it_migrates_the_legacy_rows_per_mini_batch_field() -> None:
     assert TrainConfig.from_dict({"algorithm": "policy_split", "n": 4, "mini_batch_size": 16}).mini_batches == 4
     assert TrainConfig.from_dict({"algorithm": "grpo", "n": 8, "mini_batch_size": 16}).mini_batches == 2
     assert TrainConfig.from_dict({"mini_batch_size": 16, "mini_batches": 1}).mini_batches == 1  # explicit wins
+
+
+def test_stored_configs_carry_the_schema_version_and_read_back_unchanged() -> None:
+    cfg = TrainConfig(eta=0.06, kappa=1.0)
+    assert cfg.to_dict()[SCHEMA_KEY] == SCHEMA_VERSION
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig.from_stored(cfg.to_dict()) == StoredConfig(cfg, [])
+
+
+def test_user_input_with_an_unknown_field_is_still_rejected_by_name() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"etaa": 0.1})
+    assert err.value.field == "etaa"
+
+
+def test_a_stored_config_with_an_unknown_field_is_read_with_a_notice_that_it_was_dropped() -> None:
+    stored = TrainConfig.from_stored({**TrainConfig(eta=0.1).to_dict(), "warmup_ratio": 0.1})
+    assert stored.config == TrainConfig(eta=0.1)
+    assert stored.notices == ["warmup_ratio=0.1 dropped: not a field of this version"]
+
+
+def test_a_version_1_config_is_migrated_with_a_notice_of_the_rename() -> None:
+    stored = TrainConfig.from_stored({"algorithm": "policy_split", "n": 4, "mini_batch_size": 16})
+    assert stored.config.mini_batches == 4
+    assert stored.notices == ["mini_batch_size=16 became mini_batches=4 (optimizer steps per epoch)"]
+
+
+def test_the_legacy_migration_picks_a_mini_batch_count_that_divides_the_rows() -> None:
+    # 40 rows (GRPO, 5 questions × 8) in mini-batches of 12 rows: 3 does not divide 40, 2 does.
+    cfg = TrainConfig.from_dict({"algorithm": "grpo", "n": 8, "questions_per_step": 5, "mini_batch_size": 12})
+    assert cfg.rows_per_step == 40 and cfg.mini_batches == 2
+
+
+def test_a_stored_value_this_version_rejects_is_set_back_to_its_default_with_a_notice() -> None:
+    stored = TrainConfig.from_stored({**TrainConfig().to_dict(), "estimator": "oracle", "eta": 0.2})
+    assert (stored.config.estimator, stored.config.eta) == ("logprob", 0.2)
+    assert stored.notices == [
+        "estimator: unknown value 'oracle'; valid: logprob, entropy: set back to the default 'logprob'"
+    ]
+
+
+def test_a_config_from_a_newer_schema_is_refused_as_input_and_read_leniently_when_stored() -> None:
+    newer = {**TrainConfig(seed=3).to_dict(), SCHEMA_KEY: SCHEMA_VERSION + 1, "future_knob": 1}
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict(newer)
+    assert err.value.field == SCHEMA_KEY
+    stored = TrainConfig.from_stored(newer)
+    assert stored.config == TrainConfig(seed=3)
+    assert len(stored.notices) == 2 and "future_knob=1 dropped" in stored.notices[1]
+
+
+def test_every_schema_version_below_the_current_one_has_a_migration() -> None:
+    assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION))
+
+
+def test_migrate_config_leaves_the_web_apps_bookkeeping_keys_out() -> None:
+    values, notices = migrate_config({"_resumed_from_step": 4, "eta": 0.1}, drop_unknown=False)
+    assert values == {"eta": 0.1, SCHEMA_KEY: SCHEMA_VERSION} and notices == []
 
 
 def test_it_rejects_grpo_with_a_single_rollout() -> None:

@@ -152,3 +152,29 @@ def test_it_reports_an_unknown_factor_on_its_line(client_for: Callable[..., Any]
     response = client_for(alice).post(grid_url(project), form_data(name="x", factors="eta = 0.1\nwarp = 9"))
     assert response.status_code == 400
     assert "Line 2: “warp” is not a config field." in response.context["form"].errors["factors"]
+
+
+def test_it_clones_a_run_whose_stored_config_has_a_field_this_version_does_not_know(
+    client_for: Callable[..., Any], alice: Any, project: Any, make_run: Callable[..., Any]
+) -> None:
+    source = make_run(name="old", eta=0.1)
+    source.config = {**source.config, "warmup_ratio": 0.1}
+    source.save(update_fields=["config"])
+    response = client_for(alice).get(new_url(project, f"clone={source.pk}"))
+    assert response.status_code == 200  # it was a 500: the stored config no longer built
+    assert response.context["form"]["eta"].value() == 0.1
+    assert "warmup_ratio=0.1 dropped: not a field of this version" in response.content.decode()
+    grid = client_for(alice).get(grid_url(project) + f"?clone={source.pk}")
+    assert grid.status_code == 200 and "warmup_ratio=0.1 dropped" in grid.content.decode()
+
+
+def test_a_resume_of_an_older_schema_says_what_changed_in_its_config(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
+    old = make_run(name="old", status="lost")
+    old.config = {**old.config, "warmup_ratio": 0.1}
+    old.save(update_fields=["config"])
+    response = client_for(alice).post(reverse("webapp-run-resume", args=[old.pk]), follow=True)
+    body = response.content.decode()
+    assert "Resumed as attempt 1." in body
+    assert "Its stored config was migrated to this version: warmup_ratio=0.1 dropped" in body

@@ -68,6 +68,29 @@ def test_it_resumes_a_lost_run_as_a_new_attempt(
     assert len(callbacks) == 1  # enqueued once, after commit
 
 
+def test_a_resumed_run_of_an_older_schema_has_its_config_rewritten_and_the_changes_on_its_log(
+    make_run: Any, alice: Any
+) -> None:
+    old = make_run(status="failed", algorithm="grpo", n=8)
+    legacy = {k: v for k, v in old.config.items() if k not in ("mini_batches", "schema_version")}
+    old.config = {**legacy, "mini_batch_size": 16, "warmup_ratio": 0.1, "_resumed_from_step": 2}
+    old.save(update_fields=["config"])
+    run = services.run_resume(run=old, user=alice)
+    assert (run.config["mini_batches"], run.config["schema_version"], run.config["_resumed_from_step"]) == (2, 2, 2)
+    assert "mini_batch_size" not in run.config and "warmup_ratio" not in run.config
+    assert list(run.logs.filter(attempt=1).values_list("level", "message")) == [
+        ("warning", "stored config migrated: mini_batch_size=16 became mini_batches=2 (optimizer steps per epoch)"),
+        ("warning", "stored config migrated: warmup_ratio=0.1 dropped: not a field of this version"),
+    ]
+
+
+def test_a_resumed_run_of_the_current_schema_keeps_its_config_and_log(make_run: Any, alice: Any) -> None:
+    stopped = make_run(status="cancelled", eta=0.2)
+    before = dict(stopped.config)
+    run = services.run_resume(run=stopped, user=alice)
+    assert run.config == before and not run.logs.exists()
+
+
 def test_it_refuses_to_resume_a_succeeded_run(make_run: Any, alice: Any) -> None:
     with pytest.raises(services.ServiceError, match="only failed, cancelled or lost runs resume"):
         services.run_resume(run=make_run(status="succeeded"), user=alice)

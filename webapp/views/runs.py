@@ -37,8 +37,10 @@ from webapp.services import (
     run_cancel,
     run_clone_initial,
     run_config,
+    run_config_migration_notices,
     run_create,
     run_resume,
+    run_stored_config,
     study_create_grid,
 )
 from webapp.views.review import review_context
@@ -246,7 +248,8 @@ def _form_context(project: Project, form: RunForm, source: Run | None, **extra: 
     """The form plus the preset picker and the planner's estimate of the config in the form."""
     plan = form.plan if form.is_bound else _initial_plan(form)
     context = {"project": project, "nav": "runs", "form": form, "source": source, "plan": plan}
-    return {**context, "presets": all_presets(), "preset": None, **extra}
+    notices = run_stored_config(source).notices if source else []
+    return {**context, "config_notices": notices, "presets": all_presets(), "preset": None, **extra}
 
 
 def _initial_plan(form: RunForm) -> MemoryPlan | None:
@@ -559,9 +562,12 @@ def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
 def run_resume_view(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_for(request.user, pk)
     require(request.user, run.project, Role.MEMBER)
+    notices = run_config_migration_notices(run)
     try:
         run = run_resume(run=run, user=request.user)
         messages.success(request, f"Resumed as attempt {run.attempt}.")
+        if notices:
+            messages.warning(request, "Its stored config was migrated to this version: " + "; ".join(notices) + ".")
     except ServiceError as exc:
         messages.error(request, str(exc))
     return redirect(run)
