@@ -50,6 +50,15 @@ DistributedDataParallel), fsdp (FSDP2: parameters, gradients and optimizer state
 TASKS: tuple[str, ...] = ("arith", "creative")
 """Built-in tasks (``trainer.data.datasets``); ``file:<path>`` names a dataset file besides these."""
 
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+"""Priorities of a queued run, first served first; a pool serves its queued runs by priority, then by rank."""
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+"""Levels of a run's log lines, least severe first (a filter at one level shows it and the ones after)."""
+
+LOG_SOURCES: tuple[str, ...] = ("trainer", "output", "web")
+"""Where a run's log line came from: the trainer's log events, its captured stdout/stderr, or the web tier."""
+
 BOOL_WORDS: dict[str, bool] = {"1": True, "true": True, "yes": True, "on": True}
 BOOL_WORDS.update({"0": False, "false": False, "no": False, "off": False})
 """The spellings of a boolean accepted everywhere: config files and forms, query strings, environment."""

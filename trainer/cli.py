@@ -158,9 +158,13 @@ def _with_console(cb: Any, metrics_path: Path, total: int, *, progress: bool, en
         with metrics_path.open("a") as fh:
             fh.write(json.dumps({"step": step, **values}) + "\n")
         keys = ("train/reward", "normal/accuracy", "he/accuracy", "split/he_normal_kl")
-        bar.set_postfix(
-            {k.split("/")[-1] if k != "split/he_normal_kl" else "kl": round(values[k], 3) for k in keys if k in values}
-        )
+        shown = {
+            k.split("/")[-1] if k != "split/he_normal_kl" else "kl": round(values[k], 3) for k in keys if k in values
+        }
+        bar.set_postfix(shown)
+        if not progress:  # no bar (a worker's child): one line per step for the run's log
+            timing = f" ({values['timing/step_s']:.1f} s)" if "timing/step_s" in values else ""
+            print(f"step {step}/{total}{timing} " + " ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
         inner_metrics(step, values)
 
     def on_progress(done: int, total_steps: int) -> None:

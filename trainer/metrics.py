@@ -56,6 +56,21 @@ METRICS: dict[str, str] = {
 }
 
 
+SYSTEM_PREFIX = "system/"
+SYSTEM_METRICS: dict[str, str] = {
+    # Sampled by the worker (webapp.system_metrics), not the trainer; their "step" is the second of
+    # the run's training time at which they were sampled (attempts follow one another).
+    "system/cpu_percent": "CPU use of the trainer's processes (100 = one core busy)",
+    "system/rss_mb": "resident memory of the trainer's processes (MB)",
+    "system/host_cpu_percent": "CPU use of the whole host (100 = every core busy)",
+    "system/host_memory_percent": "memory in use on the host (%)",
+    "system/gpu{gpu}/utilization_percent": "GPU utilisation over the last sample period (%), NVML",
+    "system/gpu{gpu}/memory_used_mb": "GPU memory in use (MB), NVML",
+    "system/gpu{gpu}/memory_percent": "GPU memory in use (% of the GPU's total), NVML",
+}
+"""The system metrics of a run: the trainer's process tree and its host, under ``system/``."""
+
+
 def expand(modes: Iterable[str]) -> set[str]:
     """All concrete keys for the given modes (``{mode}`` substituted)."""
     keys: set[str] = set()

@@ -32,6 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, close_old_connections, connection
+from django.db.models import Max
 from django.utils import timezone
 
 from trainer.config import migrate_config
@@ -39,8 +40,11 @@ from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint
 from webapp import child_process, ingest
 from webapp.evaluations.services import evaluations_schedule_final
-from webapp.models import Run, RunStatus, Worker
+from webapp.models import MetricPoint, Run, RunLog, RunStatus, Worker
+from webapp.run_output import OutputTail
+from webapp.selectors import queued_runs
 from webapp.services import run_enqueue, run_log_notice
+from webapp.system_metrics import SystemSampler
 from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,26 @@ def claim(run_id: int, attempt: int, *, host: str) -> Run | None:
         status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, host=host, error=""
     )
     return Run.objects.get(pk=run_id) if won else None
+
+
+CLAIM_TRIES = 50
+
+
+def claim_next(pool: str, *, host: str) -> Run | None:
+    """Claim the first queued run of ``pool`` (``selectors.queued_runs``); None when none is left.
+
+    A run message is a ticket for one turn of its pool, not for its own run: the database decides
+    whose turn it is, so priorities and reorders apply to messages already waiting. Every queued
+    run has sent one message, so there are never fewer tickets than queued runs; a ticket that
+    finds the pool empty (its run was taken by an earlier ticket, or cancelled) is spent.
+    """
+    for _ in range(CLAIM_TRIES):
+        head = queued_runs(pool).values_list("pk", "attempt").first()
+        if head is None:
+            return None
+        if (run := claim(head[0], head[1], host=host)) is not None:
+            return run
+    return None
 
 
 def trainer_command(run: Run, config_path: Path, events: Path, stop_file: Path, *, resume: bool) -> list[str]:
@@ -226,6 +250,10 @@ class Supervisor:
         self.output_log = self.folder / f"attempt-{self.run.attempt}.log"
         self.mirror = WandbMirror(self.run, directory=self.folder / "wandb")
         self.pump = EventPump(self.run.pk, self.run.attempt, self.events, on_ingested=self.mirror.events)
+        self.output = OutputTail(self.output_log, max_bytes=settings.PSL_LOG_FILE_MAX_BYTES)
+        self._output_pending: list[tuple[str, str]] = []
+        self._output_seq = 0
+        self._next_system = float("inf")  # set once the trainer has started (_start_system)
 
     def execute(self) -> str:
         try:
@@ -241,6 +269,8 @@ class Supervisor:
                 return self._fail(f"could not start the trainer on {self.run.host}: {exc}")
             self.mirror.start()
             try:
+                self._start_output()
+                self._start_system(child.pid)
                 status = self._supervise(child)
             except BaseException as exc:
                 # Never leave a trainer running that nobody supervises: this worker would take its
@@ -308,6 +338,9 @@ class Supervisor:
         grace = settings.PSL_CANCEL_GRACE_SECONDS
         while child.poll() is None:
             self.pump.pump()
+            self._pump_output()
+            if time.monotonic() >= self._next_system:
+                self._sample_system()
             if time.monotonic() - last_beat >= min(2.0, settings.PSL_HEARTBEAT_SECONDS):
                 last_beat = time.monotonic()
                 cancelled = self._beat()
@@ -354,10 +387,63 @@ class Supervisor:
 
     def _drain(self) -> None:
         # The child is gone; everything it wrote must reach the database before the final status.
+        self._output_pending.extend(self.output.read(final=True))  # its output, to the last byte
         delay = 0.5
-        while not self.pump.pump(drain=True):
+        while not (self.pump.pump(drain=True) and self._pump_output()):
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    def _start_system(self, pid: int) -> None:
+        """System samples continue the run's time axis after its earlier attempts (trainer.metrics.SYSTEM_METRICS)."""
+        self.system = SystemSampler(pid)
+        last = MetricPoint.objects.filter(run_id=self.run.pk, key="system/cpu_percent").aggregate(Max("step"))
+        previous = last["step__max"]
+        self._system_base = 0 if previous is None else previous + settings.PSL_SYSTEM_METRICS_SECONDS
+        self._system_started = time.monotonic()
+        self._next_system = self._system_started + 1.0  # the first CPU reading needs an interval behind it
+
+    def _sample_system(self) -> None:
+        """One sample of the trainer's processes and the host; best effort: a lost sample is only a gap."""
+        now = time.monotonic()
+        self._next_system = now + settings.PSL_SYSTEM_METRICS_SECONDS
+        second = self._system_base + int(now - self._system_started)
+        rows = [(self.run.pk, key, second, value) for key, value in self.system.sample().items()]
+        try:
+            ingest.metrics_record(rows)
+        except DB_REJECTIONS:
+            log.warning("run %s: the database refused a system sample", self.run.pk)
+        except DB_ERRORS:
+            _reset_connection()
+
+    def _start_output(self) -> None:
+        """A redelivered attempt appends to its log file: skip what the earlier delivery stored."""
+        with contextlib.suppress(OSError):
+            self.output.offset = self.output_log.stat().st_size
+        last = RunLog.objects.filter(run_id=self.run.pk, attempt=self.run.attempt, source="output").order_by("-seq")
+        self._output_seq = (last.values_list("seq", flat=True).first() or -1) + 1
+
+    def _pump_output(self, *, final: bool = False) -> bool:
+        """Store the trainer's new stdout/stderr entries (webapp.run_output); False while the database is away."""
+        self._output_pending.extend(self.output.read(final=final))
+        if not self._output_pending:
+            return True
+        try:
+            ingest.logs_record(self.run.pk, self.run.attempt, self._output_seq, self._output_pending, source="output")
+        except DB_REJECTIONS:
+            log.warning("run %s: the database refused %d output lines; dropped", self.run.pk, len(self._output_pending))
+        except DB_ERRORS:
+            _reset_connection()
+            # The entries wait in memory for the next try, at most a window's worth.
+            del self._output_pending[: -settings.PSL_LOG_MAX_LINES]
+            return False
+        before = self._output_seq
+        self._output_seq += len(self._output_pending)
+        self._output_pending = []
+        keep = settings.PSL_LOG_MAX_LINES
+        if self._output_seq > keep and before // 100 != self._output_seq // 100:  # trim every ~100 lines
+            with contextlib.suppress(*DB_ERRORS):
+                ingest.logs_trim(self.run.pk, self.run.attempt, source="output", next_seq=self._output_seq, keep=keep)
+        return True
 
     def _finish(self, returncode: int, status: str) -> str:
         if status == INTERRUPTED and self._requeue():
@@ -367,8 +453,9 @@ class Supervisor:
         elif returncode == 0:
             final, error = RunStatus.SUCCEEDED, ""
         else:
-            log_tail = child_process.tail(self.output_log)
-            final, error = RunStatus.FAILED, f"trainer exited with code {returncode}\n\n{log_tail}"
+            # The crash as the trainer printed it: its last traceback, else the end of its output.
+            cause = self.output.last_traceback or child_process.tail(self.output_log)
+            final, error = RunStatus.FAILED, f"trainer exited with code {returncode}\n\n{cause}"
         while True:
             try:
                 close_old_connections()

@@ -19,7 +19,7 @@ from django.http import QueryDict
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from trainer.choices import ALGORITHMS, TASKS, parse_bool
+from trainer.choices import ALGORITHMS, PRIORITIES, TASKS, parse_bool
 from trainer.config import FIELD_CHOICES, FIELD_SYMBOLS, ConfigError, TrainConfig, config_errors
 from trainer.planner import MemoryPlan
 from trainer.registry import MODEL_NAMES
@@ -92,7 +92,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ),
     ("Optimisation", ["lr", "steps", "seed"]),
 ]
-LAUNCH_FIELDS = ["name", "tags", "queue", "gpus", "wandb", "override_fit", "preset"]
+LAUNCH_FIELDS = ["name", "tags", "queue", "priority", "gpus", "wandb", "override_fit", "preset"]
 # The worker chooses the run folder; it is never set from the web.
 NOT_IN_FORM = {"output_dir"}
 MAX_SEEDS = 50
@@ -169,6 +169,11 @@ class RunForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="Leave empty for a name built from the config.")
     tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated, e.g. baseline, ablation-eta.")
     queue = forms.ChoiceField(help_text="The worker pool that runs it.")
+    priority = forms.ChoiceField(
+        choices=[(p, p) for p in PRIORITIES],
+        initial="normal",
+        help_text="Higher-priority runs start first in their pool; editable while the run waits.",
+    )
     wandb = forms.BooleanField(
         label="Mirror to W&B", required=False, help_text="Also log metrics and samples to Weights & Biases."
     )

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import F
 
+from trainer.metrics import SYSTEM_PREFIX
 from webapp.models import (
     ROLLUP_FANOUT,
     ROLLUP_LEVELS,
@@ -289,14 +290,22 @@ def samples_record_many(run_id: int, samples: Sequence[tuple[int, dict[str, Any]
     return len(rows)
 
 
-def logs_record(run_id: int, attempt: int, first_seq: int, lines: Sequence[tuple[str, str]]) -> None:
+def logs_record(
+    run_id: int, attempt: int, first_seq: int, lines: Sequence[tuple[str, str]], *, source: str = "trainer"
+) -> None:
     RunLog.objects.bulk_create(
         [
-            RunLog(run_id=run_id, attempt=attempt, seq=first_seq + i, level=level[:10], message=msg)
+            RunLog(run_id=run_id, attempt=attempt, source=source, seq=first_seq + i, level=level[:10], message=msg)
             for i, (level, msg) in enumerate(lines)
         ],
         ignore_conflicts=True,
     )
+
+
+def logs_trim(run_id: int, attempt: int, *, source: str, next_seq: int, keep: int) -> int:
+    """Keep the newest ``keep`` lines of one source of an attempt (a rotating window); returns how many went."""
+    deleted, _ = RunLog.objects.filter(run_id=run_id, attempt=attempt, source=source, seq__lt=next_seq - keep).delete()
+    return deleted
 
 
 def checkpoint_record(run_id: int, step: int, path: str) -> None:
@@ -314,7 +323,9 @@ def progress_record(run_id: int, step: int, total: int) -> None:
 
 def run_rewind(run_id: int, *, to_step: int) -> None:
     """Forget what a previous attempt logged after the checkpoint a resume starts from."""
-    MetricPoint.objects.filter(run_id=run_id, step__gt=to_step).delete()  # its trigger fixes the rollups
+    # System metrics count seconds, not steps: they are kept (trainer.metrics.SYSTEM_METRICS).
+    points = MetricPoint.objects.filter(run_id=run_id, step__gt=to_step).exclude(key__startswith=SYSTEM_PREFIX)
+    points.delete()  # its trigger fixes the rollups
     Sample.objects.filter(run_id=run_id, step__gt=to_step).delete()
     Run.objects.filter(pk=run_id).update(step=to_step)
     Run.objects.filter(pk=run_id, last_checkpoint_step__gt=to_step).update(last_checkpoint_step=F("step"))

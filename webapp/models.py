@@ -18,6 +18,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from trainer.choices import PRIORITIES
+
 
 class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
@@ -174,6 +176,10 @@ class Run(models.Model):
     last_checkpoint_path = models.CharField(max_length=500, blank=True)
     wandb_enabled = models.BooleanField(default=False)
     wandb_run_id = models.CharField(max_length=64, blank=True)
+    # Queue order of record (webapp.selectors.queued_runs): priority (the index of its name in
+    # trainer.choices.PRIORITIES, 0 = high), then queue_rank (set when queued, swapped to reorder).
+    priority = models.PositiveSmallIntegerField(default=PRIORITIES.index("normal"))
+    queue_rank = models.BigIntegerField(default=0)
 
     objects = RunQuerySet.as_manager()
 
@@ -185,6 +191,12 @@ class Run(models.Model):
             models.Index(fields=["project", "-created_at", "-id"], name="run_project_created"),
             # Lost-run sweep scans running runs by heartbeat.
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+            # A pool's queue in serving order.
+            models.Index(
+                fields=["queue", "priority", "queue_rank", "id"],
+                condition=models.Q(status="queued"),
+                name="run_queued_order",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -192,6 +204,10 @@ class Run(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("webapp-run-detail", args=[self.pk])
+
+    @property
+    def priority_name(self) -> str:
+        return PRIORITIES[self.priority]
 
     @property
     def is_active(self) -> bool:
@@ -433,11 +449,17 @@ class RunLog(models.Model):
     seq = models.IntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     level = models.CharField(max_length=10, default="info")
+    # trainer.choices.LOG_SOURCES: the trainer's log events, or its captured stdout/stderr
+    # (webapp.run_output); each source numbers its lines of an attempt from 0.
+    source = models.CharField(max_length=10, default="trainer")
     message = models.TextField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "attempt", "seq"], name="unique_run_log")]
-        ordering = ["created_at", "attempt", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "attempt", "source", "seq"], name="unique_run_log_line"),
+        ]
+        # Lines of one attempt in the order the worker stored them (both sources interleaved).
+        ordering = ["attempt", "id"]
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:60]}"

@@ -59,3 +59,13 @@ def or_default(read: Callable[[QueryDict, str, T], T], query: QueryDict, name: s
         return read(query, name, default)
     except ParamError:
         return default
+
+
+def choice_param(query: QueryDict, name: str, choices: tuple[str, ...], default: str) -> str:
+    """``?name=`` as one of ``choices``; ``default`` when absent or empty."""
+    raw = query.get(name, "").strip()
+    if raw == "":
+        return default
+    if raw not in choices:
+        raise ParamError(name, f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw

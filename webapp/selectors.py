@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Count, F, FloatField, Max, Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Lower
+from django.utils import timezone
 
 from trainer.config import FIELD_SYMBOLS, TrainConfig
 from webapp.models import (
@@ -31,6 +32,7 @@ from webapp.models import (
     RunStatus,
     Study,
 )
+from webapp.run_output import levels_from
 
 CONFIG_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 NUMERIC_TYPES = ("int", "float")
@@ -89,6 +91,16 @@ def field_kind(name: str) -> str:
     """The Python type name of a TrainConfig field ("float", "int", "bool", "str", "dict")."""
     f = CONFIG_FIELDS[name]
     return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def queued_runs(pool: str) -> QuerySet[Run]:
+    """The queued runs of ``pool`` in the order they start: the one home of that order.
+
+    Priority first (high, normal, low: trainer.choices.PRIORITIES), then the queue rank (the order
+    they were queued in, unless someone moved them), then id. Workers claim by it
+    (``webapp.execution.claim_next``) and the queue page and run page show it.
+    """
+    return Run.objects.filter(status=RunStatus.QUEUED, queue=pool).order_by("priority", "queue_rank", "id")
 
 
 def runs_for_list(project: Project, *, filters: RunFilters, sort: str = "-created") -> QuerySet[Run]:
@@ -245,15 +257,25 @@ def project_tags(project: Project) -> list[str]:
     return list(project.tags.order_by("name").values_list("name", flat=True))
 
 
-def recent_logs(run: Run, *, limit: int = 200) -> list[RunLog]:
-    """The newest ``limit`` log lines, oldest first (the page shows the newest at the bottom)."""
-    rows = list(run.logs.order_by("-attempt", "-seq")[:limit])
+def run_logs(run: Run, *, level: str = "debug", attempt: int | None = None) -> QuerySet[RunLog]:
+    """A run's log lines at ``level`` or more severe (trainer.choices.LOG_LEVELS), oldest first:
+    the trainer's log events and its captured stdout/stderr, attempt by attempt, in the order they
+    were stored. The one read of the log storage (the run page, its download, the API)."""
+    qs = run.logs.filter(level__in=levels_from(level))
+    if attempt is not None:
+        qs = qs.filter(attempt=attempt)
+    return qs.order_by("attempt", "id")
+
+
+def recent_logs(run: Run, *, limit: int = 200, level: str = "debug") -> list[RunLog]:
+    """The newest ``limit`` lines of :func:`run_logs`, oldest first (the page shows the newest at the bottom)."""
+    rows = list(run_logs(run, level=level).reverse()[:limit])
     rows.reverse()
     return rows
 
 
 def last_log_id(run: Run) -> int:
-    return run.logs.order_by("-attempt", "-seq").values_list("id", flat=True).first() or 0
+    return run.logs.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def new_points(run: Run, keys: Sequence[str], *, after_step: int, limit: int) -> list[tuple[str, int, float]]:
@@ -553,3 +575,80 @@ def studies_with_counts(project: Project) -> QuerySet[Study]:
 
 def study_runs(study: Study) -> list[Run]:
     return list(study.runs.select_related("created_by").order_by("id"))
+
+
+# --- queues ------------------------------------------------------------------------------------------
+
+
+RECENT_STEP_RUNS = 20  # the pool's latest runs whose step time an estimate averages
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    run: Run
+    position: int  # 1 = next to start
+    starts_in: float | None  # seconds from now; None without any step time to go by
+
+
+def pool_step_seconds(pool: str) -> dict[str, float]:
+    """Mean step time (``timing/step_s``, seconds) of the pool's latest runs per model, plus "" for all."""
+    rows = list(
+        Run.objects.filter(queue=pool, started_at__isnull=False, summary__has_key="timing/step_s")
+        .order_by("-started_at")
+        .values_list("model_name", "summary__timing/step_s")[:RECENT_STEP_RUNS]
+    )
+    by_model: dict[str, list[float]] = {}
+    for model, seconds in rows:
+        if isinstance(seconds, int | float) and seconds > 0:
+            by_model.setdefault(model, []).append(float(seconds))
+            by_model.setdefault("", []).append(float(seconds))
+    return {model: sum(values) / len(values) for model, values in by_model.items()}
+
+
+def pool_workers(pool: str) -> int:
+    """Workers of the pool that sent a heartbeat lately (at least one: a queue is served by someone)."""
+    from webapp.models import Worker
+
+    now = timezone.now()
+    return max(1, sum(1 for w in Worker.objects.all() if pool in (w.queues or []) and w.is_online(now=now)))
+
+
+def queue_entries(pool: str) -> tuple[list[Run], list[QueueEntry]]:
+    """The pool's running runs and its queued runs with their positions and estimated starts.
+
+    An estimate replays the queue over the pool's workers: each runs its current run to the end
+    (its remaining steps at the pool's recent step time), then takes the next queued run, whose
+    length is its steps at the recent step time of its model on the pool (else of any model).
+    """
+    running = list(
+        Run.objects.filter(queue=pool, status=RunStatus.RUNNING).select_related("project").order_by("started_at", "id")
+    )
+    queued = list(queued_runs(pool).select_related("project"))
+    pace = pool_step_seconds(pool)
+
+    def seconds(run: Run) -> float | None:
+        step_s = pace.get(run.model_name, pace.get(""))
+        return None if step_s is None else max(0, run.total_steps - run.step) * step_s
+
+    free_at = [seconds(r) for r in running]
+    free_at += [0.0] * max(0, pool_workers(pool) - len(running))
+    entries = []
+    for position, run in enumerate(queued, start=1):
+        known = [t for t in free_at if t is not None]
+        start = min(known) if known and len(known) == len(free_at) else None
+        if start is None:
+            entries.append(QueueEntry(run, position, None))
+            continue
+        free_at.remove(start)
+        length = seconds(run)
+        free_at.append(None if length is None else start + length)
+        entries.append(QueueEntry(run, position, start))
+    return running, entries
+
+
+def queue_entry(run: Run) -> QueueEntry | None:
+    """A queued run's place in its pool (for the run page); None once it is no longer queued."""
+    if run.status != RunStatus.QUEUED:
+        return None
+    _, entries = queue_entries(run.queue)
+    return next((e for e in entries if e.run.pk == run.pk), None)

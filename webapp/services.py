@@ -10,7 +10,7 @@ import itertools
 import json
 import logging
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,9 +20,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from trainer.choices import PRIORITIES
 from trainer.config import ConfigError, StoredConfig, TrainConfig, config_values, migrate_config
 from trainer.config import config_errors as trainer_config_errors
-from webapp import dispatch
+from webapp import dispatch, selectors
 from webapp.models import (
     Activity,
     Comment,
@@ -77,6 +78,7 @@ def run_create(
     wandb: bool = False,
     enqueue: bool = True,
     override_fit: bool = False,
+    priority: str = "normal",
 ) -> Run:
     """Create a queued run from a validated config and enqueue it once the transaction commits.
 
@@ -86,6 +88,7 @@ def run_create(
     queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
     if queue not in settings.PSL_QUEUES:
         raise ServiceError(f"unknown queue {queue!r}; valid: {', '.join(settings.PSL_QUEUES)}")
+    rank = _priority_rank(priority)
     run_check_fit(config=config, queue=queue, override=override_fit)
     with transaction.atomic():
         run = Run.objects.create(
@@ -104,6 +107,8 @@ def run_create(
             parent=parent,
             wandb_enabled=wandb,
             queued_at=timezone.now(),
+            priority=rank,
+            queue_rank=_next_queue_rank(),
         )
         _set_tags(run, tags)
         activity_record(project=project, actor=user, verb="launched", target=run.name, url=run.get_absolute_url())
@@ -182,6 +187,7 @@ def run_resume(*, run: Run, user: Any) -> Run:
             cancel_requested=False,
             error="",
             queued_at=timezone.now(),
+            queue_rank=_next_queue_rank(),  # to the back of its priority: resuming is a new request
             finished_at=None,
             heartbeat_at=None,
         )
@@ -218,8 +224,60 @@ def run_config_migration_notices(run: Run) -> list[str]:
 
 def run_log_notice(run: Run, message: str, *, level: str = "warning") -> None:
     """A line on the run's log from the web tier (after the trainer's own lines of this attempt)."""
-    seq = RunLog.objects.filter(run=run, attempt=run.attempt).count() + 2_000_000
-    RunLog.objects.create(run=run, attempt=run.attempt, seq=seq, level=level, message=message)
+    seq = RunLog.objects.filter(run=run, attempt=run.attempt, source="web").count()
+    RunLog.objects.create(run=run, attempt=run.attempt, source="web", seq=seq, level=level, message=message)
+
+
+def _priority_rank(priority: str) -> int:
+    if priority not in PRIORITIES:
+        raise ServiceError(f"unknown priority {priority!r}; valid: {', '.join(PRIORITIES)}")
+    return PRIORITIES.index(priority)
+
+
+def _next_queue_rank() -> int:
+    """Queue ranks grow with time (microseconds), so a newly queued run goes behind the others."""
+    return int(timezone.now().timestamp() * 1_000_000)
+
+
+def run_set_priority(*, run: Run, user: Any, priority: str) -> Run:
+    """Change a queued run's priority; a run that has started (or ended) keeps its own."""
+    rank = _priority_rank(priority)
+    if not Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(priority=rank):
+        raise ServiceError(f"run is {run.get_status_display().lower()}; only a queued run's priority can change")
+    run.refresh_from_db()
+    activity_record(
+        project=run.project, actor=user, verb=f"set priority {priority} on", target=run.name, url=run.get_absolute_url()
+    )
+    return run
+
+
+def run_queue_move(*, run: Run, user: Any, direction: str, may_pass: Callable[[Run], bool]) -> Run:
+    """Swap a queued run with its neighbour of the same priority in its pool (``direction`` up or
+    down the queue). ``may_pass(neighbour)`` says whether the user may reorder that run too (a run
+    of a team they cannot write in is never jumped over by a reorder)."""
+    if direction not in ("up", "down"):
+        raise ServiceError(f"unknown direction {direction!r}; valid: up, down")
+    with transaction.atomic():
+        queued = list(selectors.queued_runs(run.queue).filter(priority=run.priority).select_for_update())
+        at = next((i for i, r in enumerate(queued) if r.pk == run.pk), None)
+        if at is None:
+            raise ServiceError(f"run is {run.get_status_display().lower()}; only a queued run can be moved")
+        other_at = at - 1 if direction == "up" else at + 1
+        if not 0 <= other_at < len(queued):
+            raise ServiceError(f"the run is already {'first' if direction == 'up' else 'last'} of its priority")
+        mine, other = queued[at], queued[other_at]
+        if not may_pass(other):
+            raise ServiceError("the neighbouring run belongs to a project you cannot change; it keeps its place")
+        # Equal ranks (rows from before ranks existed) are ordered by id: make them distinct first.
+        mine_rank, other_rank = mine.queue_rank, other.queue_rank
+        if mine_rank == other_rank:
+            mine_rank, other_rank = (mine_rank, mine_rank + 1) if mine.pk < other.pk else (mine_rank + 1, mine_rank)
+        Run.objects.filter(pk=mine.pk).update(queue_rank=other_rank)
+        Run.objects.filter(pk=other.pk).update(queue_rank=mine_rank)
+    run.refresh_from_db()
+    verb = f"moved {direction} the queue"
+    activity_record(project=run.project, actor=user, verb=verb, target=run.name, url=run.get_absolute_url())
+    return run
 
 
 def run_clone_initial(run: Run) -> dict[str, Any]:
@@ -284,6 +342,7 @@ def study_create_grid(
     wandb: bool = False,
     tags: Iterable[str] = (),
     override_fit: bool = False,
+    priority: str = "normal",
 ) -> Study:
     """One study and one run per cell of ``grid_cells(base, factors)``; refuses a grid with an invalid cell."""
     runs = [(c.label, c.config) for c in cells if c.config is not None]
@@ -305,6 +364,7 @@ def study_create_grid(
                 wandb=wandb,
                 tags=tags,
                 override_fit=override_fit,
+                priority=priority,
             )
         first = study.runs.order_by("id").first()
         study.baseline = first

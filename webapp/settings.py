@@ -171,6 +171,12 @@ PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 90, minimum=5)
 PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 5, minimum=1)
 # A trainer that acknowledged a cancel may finish its current update for this long before SIGTERM.
 PSL_CANCEL_MAX_SECONDS = env_int("PSL_CANCEL_MAX_SECONDS", 300, minimum=1)
+# The trainer's captured stdout/stderr (webapp.run_output): output lines kept per attempt in the
+# database (the oldest are dropped beyond it), and the size at which the attempt's log file rotates.
+PSL_LOG_MAX_LINES = env_int("PSL_LOG_MAX_LINES", 5000, minimum=10)
+PSL_LOG_FILE_MAX_BYTES = env_int("PSL_LOG_FILE_MAX_BYTES", 32 << 20, minimum=1024)
+# Seconds between two samples of a running trainer's CPU, memory and GPUs (webapp.system_metrics).
+PSL_SYSTEM_METRICS_SECONDS = env_int("PSL_SYSTEM_METRICS_SECONDS", 5, minimum=1)
 PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
 # Evaluation of a succeeded run's last checkpoint (both modes) on the run's own task, or on these benchmarks.
 PSL_EVAL_AFTER_TRAINING = env_bool("PSL_EVAL_AFTER_TRAINING", True)

@@ -28,3 +28,5 @@ PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 3, minimum=1)
 PSL_EVAL_AFTER_TRAINING = env_bool("PSL_EVAL_AFTER_TRAINING", False)
 # Worker processes started by the tests get a folder per test through the environment.
 PSL_RUNS_DIR = Path(os.environ.get("PSL_RUNS_DIR") or VAR_DIR / "runs")
+# Dense system samples, so a short test run has several.
+PSL_SYSTEM_METRICS_SECONDS = env_int("PSL_SYSTEM_METRICS_SECONDS", 1, minimum=1)

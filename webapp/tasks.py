@@ -11,19 +11,23 @@ from django.conf import settings
 
 from webapp import dispatch, execution
 from webapp.evaluations.runner import evaluations_execute
+from webapp.models import Run
 
 log = logging.getLogger(__name__)
 _current_run: dict[str, int | None] = {"id": None}
 
 
-# acks_late is safe here: a redelivered message finds the run already claimed and exits.
+# A run message wakes a worker of the run's pool, which starts the first queued run of that pool
+# (the database's order: priority, then queue rank). acks_late is safe: a redelivered or duplicate
+# message finds nothing left to claim and exits.
 @shared_task(name=dispatch.EXECUTE_RUN, acks_late=True, ignore_result=True)
 def execute_run(run_id: int, attempt: int = 0) -> str:
-    run = execution.claim(run_id, attempt, host=execution.worker_identity())
+    pool = Run.objects.filter(pk=run_id).values_list("queue", flat=True).first()
+    run = execution.claim_next(pool, host=execution.worker_identity()) if pool is not None else None
     if run is None:
-        log.info("run %s attempt %s was claimed elsewhere, cancelled or resumed; skipping", run_id, attempt)
+        log.info("no queued run left in the pool of run %s (attempt %s); skipping", run_id, attempt)
         return "skipped"
-    _current_run["id"] = run_id
+    _current_run["id"] = run.pk
     try:
         return execution.Supervisor(run, worker_name=execution.worker_identity()).execute()
     finally:

@@ -12,5 +12,6 @@ urlpatterns = [
     path("", include("webapp.views.studies")),
     path("", include("webapp.views.review")),
     path("", include("webapp.views.evaluations")),
+    path("", include("webapp.views.queues")),
     path("api/", include("webapp.views.api")),
 ]

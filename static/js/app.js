@@ -20,3 +20,9 @@
     records.forEach(function (r) { r.addedNodes.forEach(apply); });
   }).observe(document.body, { childList: true, subtree: true });
 })();
+
+// Selects marked data-autosubmit (a queued run's priority) submit their form when changed.
+document.addEventListener("change", function (event) {
+  const el = event.target;
+  if (el && el.matches && el.matches("select[data-autosubmit]") && el.form) el.form.requestSubmit();
+});

@@ -117,7 +117,7 @@
       hovermode: "x unified",
       showlegend: true,
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 11 } },
-      xaxis: { title: { text: "step", standoff: 4 }, zeroline: false, gridcolor: "#f1f3f5" },
+      xaxis: { title: { text: this.spec.xTitle || "step", standoff: 4 }, zeroline: false, gridcolor: "#f1f3f5" },
       yaxis: { zeroline: false, gridcolor: "#f1f3f5", automargin: true },
       plot_bgcolor: "#fff",
       paper_bgcolor: "#fff",

@@ -12,6 +12,8 @@
   const logs = document.getElementById("run-logs");
   const checkpoints = document.getElementById("run-checkpoints");
   const live = document.getElementById("live-indicator");
+  const logLevel = document.getElementById("log-level");
+  const logDownload = document.getElementById("log-download");
   let token = page.token;
   let attempt = null;
   let finished = page.finished;
@@ -20,6 +22,12 @@
   const charts = page.charts.map(function (spec) {
     return window.PSLCharts.create(document.getElementById("chart-" + spec.id), spec, { onZoom: zoom });
   });
+  // The System panel (seconds on the x axis, not steps): loaded when opened, polled while open.
+  const systemPanel = document.getElementById("system-panel");
+  const systemCharts = (page.systemCharts || []).map(function (spec) {
+    return window.PSLCharts.create(document.getElementById("chart-" + spec.id), spec, { onZoom: zoom });
+  });
+  let systemLoaded = false;
 
   function seriesUrl(keys, extra) {
     const params = new URLSearchParams();
@@ -38,7 +46,12 @@
 
   // One request per chart, so the charts fill in as their series arrive.
   function loadAll() {
-    return Promise.all(charts.map(function (chart) {
+    if (systemPanel && systemPanel.open) loadCharts(systemCharts);
+    return loadCharts(charts);
+  }
+
+  function loadCharts(list) {
+    return Promise.all(list.map(function (chart) {
       return getJson(seriesUrl(chart.keys())).then(function (data) {
         Object.keys(data.series).forEach(function (key) {
           chart.setSeries(key, data.series[key].steps, data.series[key].values);
@@ -57,8 +70,18 @@
     }).catch(function () { /* keep the overview */ });
   }
 
-  function lastStep() {
-    return charts.reduce(function (m, c) { return Math.max(m, c.lastStep()); }, -1);
+  function lastStep(list) {
+    return (list || charts).reduce(function (m, c) { return Math.max(m, c.lastStep()); }, -1);
+  }
+
+  function appendPoints(list, points) {
+    list.forEach(function (chart) {
+      let changed = false;
+      chart.keys().forEach(function (key) {
+        if (points[key] && chart.append(key, points[key])) changed = true;
+      });
+      if (changed) chart.render();
+    });
   }
 
   function swapLogs(html) {
@@ -75,20 +98,17 @@
     const newAttempt = attempt !== null && data.attempt !== attempt;
     attempt = data.attempt;
     if (data.reset || newAttempt) return loadAll();
-    const points = data.points || {};
-    charts.forEach(function (chart) {
-      let changed = false;
-      chart.keys().forEach(function (key) {
-        if (points[key] && chart.append(key, points[key])) changed = true;
-      });
-      if (changed) chart.render();
-    });
+    if (data.system_reset) loadCharts(systemCharts);
+    else if (data.system_points) appendPoints(systemCharts, data.system_points);
+    appendPoints(charts, data.points || {});
     return Promise.resolve();
   }
 
   function poll() {
     if (document.hidden) { schedule(); return; }
     const params = new URLSearchParams({ token: token, since: String(Math.max(-1, lastStep() - 2)) });
+    if (logLevel && logLevel.value !== "debug") params.set("log_level", logLevel.value);
+    if (systemLoaded && systemPanel.open) params.set("system_since", String(Math.max(-1, lastStep(systemCharts) - 10)));
     getJson(page.statusUrl + "?" + params.toString()).then(function (data) {
       finished = data.finished;
       return applyStatus(data);
@@ -129,6 +149,30 @@
     const message = event.target.dataset && event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
   });
+
+  // Level filter: the next poll asks for the filtered lines (an empty token forces a re-render),
+  // also once the run has finished; the download follows the filter.
+  if (logLevel) {
+    logLevel.addEventListener("change", function () {
+      const level = logLevel.value;
+      logDownload.href = logDownload.dataset.base + (level === "debug" ? "" : "?level=" + encodeURIComponent(level));
+      token = "";
+      clearTimeout(timer);
+      poll();
+    });
+  }
+
+  if (systemPanel) {
+    systemPanel.addEventListener("toggle", function () {
+      if (!systemPanel.open) return;
+      if (!systemLoaded) {
+        systemLoaded = true;
+        loadCharts(systemCharts);
+      } else {
+        systemCharts.forEach(function (c) { c.render(); });  // drawn while hidden: fit the width again
+      }
+    });
+  }
 
   logs.scrollTop = logs.scrollHeight;  // newest lines at the bottom, in view
   loadAll().then(function () { if (!finished) schedule(); });

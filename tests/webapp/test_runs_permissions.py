@@ -28,6 +28,8 @@ ENDPOINTS = [
     ("webapp-run-logs", False, "get", False),
     ("webapp-run-cancel", False, "post", True),
     ("webapp-run-resume", False, "post", True),
+    ("webapp-run-priority", False, "post", True),
+    ("webapp-run-move", False, "post", True),
 ]
 
 

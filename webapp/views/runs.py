@@ -14,14 +14,21 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from trainer.choices import MODES
+from trainer.choices import LOG_LEVELS, MODES, PRIORITIES
 from trainer.config import ConfigError, TrainConfig, config_values
 from trainer.metrics import expand
 from trainer.planner import MemoryPlan
@@ -30,7 +37,7 @@ from webapp import selectors
 from webapp.access import can, project_for, require, run_for
 from webapp.forms import GridForm, RunForm, RunListForm
 from webapp.models import ACTIVE_STATUSES, Project, Role, Run
-from webapp.params import ParamError, int_param
+from webapp.params import ParamError, choice_param, int_param
 from webapp.planning import run_plan
 from webapp.services import (
     ServiceError,
@@ -208,6 +215,7 @@ def _launch(project: Project, user: Any, form: RunForm, *, parent: Run | None) -
                 wandb=form.cleaned_data["wandb"],
                 parent=parent,
                 override_fit=form.cleaned_data["override_fit"],
+                priority=form.cleaned_data["priority"],
             )
             for cfg in configs
         ]
@@ -285,6 +293,7 @@ def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
                 wandb=data["wandb"],
                 tags=data["tags"],
                 override_fit=data["override_fit"],
+                priority=data["priority"],
             )
         except ServiceError as exc:
             form.add_error(None, str(exc))
@@ -374,6 +383,44 @@ CHARTS: list[dict[str, Any]] = [
 ]
 
 
+SECONDS = "seconds of training"
+SYSTEM_CHARTS: list[dict[str, Any]] = [
+    {
+        "id": "sys-cpu",
+        "title": "CPU (%; 100 = one core)",
+        "xTitle": SECONDS,
+        "lines": [
+            {"key": "system/cpu_percent", "label": "trainer", "color": "#4263eb"},
+            {"key": "system/host_cpu_percent", "label": "host (100 = all cores)", "color": GREY, "dash": "dot"},
+        ],
+    },
+    {
+        "id": "sys-rss",
+        "title": "Trainer memory (MB, resident)",
+        "xTitle": SECONDS,
+        "lines": [{"key": "system/rss_mb", "label": "RSS", "color": "#0ca678"}],
+    },
+    {
+        "id": "sys-host-mem",
+        "title": "Host memory in use (%)",
+        "xTitle": SECONDS,
+        "lines": [{"key": "system/host_memory_percent", "label": "host", "color": GREY}],
+    },
+]
+GPU_COLORS = ("#e8590c", "#1c7ed6", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599", "#c2255c", "#5c940d")
+
+
+def system_charts_for(run: Run) -> list[dict[str, Any]]:
+    """The System panel: CPU and memory always, GPU utilisation and memory per GPU of a GPU run."""
+    charts = list(SYSTEM_CHARTS)
+    if run.gpus:
+        gpus = [(i, GPU_COLORS[i % len(GPU_COLORS)]) for i in range(run.gpus)]
+        for metric, title in (("utilization_percent", "GPU utilisation (%)"), ("memory_used_mb", "GPU memory (MB)")):
+            lines = [{"key": f"system/gpu{i}/{metric}", "label": f"GPU {i}", "color": c} for i, c in gpus]
+            charts.append({"id": f"sys-gpu-{metric}", "title": title, "xTitle": SECONDS, "lines": lines})
+    return charts
+
+
 def charts_for(run: Run) -> list[dict[str, Any]]:
     """The charts that apply to the run: HE lines and the KL chart only under Policy Split."""
     split = run.algorithm == "policy_split"
@@ -404,6 +451,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "project": run.project,
             "nav": "runs",
             "logs": selectors.recent_logs(run, limit=LOG_LINES),
+            "log_levels": LOG_LEVELS,
             "checkpoints": run.checkpoints.all(),
             "config_rows": _config_rows(run, reference),
             "reference": reference,
@@ -412,6 +460,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 "statusUrl": reverse("webapp-run-status", args=[run.pk]),
                 "seriesUrl": reverse("webapp-run-series", args=[run.pk]),
                 "charts": charts_for(run),
+                "systemCharts": system_charts_for(run),
                 "finished": run.is_finished,
                 "token": status_token(run),
             },
@@ -435,14 +484,27 @@ LATEST = [
 
 def _header_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     latest = [(label, selectors.display(run.summary[key]), css) for key, label, css in LATEST if key in run.summary]
+    entry = selectors.queue_entry(run)
     return {
         "run": run,
         "can_write": can(request.user, run.project, Role.MEMBER),
+        "queue_entry": entry,
+        "starts_in": starts_in_text(entry.starts_in) if entry else "",
+        "priorities": PRIORITIES,
         "latest": latest,
         "time_left": human_duration(run.time_left()),
         "duration": human_duration(run.duration()),
         "algorithm_label": selectors.ALGORITHM_LABELS.get(run.algorithm, run.algorithm),
     }
+
+
+def starts_in_text(seconds: float | None) -> str:
+    """A queued run's estimated start, as the run page and the queue page say it."""
+    if seconds is None:
+        return "start unknown (no step time yet)"
+    if seconds < 1:
+        return "starts on the next free worker"
+    return "starts in ~" + human_duration(timedelta(seconds=seconds))
 
 
 def human_duration(value: timedelta | None) -> str:
@@ -484,9 +546,11 @@ def _config_rows(run: Run, reference: Run | None) -> list[dict[str, Any]]:
 
 def status_token(run: Run) -> str:
     """Changes whenever the header or the logs would render differently (and on a new attempt)."""
+    entry = selectors.queue_entry(run)  # a queued run's place moves as the runs ahead start
+    place = f"{entry.position}:{entry.starts_in and round(entry.starts_in, -1)}:{run.priority}" if entry else ""
     return (
         f"{run.status}:{run.attempt}:{run.step}:{run.cancel_requested:d}:{run.last_checkpoint_step}:"
-        f"{selectors.last_log_id(run)}"
+        f"{selectors.last_log_id(run)}:{place}"
     )
 
 
@@ -496,9 +560,11 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
     run = run_for(request.user, pk)
     try:
         since = int_param(request.GET, "since")
+        system_since = int_param(request.GET, "system_since")
+        log_level = choice_param(request.GET, "log_level", LOG_LEVELS, "debug")
     except ParamError as exc:
         return JsonResponse({"error": str(exc), "field": exc.field}, status=400)
-    token = status_token(run)
+    token = f"{status_token(run)}:{log_level}"
     data: dict[str, Any] = {
         "token": token,
         "changed": request.GET.get("token") != token,
@@ -509,7 +575,7 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
         "attempt": run.attempt,
     }
     if data["changed"]:
-        ctx = {**_header_context(request, run), "logs": selectors.recent_logs(run, limit=LOG_LINES)}
+        ctx = {**_header_context(request, run), "logs": selectors.recent_logs(run, limit=LOG_LINES, level=log_level)}
         data["header_html"] = render_to_string("webapp/partials/run_header.html", ctx, request=request)
         data["logs_html"] = render_to_string("webapp/partials/run_logs.html", ctx, request=request)
         data["checkpoints_html"] = render_to_string(
@@ -520,6 +586,11 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
         rows = selectors.new_points(run, keys, after_step=since, limit=MAX_NEW_POINTS + 1)
         data["reset"] = len(rows) > MAX_NEW_POINTS  # too far behind: the page refetches the series
         data["points"] = {} if data["reset"] else _group_points(rows)
+    if system_since is not None:  # the System panel is open; its x axis is seconds, not steps
+        keys = [line["key"] for chart in system_charts_for(run) for line in chart["lines"]]
+        rows = selectors.new_points(run, keys, after_step=system_since, limit=MAX_NEW_POINTS + 1)
+        data["system_reset"] = len(rows) > MAX_NEW_POINTS
+        data["system_points"] = {} if data["system_reset"] else _group_points(rows)
     return JsonResponse(data)
 
 
@@ -575,16 +646,20 @@ def run_resume_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def run_logs(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    """The full log of every attempt as plain text (a download: logs can be long)."""
+def run_logs(request: HttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
+    """The log of every attempt as plain text (a download: logs can be long); ``?level=`` filters."""
     run = run_for(request.user, pk)
-    response = StreamingHttpResponse(_log_lines(run), content_type="text/plain; charset=utf-8")
+    try:
+        level = choice_param(request.GET, "level", LOG_LEVELS, "debug")
+    except ParamError as exc:
+        return HttpResponseBadRequest(str(exc))
+    response = StreamingHttpResponse(_log_lines(run, level), content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.log"'
     return response
 
 
-def _log_lines(run: Run) -> Iterator[str]:
-    for row in run.logs.order_by("attempt", "seq").iterator(chunk_size=2000):
+def _log_lines(run: Run, level: str) -> Iterator[str]:
+    for row in selectors.run_logs(run, level=level).iterator(chunk_size=2000):
         when = f"{row.created_at:%Y-%m-%d %H:%M:%S}"
         yield f"{when} [attempt {row.attempt}] {row.level.upper():7} {row.message}\n"
 
