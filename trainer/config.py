@@ -35,6 +35,23 @@ FIELD_SYMBOLS: dict[str, str] = {"eta": "η", "eta_normal": "η₂", "alpha": "�
 """The symbols docs/method.md gives these fields; every label, column and table of the web tier uses them."""
 
 
+@dataclass(frozen=True)
+class EvalSampling:
+    """The paper's evaluation sampling (docs/method.md §9): k samples per question and mode at T = 0.6,
+    top-k 20, top-p 0.95. The evaluator, the trainer's held-out accuracy and the web tier's evaluation
+    forms and defaults all read it from here."""
+
+    k: int = 8
+    temperature: float = 0.6
+    top_k: int = 20
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    """Paper: 32,768; CPU runs need far fewer."""
+
+
+EVAL_SAMPLING = EvalSampling()
+
+
 class ConfigError(ValueError):
     """An impossible configuration; ``field`` names the offending field (for form errors)."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.config import TrainConfig
+from trainer.config import EVAL_SAMPLING, TrainConfig
 from trainer.data.datasets import Question, Task, get_task
 from trainer.data.prompts import encode_prompts
 from trainer.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -260,9 +260,9 @@ def held_out_accuracy(state: TrainState) -> dict[str, float]:
         return {}
     params = SamplingParams(
         n=1,
-        temperature=0.6,
-        top_k=20,
-        top_p=0.95,
+        temperature=EVAL_SAMPLING.temperature,
+        top_k=EVAL_SAMPLING.top_k,
+        top_p=EVAL_SAMPLING.top_p,
         max_new_tokens=cfg.max_new_tokens,
         seed=_step_seed(cfg, state.step) + 7,
     )

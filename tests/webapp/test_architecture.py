@@ -6,9 +6,10 @@ import ast
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trainer.choices import BOOL_WORDS
-from trainer.config import FIELD_SYMBOLS, TrainConfig
+from trainer.config import EVAL_SAMPLING, FIELD_SYMBOLS, TrainConfig
 from webapp import dispatch
 
 WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
@@ -197,3 +198,34 @@ def test_it_spots_a_planted_default() -> None:
 def test_hyperparameter_defaults_live_in_train_config_only() -> None:
     assert {f.name for f in dataclasses.fields(TrainConfig)} >= HYPERPARAMETERS
     assert _where(_defaults_a_hyperparameter, home="trainer/config.py") == []
+
+
+def _spells_the_eval_protocol(node: ast.AST) -> bool:
+    """``temperature=0.6``, ``"top_p": 0.95``, ``top_k: int = 20``, ``opts.get("top_k", 20)``: the protocol again."""
+    protocol = {"temperature": EVAL_SAMPLING.temperature, "top_k": EVAL_SAMPLING.top_k, "top_p": EVAL_SAMPLING.top_p}
+    pairs: list[tuple[Any, ast.AST]] = []
+    if isinstance(node, ast.keyword):
+        pairs = [(node.arg, node.value)]
+    elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        pairs = [(node.target.id, node.value)]
+    elif isinstance(node, ast.Dict):
+        pairs = [(k.value, v) for k, v in zip(node.keys, node.values, strict=True) if isinstance(k, ast.Constant)]
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        pairs = (
+            [(node.args[0].value, node.args[1])]
+            if len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
+            else []
+        )
+    return any(
+        name in protocol and isinstance(v, ast.Constant) and type(v.value) in (int, float) and v.value == protocol[name]
+        for name, v in pairs
+    )
+
+
+def test_it_spots_a_planted_protocol() -> None:
+    assert _spells_the_eval_protocol(ast.parse("f(temperature=0.6)").body[0].value.keywords[0])  # type: ignore[attr-defined]
+    assert not _spells_the_eval_protocol(ast.parse("f(temperature=1.0)").body[0].value.keywords[0])  # type: ignore[attr-defined]
+
+
+def test_the_evaluation_sampling_is_written_once() -> None:
+    assert _where(_spells_the_eval_protocol, home="trainer/config.py") == []

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.choices import MODES, ROLLOUT_BACKENDS
+from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES, Benchmark, load_benchmark
 from trainer.data.prompts import encode_prompts
 from trainer.evaluation import diversity
@@ -49,12 +50,12 @@ SCORING_TOKEN_BUDGET = 2048
 
 @dataclass(frozen=True)
 class EvalSettings:
-    k: int = 8
+    k: int = EVAL_SAMPLING.k
     """Samples per question and mode (paper: 8)."""
-    temperature: float = 0.6
-    top_k: int = 20
-    top_p: float = 0.95
-    max_new_tokens: int = 512
+    temperature: float = EVAL_SAMPLING.temperature
+    top_k: int = EVAL_SAMPLING.top_k
+    top_p: float = EVAL_SAMPLING.top_p
+    max_new_tokens: int = EVAL_SAMPLING.max_new_tokens
     """Paper: 32,768; CPU runs need far fewer."""
     max_prompt_length: int = 1024
     limit: int | None = None

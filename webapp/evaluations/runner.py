@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from trainer.choices import MODES
+from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES
 from webapp import child_process
 from webapp.evaluations.services import evaluation_store, evaluations_fail, model_for_step
@@ -94,15 +95,15 @@ def evaluation_command(
         "--modes",
         ",".join(modes),
         "--k",
-        str(opts.get("k", 8)),
+        str(opts.get("k", EVAL_SAMPLING.k)),
         "--temperature",
-        str(opts.get("temperature", 0.6)),
+        str(opts.get("temperature", EVAL_SAMPLING.temperature)),
         "--top-k",
-        str(opts.get("top_k", 20)),
+        str(opts.get("top_k", EVAL_SAMPLING.top_k)),
         "--top-p",
-        str(opts.get("top_p", 0.95)),
+        str(opts.get("top_p", EVAL_SAMPLING.top_p)),
         "--max-new-tokens",
-        str(opts.get("max_new_tokens", 512)),
+        str(opts.get("max_new_tokens", EVAL_SAMPLING.max_new_tokens)),
         "--data-dir",
         str(settings.PSL_DATA_DIR),
         "--out",

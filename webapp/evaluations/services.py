@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from trainer.choices import MODES
+from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem
 from webapp import dispatch
 from webapp.evaluations.selectors import checkpoint_steps, is_model_folder
@@ -41,9 +42,9 @@ MAX_K = 64
 FINAL_DEFAULTS: dict[str, Any] = {
     "k": 4,
     "limit": 64,
-    "temperature": 0.6,
-    "top_k": 20,
-    "top_p": 0.95,
+    "temperature": EVAL_SAMPLING.temperature,
+    "top_k": EVAL_SAMPLING.top_k,
+    "top_p": EVAL_SAMPLING.top_p,
     "modes": list(MODES),
     "benchmarks": None,
     "include_base": False,
@@ -57,12 +58,12 @@ class EvalRequest:
     step: int
     benchmarks: tuple[str, ...]
     modes: tuple[str, ...] = MODES
-    k: int = 8
+    k: int = EVAL_SAMPLING.k
     limit: int | None = None
-    max_new_tokens: int = 512
-    temperature: float = 0.6
-    top_k: int = 20
-    top_p: float = 0.95
+    max_new_tokens: int = EVAL_SAMPLING.max_new_tokens
+    temperature: float = EVAL_SAMPLING.temperature
+    top_k: int = EVAL_SAMPLING.top_k
+    top_p: float = EVAL_SAMPLING.top_p
     judge: bool = False
 
     def settings(self) -> dict[str, Any]:
@@ -193,7 +194,7 @@ def evaluations_schedule_final(run: Run, *, user: Any = None) -> list[Evaluation
             modes=tuple(cfg["modes"]),
             k=cfg["k"],
             limit=cfg["limit"],
-            max_new_tokens=int(run.config.get("max_new_tokens", 512)),
+            max_new_tokens=int(run.config.get("max_new_tokens", EVAL_SAMPLING.max_new_tokens)),
             temperature=cfg["temperature"],
             top_k=cfg["top_k"],
             top_p=cfg["top_p"],

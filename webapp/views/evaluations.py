@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from trainer.choices import MODES
+from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, load_benchmark
 from trainer.evaluation.diversity import LN2
 from webapp.access import can, require, run_for
@@ -46,12 +47,12 @@ class EvaluationForm(forms.Form):
     modes = forms.MultipleChoiceField(
         choices=list(MODE_LABELS.items()), initial=list(MODES), widget=forms.CheckboxSelectMultiple
     )
-    k = forms.IntegerField(min_value=1, max_value=MAX_K, initial=8, label="k (samples per question)")
+    k = forms.IntegerField(min_value=1, max_value=MAX_K, initial=EVAL_SAMPLING.k, label="k (samples per question)")
     limit = forms.IntegerField(min_value=1, required=False, label="Questions per benchmark", help_text="empty = all")
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=512)
-    temperature = forms.FloatField(min_value=0.01, max_value=5.0, initial=0.6)
-    top_k = forms.IntegerField(min_value=0, initial=20, label="top-k", help_text="0 = off")
-    top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=0.95, label="top-p")
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=EVAL_SAMPLING.max_new_tokens)
+    temperature = forms.FloatField(min_value=0.01, max_value=5.0, initial=EVAL_SAMPLING.temperature)
+    top_k = forms.IntegerField(min_value=0, initial=EVAL_SAMPLING.top_k, label="top-k", help_text="0 = off")
+    top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=EVAL_SAMPLING.top_p, label="top-p")
     judge = forms.BooleanField(required=False, label="LLM judge for creative prompts")
 
     def __init__(self, *args: Any, run: Run, **kwargs: Any) -> None:
@@ -68,7 +69,7 @@ class EvaluationForm(forms.Form):
         ]
         task = run.config.get("task", "")
         self.fields["benchmarks"].initial = [task] if task in BENCHMARKS else []
-        self.fields["max_new_tokens"].initial = run.config.get("max_new_tokens", 512)
+        self.fields["max_new_tokens"].initial = run.config.get("max_new_tokens", EVAL_SAMPLING.max_new_tokens)
         if not judge_configured():
             self.fields["judge"].disabled = True
             self.fields["judge"].help_text = "not configured (JUDGE_API_URL)"
