@@ -301,6 +301,10 @@ class Series:
         return {"steps": self.steps, "values": self.values, "bucketed": self.bucketed, "total": self.total}
 
 
+MAX_SERIES_POINTS = 10_000
+"""The most points one line may be asked for (the run page's series endpoint and the API)."""
+
+
 def metric_series(
     run: Run, key: str, *, min_step: int | None = None, max_step: int | None = None, max_points: int = 2000
 ) -> Series:

@@ -21,7 +21,7 @@ from webapp.access import project_for, require, run_for
 from webapp.api_auth import ApiError, api_view, error_response
 from webapp.models import Evaluation, Membership, Mode, Project, Role, Run, RunStatus, Sample, Study
 from webapp.params import bool_param, int_param
-from webapp.selectors import metric_series
+from webapp.selectors import MAX_SERIES_POINTS, metric_series
 from webapp.services import ServiceError, run_cancel, run_create
 
 DEFAULT_LIMIT = 50
@@ -30,7 +30,6 @@ MAX_SAMPLE_LIMIT = 500
 MAX_SAMPLE_TOKENS_LIMIT = 100
 MAX_KEYS = 20
 DEFAULT_POINTS = 1000
-MAX_POINTS = 10_000
 # Keys of a create-run body that are not TrainConfig fields.
 RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study")
 
@@ -301,7 +300,7 @@ def run_metrics(request: HttpRequest, pk: int) -> HttpResponse:
         raise ApiError(400, f"at most {MAX_KEYS} keys per request", field="key")
     min_step = int_param(request.GET, "min_step")
     max_step = int_param(request.GET, "max_step")
-    points = int_param(request.GET, "points", DEFAULT_POINTS, minimum=2, maximum=MAX_POINTS) or DEFAULT_POINTS
+    points = int_param(request.GET, "points", DEFAULT_POINTS, minimum=2, maximum=MAX_SERIES_POINTS) or DEFAULT_POINTS
     series = {k: metric_series(run, k, min_step=min_step, max_step=max_step, max_points=points).to_dict() for k in keys}
     return JsonResponse({"run": run.pk, "series": series})
 

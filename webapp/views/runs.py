@@ -608,7 +608,7 @@ def run_series(request: HttpRequest, pk: int) -> JsonResponse:
     keys = [k for k in request.GET.getlist("key") if 0 < len(k) <= 80][:MAX_SERIES_KEYS]
     try:
         lo, hi = int_param(request.GET, "min_step"), int_param(request.GET, "max_step")
-        points = min(10_000, max(10, int_param(request.GET, "points") or 2000))
+        points = min(selectors.MAX_SERIES_POINTS, max(10, int_param(request.GET, "points") or 2000))
     except ParamError as exc:
         return JsonResponse({"error": str(exc), "field": exc.field}, status=400)
     series = {k: selectors.metric_series(run, k, min_step=lo, max_step=hi, max_points=points).to_dict() for k in keys}
