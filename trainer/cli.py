@@ -1,7 +1,8 @@
 """Command line: ``python -m trainer train|plan|presets|prepare-models|evaluate``.
 
-``train`` prints a progress bar and appends every metric to ``<output_dir>/metrics.jsonl``;
-with ``--events`` it also writes the full event stream the web app's worker ingests.
+``train`` prints a progress bar, appends every metric to ``<output_dir>/metrics.jsonl`` and writes
+the full event stream (metrics, samples of both modes, logs, checkpoints: what the web app's
+worker ingests) to ``<output_dir>/events.jsonl``, or to ``--events PATH``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model")
     _config_args(t)
-    t.add_argument("--events", help="append the JSON-lines event stream to this file")
+    t.add_argument(
+        "--events", help="append the JSON-lines event stream (samples included) here; default <output_dir>/events.jsonl"
+    )
+    t.add_argument("--no-events", action="store_true", help="write no event stream (metrics.jsonl only)")
     t.add_argument("--stop-file", help="stop cooperatively between steps once this file exists")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for workers)")
@@ -88,6 +92,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     try:
         cfg = _load_config(args)
+        if not args.events and not args.no_events:
+            args.events = str(Path(cfg.output_dir) / "events.jsonl")
         check_resources(cfg)  # on the host that reads the files, before any model is loaded
     except (ConfigError, OSError) as exc:
         print(f"error: invalid config: {exc}", file=sys.stderr)
@@ -145,6 +151,11 @@ def _stop_on_sigterm(cb: Any) -> None:
     cb.should_stop = lambda: bool(received) or inner()
 
 
+CONSOLE_KEYS = {"train/reward": "reward", "normal/accuracy": "normal_acc", "he/accuracy": "he_acc"}
+CONSOLE_KEYS.update({"normal/length": "normal_len", "he/length": "he_len", "split/he_normal_kl": "kl"})
+"""What the progress bar and the per-step line show (label per metric key)."""
+
+
 def _with_console(cb: Any, metrics_path: Path, total: int, *, progress: bool, enabled: bool) -> Any:
     """Wrap callbacks with a tqdm bar and a metrics JSONL next to the checkpoints."""
     if not enabled:
@@ -157,10 +168,7 @@ def _with_console(cb: Any, metrics_path: Path, total: int, *, progress: bool, en
     def on_metrics(step: int, values: dict[str, float]) -> None:
         with metrics_path.open("a") as fh:
             fh.write(json.dumps({"step": step, **values}) + "\n")
-        keys = ("train/reward", "normal/accuracy", "he/accuracy", "split/he_normal_kl")
-        shown = {
-            k.split("/")[-1] if k != "split/he_normal_kl" else "kl": round(values[k], 3) for k in keys if k in values
-        }
+        shown = {label: round(values[k], 3) for k, label in CONSOLE_KEYS.items() if k in values}
         bar.set_postfix(shown)
         if not progress:  # no bar (a worker's child): one line per step for the run's log
             timing = f" ({values['timing/step_s']:.1f} s)" if "timing/step_s" in values else ""

@@ -23,6 +23,11 @@ _current_run: dict[str, int | None] = {"id": None}
 @shared_task(name=dispatch.EXECUTE_RUN, acks_late=True, ignore_result=True)
 def execute_run(run_id: int, attempt: int = 0) -> str:
     pool = Run.objects.filter(pk=run_id).values_list("queue", flat=True).first()
+    if pool is not None and execution.SHUTDOWN.is_set():
+        # A worker on its way out (it took this message before it saw the signal) starts nothing:
+        # it passes the ticket on to the pool's next worker, so every queued run keeps one.
+        dispatch.send(dispatch.EXECUTE_RUN, args=[run_id, attempt], queue=pool)
+        return "passed on"
     run = execution.claim_next(pool, host=execution.worker_identity()) if pool is not None else None
     if run is None:
         log.info("no queued run left in the pool of run %s (attempt %s); skipping", run_id, attempt)

@@ -106,7 +106,7 @@ def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keepin
     env = {**_embedded_env(tmp_path), "PSL_MODEL_CACHE": str(REPO / "var" / "models")}  # converted once per machine
     port = _free_port()
     demo = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port)],
+        [sys.executable, "manage.py", "demo", "--port", str(port), "--model", "tiny-random"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -127,11 +127,11 @@ def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keepin
         assert "Log in" in login
 
         db = sqlite3.connect(tmp_path / "db.sqlite3")
-        names = [r[0] for r in db.execute("SELECT name FROM webapp_run ORDER BY id")]
-        assert names == [
-            "demo: Policy Split, tiny-random (fast)",
-            "demo: Policy Split, SmolLM2-135M",
-            "demo: GRPO, SmolLM2-135M",
+        rows = db.execute("SELECT name, priority FROM webapp_run ORDER BY id").fetchall()
+        assert rows == [  # the quick Policy Split run starts first (high priority), then its GRPO twin
+            ("demo: Policy Split, tiny-random (quick)", 0),
+            ("demo: GRPO, tiny-random (quick)", 1),
+            ("demo: Policy Split, tiny-random (60 steps)", 2),
         ]
         _until(
             lambda: db.execute("SELECT step FROM webapp_run WHERE id = 1").fetchone()[0] >= 2,
@@ -144,7 +144,7 @@ def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keepin
         assert demo.returncode == 0 and "Stopped." in rest, rest
         status, attempt, step = db.execute("SELECT status, attempt, step FROM webapp_run WHERE id = 1").fetchone()
         assert (status, attempt) == ("queued", 1)  # checkpointed and requeued, to resume at the next start
-        assert 2 <= step < 40
+        assert 2 <= step < 20
         with pytest.raises(OSError):  # the web server went down with it
             urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=5)
     finally:

@@ -30,8 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PSL_DEMO_PORT", "8000")))
         parser.add_argument("--no-runs", action="store_true", help="do not submit the demo runs")
         parser.add_argument("--exit-after", type=float, default=0, help="stop after N seconds (for tests)")
+        parser.add_argument("--model", default="", help="the demo runs' model instead of SmolLM2 (tests: tiny-random)")
 
-    def handle(self, *args: Any, port: int, no_runs: bool, exit_after: float, **options: Any) -> None:
+    def handle(self, *args: Any, port: int, no_runs: bool, exit_after: float, model: str, **options: Any) -> None:
         call_command("migrate", "--noinput", verbosity=0)
         project, created_user = _demo_objects()
         self.stdout.write("Preparing the bundled models (first time: ~1 minute)…")
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         children = [self._web(port), self._worker()]
         try:
             if not no_runs and not project.runs.exists():
-                _submit_demo_runs(project)
+                _submit_demo_runs(project, model=model)
             url = f"http://127.0.0.1:{port}/projects/{project.pk}/runs/"
             self.stdout.write(
                 self.style.SUCCESS(
@@ -132,42 +133,29 @@ def _demo_objects() -> tuple[Any, bool]:
     return project, created
 
 
-def _submit_demo_runs(project: Any) -> None:
-    from trainer.config import TrainConfig
+DEMO_PRESET = "ps-smollm2-demo"
+
+
+def _submit_demo_runs(project: Any, *, model: str = "") -> None:
+    """The demo's runs, first to start first (queue priorities): a short Policy Split run on the real
+    SmolLM2 (trainer/presets/ps-smollm2-demo.yaml: the reward moves within minutes on 2 cores), the
+    same recipe under GRPO to compare it with, then a longer Policy Split run. ``model`` replaces
+    SmolLM2 (the demo's own test trains tiny-random)."""
+    from trainer.presets import load_preset
     from webapp.models import Membership
     from webapp.services import run_create
 
     user = Membership.objects.filter(team=project.team).first().user  # type: ignore[union-attr]
-    quick = TrainConfig(
-        model="tiny-random",
-        algorithm="policy_split",
-        steps=40,
-        n=4,
-        questions_per_step=4,
-        mini_batches=2,
-        micro_batch_size=16,
-        max_new_tokens=32,
-        checkpoint_every=10,
-        lr=1e-4,
-        seed=1,
-    )
-    run_create(project=project, user=user, config=quick, name="demo: Policy Split, tiny-random (fast)", tags=["demo"])
-    real = TrainConfig(
-        model="smollm2-135m",
-        algorithm="policy_split",
-        steps=30,
-        n=4,
-        questions_per_step=2,
-        mini_batches=2,
-        micro_batch_size=8,
-        max_new_tokens=48,
-        checkpoint_every=10,
-        lr=2e-6,
-        seed=1,
-    )
-    run_create(project=project, user=user, config=real, name="demo: Policy Split, SmolLM2-135M", tags=["demo"])
-    grpo = real.replace(algorithm="grpo", n=8)
-    run_create(project=project, user=user, config=grpo, name="demo: GRPO, SmolLM2-135M", tags=["demo"])
+    overrides = {"model": model} if model else {}
+    quick = load_preset(DEMO_PRESET).config(seed=1, **overrides)
+    label = "SmolLM2-135M" if quick.model == "smollm2-135m" else quick.model
+    runs = [
+        (quick, f"demo: Policy Split, {label} (quick)", "high"),
+        (quick.replace(algorithm="grpo", n=8), f"demo: GRPO, {label} (quick)", "normal"),
+        (quick.replace(steps=60, checkpoint_every=20), f"demo: Policy Split, {label} (60 steps)", "low"),
+    ]
+    for config, name, priority in runs:
+        run_create(project=project, user=user, config=config, name=name, tags=["demo"], priority=priority)
 
 
 # A worker stops its trainer at the next safe point (after the current step) and requeues the run.
