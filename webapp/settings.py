@@ -25,6 +25,7 @@ from webapp.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PSL_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the default SQLite database lives here, whatever the broker
 
 # PSL_DEMO relaxes only what a local demo needs (a generated SECRET_KEY); it never turns DEBUG on.
 DEMO = env_bool("PSL_DEMO", False)

@@ -73,12 +73,12 @@ def test_it_reads_a_secret_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path
         env_secret("PSL_KEY")
 
 
-def _check(env_overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _check(env_overrides: dict[str, str], *args: str, command: str = "check") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PSL_", "SECRET_KEY", "DEBUG", "DJANGO_"))}
     env.update({"PSL_VAR_DIR": str(REPO / "var" / "test"), "DJANGO_SETTINGS_MODULE": "webapp.settings"})
     env.update(env_overrides)
     return subprocess.run(
-        [sys.executable, "manage.py", "check", *args],
+        [sys.executable, "manage.py", command, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -114,3 +114,15 @@ def test_it_rejects_an_unknown_final_evaluation_benchmark_naming_the_variable() 
     out = _check({"PSL_DEMO": "1", "PSL_EVAL_FINAL_BENCHMARKS": "arith,math5000"})
     assert out.returncode != 0
     assert "PSL_EVAL_FINAL_BENCHMARKS: unknown benchmark(s) math5000" in out.stderr
+
+
+def test_the_app_migrates_and_starts_with_sqlite_and_a_redis_broker_in_a_fresh_var_folder(tmp_path: Path) -> None:
+    var = tmp_path / "fresh" / "var"  # does not exist yet: the settings create it whatever the broker
+    env = {"PSL_DEMO": "1", "PSL_VAR_DIR": str(var), "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    env["DATABASE_URL"] = ""  # the default: SQLite under PSL_VAR_DIR
+    migrated = _check(env, "--no-input", command="migrate")
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert (var / "db.sqlite3").is_file()
+    assert not (var / "broker").exists()  # no filesystem broker folders with a Redis broker
+    checked = _check(env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
