@@ -81,4 +81,8 @@ def pg_copy(connection: Any, table: str, columns: list[str], rows: Any) -> float
 
 
 def ratio(ours: float, theirs: float) -> str:
-    return f"{ours / theirs:.2f}×" if theirs else "n/a"
+    """ours / theirs with two significant digits at least (a 0.004× must not print as 0.00×)."""
+    if not theirs:
+        return "n/a"
+    r = ours / theirs
+    return f"{r:.2f}×" if r >= 0.1 else f"{r:.2g}×"

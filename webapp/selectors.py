@@ -450,7 +450,9 @@ def _pg_envelope_many(
     lines: dict[tuple[int, str], tuple[int, int, int]], max_points: int
 ) -> dict[tuple[int, str], Series]:
     """Whole-range envelopes of long lines from their rollups in one query (a line's buckets hold
-    only its own points, so no raw ends are needed)."""
+    only its own points, so no raw ends are needed). The database groups the buckets, keeps each
+    group's lowest and highest point and hands back one row per line (its steps and values as two
+    arrays): a few hundred rows to parse, not one per bucket."""
     if not lines:
         return {}
     buckets = max(1, max_points // 2)
@@ -461,24 +463,33 @@ def _pg_envelope_many(
         first, last = lo // width, hi // width
         plan.append((run_id, key, level, first, last, last - first + 1))
     values, params = _values(plan, ["bigint", "varchar", "smallint", "int", "int", "bigint"])
+    # Per line (LATERAL): its buckets grouped in memory, each group's lowest and highest point,
+    # then the line's points as two arrays. Grouping all lines at once sorts every bucket on disk.
     sql = f"""
-        SELECT v.run_id, v.key, min(ARRAY[r.lo_value, r.lo_step::float8]), max(ARRAY[r.hi_value, -r.hi_step::float8]),
-               sum(r.n)
+        SELECT v.run_id, v.key, e.steps, e.vals
         FROM (VALUES {values}) AS v(run_id, key, level, first, last, full_buckets)
-        JOIN {MetricRollup._meta.db_table} r
-          ON r.run_id = v.run_id AND r.key = v.key AND r.level = v.level AND r.bucket BETWEEN v.first AND v.last
-        GROUP BY v.run_id, v.key, ((r.bucket - v.first) * %s) / v.full_buckets
+        CROSS JOIN LATERAL (
+            SELECT array_agg(pt.step ORDER BY pt.step) AS steps, array_agg(pt.value ORDER BY pt.step) AS vals
+            FROM (
+                SELECT DISTINCT pt.step, pt.value
+                FROM (
+                    SELECT min(ARRAY[r.lo_value, r.lo_step::float8]) AS lo,
+                           max(ARRAY[r.hi_value, -r.hi_step::float8]) AS hi
+                    FROM {MetricRollup._meta.db_table} r
+                    WHERE r.run_id = v.run_id AND r.key = v.key AND r.level = v.level
+                      AND r.bucket BETWEEN v.first AND v.last
+                    GROUP BY ((r.bucket - v.first) * %s) / v.full_buckets
+                ) AS g
+                CROSS JOIN LATERAL (VALUES (g.lo[2]::int, g.lo[1]), ((-g.hi[2])::int, g.hi[1])) AS pt(step, value)
+            ) AS pt
+        ) AS e
+        WHERE e.steps IS NOT NULL
     """
-    grouped: dict[tuple[int, str], list[tuple[Any, Any, Any]]] = {}
     with connection.cursor() as cur:
         cur.execute(sql, [*params, buckets])
-        for run_id, key, low, high, n in cur.fetchall():
-            grouped.setdefault((run_id, key), []).append((low, high, n))
-    out = {}
-    for (run_id, key), rows in grouped.items():
-        points, total = _envelope_points(rows)
-        out[(run_id, key)] = Series(key, [s for s, _ in points], [v for _, v in points], True, total)
-    return out
+        rows = cur.fetchall()
+    # A line's rollups cover all of it, so its total is its level-0 count.
+    return {(r, k): Series(k, steps, vals, True, lines[(r, k)][0]) for r, k, steps, vals in rows}
 
 
 def _step_bounds(run_id: int, key: str, min_step: int | None, max_step: int | None) -> tuple[int | None, int | None]:
