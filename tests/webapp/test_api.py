@@ -227,6 +227,15 @@ def test_members_create_a_run_from_a_partial_config(
     assert len(callbacks) == 1  # enqueued once the transaction commits
 
 
+def test_a_run_is_submitted_with_a_priority(
+    api_for: ApiFor, bob: Any, project: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api_for(bob).post(runs_url(project), {"priority": "high"})
+    assert response.status_code == 201 and response.json()["priority"] == "high"
+    assert Run.objects.get().priority_name == "high"
+
+
 def test_a_run_can_join_a_study_of_the_project(
     api_for: ApiFor, bob: Any, project: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -249,6 +258,7 @@ def test_a_run_can_join_a_study_of_the_project(
         ({"wandb": "yes"}, "wandb"),
         ({"name": 5}, "name"),
         ({"study": 99999}, "study"),
+        ({"priority": "urgent"}, "priority"),
     ],
 )
 def test_invalid_input_is_400_naming_the_field_and_creates_nothing(

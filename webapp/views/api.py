@@ -15,7 +15,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve, reverse
 
-from trainer.choices import ALGORITHMS
+from trainer.choices import ALGORITHMS, PRIORITIES
 from trainer.config import ConfigError, TrainConfig
 from webapp.access import project_for, require, run_for
 from webapp.api_auth import ApiError, api_view, error_response
@@ -31,7 +31,7 @@ MAX_SAMPLE_TOKENS_LIMIT = 100
 MAX_KEYS = 20
 DEFAULT_POINTS = 1000
 # Keys of a create-run body that are not TrainConfig fields.
-RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study")
+RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study", "priority")
 
 
 # --- input helpers ----------------------------------------------------------------------------------
@@ -111,6 +111,7 @@ def _run_json(run: Run, *, full: bool = False) -> dict[str, Any]:
         "seed": run.seed,
         "status": run.status,
         "queue": run.queue,
+        "priority": run.priority_name,
         "gpus": run.gpus,
         "step": run.step,
         "total_steps": run.total_steps,
@@ -224,6 +225,9 @@ def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
     body = _json_object(request)
     meta = {k: body.pop(k) for k in RUN_META_FIELDS if k in body}
     name, queue, tags, wandb, study = _run_meta(meta, project)
+    priority = meta.get("priority", "normal")
+    if priority not in PRIORITIES:
+        raise ApiError(400, f"unknown priority {priority!r}; valid: {', '.join(PRIORITIES)}", field="priority")
     try:
         config = TrainConfig.from_dict(body)
     except ConfigError as exc:
@@ -238,6 +242,7 @@ def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
             tags=tags,
             wandb=wandb,
             study=study,
+            priority=priority,
         )
     except ServiceError as exc:
         raise ApiError(400, str(exc)) from None
