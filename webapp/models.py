@@ -93,6 +93,8 @@ class RunStatus(models.TextChoices):
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST)
+# Runs a study leaves out of its aggregates unless someone includes them by hand.
+UNTRUSTED_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST)
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -114,6 +116,9 @@ class Study(models.Model):
     # {"eta": [0.01, 0.03, 0.1], "rollout_sharing": [true, false], "seed": [1, 2, 3]}
     factors = models.JSONField(default=dict, blank=True)
     baseline = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Per-run choices that differ from the default rule (UNTRUSTED_STATUSES are out, the rest in):
+    # {"<run id>": "include" | "exclude"}.
+    run_choices = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -613,7 +613,9 @@ def paper_export(table: PaperTable, *, split: bool = False) -> ExportTable:
     for row in table.rows:
         cells = [Text(_paper_label(row))]
         for cell in row.cells:
-            cells.append(Text(f"{_pct(cell.acc)}{cell.mark} / {_pct(cell.ent)}"))
+            # n is in the row label; a cell that averages fewer runs (a seed not evaluated there) says so.
+            fewer = f" (n={cell.n_evals})" if row.kind != "original" and cell.n_evals != row.n_runs else ""
+            cells.append(Text(f"{_pct(cell.acc)}{cell.mark} / {_pct(cell.ent)}{fewer}"))
         cells.append(Text(f"{_pct(row.avg_acc)}{row.mark} / {_pct(row.avg_ent)}", bold=row.best))
         if table.has_baseline:
             if row.is_baseline:
@@ -632,7 +634,7 @@ def paper_export(table: PaperTable, *, split: bool = False) -> ExportTable:
 def _paper_export_split(table: PaperTable) -> ExportTable:
     header = ["method", "row", "runs"]
     for bench in table.benchmarks:
-        header += [f"{bench} acc", f"{bench} ent", f"{bench} p"]
+        header += [f"{bench} acc", f"{bench} ent", f"{bench} p", f"{bench} n"]
     header += ["average acc", "average ent", "delta acc", "delta ci low", "delta ci high", "p", "test"]
 
     def num(value: float | None, digits: int = 4) -> Text:
@@ -643,7 +645,8 @@ def _paper_export_split(table: PaperTable) -> ExportTable:
         label = f"{row.group.label} {HE_ROW_LABEL}" if row.kind == "he" and row.group else row.label
         cells = [Text(label), Text(row.kind), Text(str(row.n_runs))]
         for cell in row.cells:
-            cells += [num(cell.acc), num(cell.ent), num(cell.test.p_value if cell.test else None, 6)]
+            p = cell.test.p_value if cell.test else None
+            cells += [num(cell.acc), num(cell.ent), num(p, 6), Text(str(cell.n_evals))]
         ci = row.ci or (None, None)
         cells += [
             num(row.avg_acc),

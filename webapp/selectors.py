@@ -24,6 +24,7 @@ from webapp.models import (
     ACTIVE_STATUSES,
     ROLLUP_FANOUT,
     ROLLUP_LEVELS,
+    UNTRUSTED_STATUSES,
     MetricPoint,
     MetricRollup,
     Project,
@@ -667,3 +668,39 @@ def queue_entry(run: Run) -> QueueEntry | None:
         return None
     _, entries = queue_entries(run.queue)
     return next((e for e in entries if e.run.pk == run.pk), None)
+
+
+@dataclass(frozen=True)
+class StudyMember:
+    """A run of a study and whether the study's aggregates count it, with the reason when not obvious."""
+
+    run: Run
+    included: bool
+    by_hand: bool  # the study stores a choice that overrides the default rule for this run
+
+    @property
+    def reason(self) -> str:
+        status = self.run.get_status_display().lower()
+        if self.by_hand:
+            return f"included by hand ({status})" if self.included else "excluded by hand"
+        return "" if self.included else f"excluded: {status}"
+
+
+def default_included(run: Run) -> bool:
+    """Failed, cancelled and lost runs are out of a study's aggregates unless included by hand."""
+    return run.status not in UNTRUSTED_STATUSES
+
+
+def study_members(study: Study) -> list[StudyMember]:
+    """Every run of the study with whether its tables and curves count it."""
+    choices = study.run_choices or {}
+    members = []
+    for run in study_runs(study):
+        choice = choices.get(str(run.pk))
+        included = default_included(run) if choice not in ("include", "exclude") else choice == "include"
+        members.append(StudyMember(run, included, by_hand=included != default_included(run)))
+    return members
+
+
+def study_included_runs(study: Study) -> list[Run]:
+    return [m.run for m in study_members(study) if m.included]

@@ -36,7 +36,7 @@ from webapp.models import (
     Tag,
     Verdict,
 )
-from webapp.selectors import display
+from webapp.selectors import default_included, display
 
 log = logging.getLogger(__name__)
 
@@ -371,6 +371,29 @@ def study_create_grid(
         study.save(update_fields=["baseline"])
         activity_record(
             project=project, actor=user, verb="launched study", target=study.name, url=study.get_absolute_url()
+        )
+    return study
+
+
+def study_set_included(*, study: Study, run: Run, include: bool, user: Any) -> Study:
+    """Count ``run`` in the study's aggregates or leave it out; only choices that differ from the
+    default rule (failed, cancelled and lost runs out) are stored."""
+    if run.study_id != study.pk:
+        raise ServiceError("pick a run of this study")
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study.pk)
+        choices = {k: v for k, v in study.run_choices.items() if k != str(run.pk)}
+        if include != default_included(run):
+            choices[str(run.pk)] = "include" if include else "exclude"
+        study.run_choices = choices
+        study.save(update_fields=["run_choices"])
+        verb = "included in the study" if include else "excluded from the study"
+        activity_record(
+            project=study.project,
+            actor=user,
+            verb=verb,
+            target=f"{run.name} ({study.name})",
+            url=study.get_absolute_url(),
         )
     return study
 

@@ -276,6 +276,91 @@ def test_the_baseline_must_be_a_run_of_the_study(
     assert client_for(bob).post(url, {"run": "x"}).status_code == 400
 
 
+# --- which runs count ------------------------------------------------------------------------------------
+
+
+def _fail(run: Run, status: str = "failed") -> Run:
+    run.status = status
+    run.summary = {"normal/accuracy": 0.0}  # what a run that died early reports
+    run.save(update_fields=["status", "summary"])
+    return run
+
+
+def inclusion(study: Study, run: Run) -> str:
+    return reverse("webapp-study-run-inclusion", args=[study.pk, run.pk])
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "lost"])
+def test_failed_cancelled_and_lost_runs_are_left_out_of_the_aggregates_by_default(
+    client_for: Any, vera: Any, study: Study, status: str
+) -> None:
+    _fail(runs_of(study)["policy_split s2"], status)
+    response = client_for(vera).get(detail(study))
+    sv = response.context["sv"]
+    ps = sv.final.rows[1]
+    assert ps.group.label == "Policy Split" and ps.group.seeds == [1]  # not "2 runs · seeds 1, 2"
+    assert ps.cells[0].value == pytest.approx(0.6) and ps.cells[0].n == 1  # the failed 0.0 is not averaged in
+    traces = client_for(vera).get(response.context["charts_url"]).json()["charts"][0]["traces"]
+    assert traces[1]["band"] is None  # one counted seed: no band
+    content = response.content.decode()
+    assert "3 runs counted in 2 groups" in content and "1 excluded" in content
+    assert f"excluded: {status}" in content  # the runs table still lists it, marked
+
+
+def test_a_member_includes_a_failed_run_by_hand_and_the_choice_is_stored_with_the_study(
+    client_for: Any, bob: Any, study: Study
+) -> None:
+    failed = _fail(runs_of(study)["policy_split s2"])
+    client = client_for(bob)
+    assert client.post(inclusion(study, failed), {"include": "1"}).status_code == 302
+    study.refresh_from_db()
+    assert study.run_choices == {str(failed.pk): "include"}
+    response = client.get(detail(study))
+    assert response.context["sv"].final.rows[1].cells[0].value == pytest.approx(0.3)  # mean of 0.6 and 0.0
+    assert "included by hand (failed)" in response.content.decode()
+    client.post(inclusion(study, failed), {"include": "0"})  # back to the default: nothing stored
+    study.refresh_from_db()
+    assert study.run_choices == {}
+    assert Activity.objects.filter(verb="excluded from the study", target__startswith=failed.name).exists()
+
+
+def test_a_member_excludes_a_succeeded_run_from_the_tables(client_for: Any, bob: Any, evaluated: Study) -> None:
+    outlier = runs_of(evaluated)["grpo s2"]
+    client = client_for(bob)
+    client.post(inclusion(evaluated, outlier), {"include": "0"})
+    response = client.get(detail(evaluated))
+    sv = response.context["sv"]
+    assert outlier not in sv.runs and [m.run for m in sv.members if not m.included] == [outlier]
+    grpo = sv.paper.rows[1]
+    assert grpo.label == "GRPO" and [c.n_evals for c in grpo.cells] == [1, 1] and grpo.n_runs == 1
+    assert "excluded by hand" in response.content.decode()
+
+
+def test_viewers_and_outsiders_cannot_change_which_runs_count(
+    client_for: Any, vera: Any, eve: Any, study: Study
+) -> None:
+    run = runs_of(study)["grpo s1"]
+    assert client_for(vera).post(inclusion(study, run), {"include": "0"}).status_code == 403
+    assert client_for(eve).post(inclusion(study, run), {"include": "0"}).status_code == 404
+    study.refresh_from_db()
+    assert study.run_choices == {}
+
+
+def test_the_paper_table_states_n_per_cell(client_for: Any, vera: Any, evaluated: Study) -> None:
+    # The second Policy Split seed was never evaluated on AIME: that cell averages one run.
+    Evaluation.objects.filter(run=runs_of(evaluated)["policy_split s2"], benchmark="AIME-24/25", mode="normal").delete()
+    client = client_for(vera)
+    response = client.get(detail(evaluated))
+    ps = response.context["sv"].paper.rows[2]
+    assert ps.label == "Policy Split" and [c.n_evals for c in ps.cells] == [2, 1]
+    content = response.content.decode()
+    assert content.count('<span class="pt-n"') == 6 and "n=1</span>" in content  # 3 trained rows × 2 benchmarks
+    md = client.get(export(evaluated, table="paper", format="md")).content.decode()
+    assert "| Policy Split (2 seeds) | 100.00‡ / 0.60 | 50.00 / 0.70 (n=1) |" in md
+    csv_text = client.get(export(evaluated, table="paper", format="csv")).content.decode()
+    assert "MATH-500 n" in csv_text.splitlines()[0]
+
+
 # --- export ----------------------------------------------------------------------------------------------
 
 

@@ -44,7 +44,7 @@ from webapp.reports import (
     study_group_fields,
     varied_fields,
 )
-from webapp.services import study_set_baseline
+from webapp.services import study_set_baseline, study_set_included
 from webapp.stats import DEFAULT_TEST, TEST_LABELS, TESTS
 
 MAX_RUNS = 24
@@ -332,7 +332,8 @@ class StudyView:
     """A study's runs grouped into methods, with its tables (shared by the page and the export)."""
 
     study: Study
-    runs: list[Run]
+    runs: list[Run]  # the runs the tables and curves count (see members)
+    members: list[selectors.StudyMember]
     group_fields: list[str]
     groups: list[RunGroup]
     baseline: RunGroup | None
@@ -343,7 +344,8 @@ class StudyView:
 
 
 def build_study(study: Study, qd: QueryDict) -> StudyView:
-    runs = selectors.study_runs(study)
+    members = selectors.study_members(study)
+    runs = [m.run for m in members if m.included]
     fields = study_group_fields(study.factors, runs)
     groups = paint(group_runs(runs, fields))
     baseline = group_of(groups, study.baseline_id)
@@ -352,6 +354,7 @@ def build_study(study: Study, qd: QueryDict) -> StudyView:
     return StudyView(
         study,
         runs,
+        members,
         fields,
         groups,
         baseline,
@@ -377,12 +380,29 @@ def _factor_rows(study: Study, runs: Sequence[Run]) -> list[tuple[str, str, list
     return rows
 
 
-def _study_run_rows(sv: StudyView, names: Sequence[str]) -> list[tuple[Run, list[str], str, bool]]:
-    """(run, factor values, group colour, is the baseline) for the study's runs table."""
+@dataclass(frozen=True)
+class StudyRunRow:
+    member: selectors.StudyMember
+    values: list[str]
+    color: str
+    is_baseline: bool
+
+    @property
+    def run(self) -> Run:
+        return self.member.run
+
+
+def _study_run_rows(sv: StudyView, names: Sequence[str]) -> list[StudyRunRow]:
+    """Every run of the study (excluded ones too, marked) with its factor values and group colour."""
     colors = {r.pk: g.color for g in sv.groups for r in g.runs}
     return [
-        (r, [format_value(config_value(r, n)) for n in names], colors.get(r.pk, ""), r.pk == sv.study.baseline_id)
-        for r in sv.runs
+        StudyRunRow(
+            m,
+            [format_value(config_value(m.run, n)) for n in names],
+            colors.get(m.run.pk, ""),
+            m.run.pk == sv.study.baseline_id,
+        )
+        for m in sv.members
     ]
 
 
@@ -402,7 +422,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     band = request.GET.get("band", "") if request.GET.get("band") in BANDS else "minmax"
     smooth = parse_smooth(request.GET.get("smooth", ""))
     sv = build_study(study, request.GET)
-    factors = _factor_rows(study, sv.runs)
+    factors = _factor_rows(study, [m.run for m in sv.members])
     query = {"keys": ",".join(sv.keys), "test": sv.test, **({"smooth": f"{smooth:g}"} if smooth else {})}
     compare_state = CompareState(
         runs=tuple(r.pk for r in sv.runs)[:MAX_RUNS],
@@ -415,6 +435,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "nav": "studies",
         "study": study,
         "sv": sv,
+        "excluded": [m for m in sv.members if not m.included],
         "factors": factors,
         "factor_names": [name for name, _, _ in factors],
         "band": band,
@@ -450,7 +471,7 @@ def study_charts(request: HttpRequest, pk: int) -> JsonResponse:
     """The study page's chart data (same shape as the compare page's), fetched by its script."""
     study = study_for(request.user, pk)
     band = request.GET.get("band", "") if request.GET.get("band") in BANDS else "minmax"
-    runs = selectors.study_runs(study)
+    runs = selectors.study_included_runs(study)
     groups = paint(group_runs(runs, study_group_fields(study.factors, runs)))
     keys = [k[:80] for k in _split(request.GET.getlist("keys"))][:MAX_KEYS] or default_keys(selectors.metric_keys(runs))
     return JsonResponse(chart_payload(groups, keys, band=band, grouped=True))
@@ -467,6 +488,21 @@ def study_baseline(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponseBadRequest("pick a run of this study")
     study_set_baseline(study=study, run=run, user=request.user)
     messages.success(request, f"Baseline set to “{run.name}”.")
+    return redirect(study)
+
+
+@login_required
+@require_POST
+def study_run_inclusion(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
+    """Count one run in the study's tables and curves, or leave it out (stored with the study)."""
+    study = study_for(request.user, pk)
+    require(request.user, study.project, Role.MEMBER)
+    run = get_object_or_404(Run, pk=run_id, study=study)
+    include = request.POST.get("include") == "1"
+    study_set_included(study=study, run=run, include=include, user=request.user)
+    messages.success(
+        request, f"“{run.name}” is {'counted in' if include else 'left out of'} the study's tables and curves."
+    )
     return redirect(study)
 
 
@@ -496,5 +532,6 @@ urlpatterns = [
     path("studies/<int:pk>/", study_detail, name="webapp-study-detail"),
     path("studies/<int:pk>/charts/", study_charts, name="webapp-study-charts"),
     path("studies/<int:pk>/baseline/", study_baseline, name="webapp-study-baseline"),
+    path("studies/<int:pk>/runs/<int:run_id>/inclusion/", study_run_inclusion, name="webapp-study-run-inclusion"),
     path("studies/<int:pk>/export/", study_export, name="webapp-study-export"),
 ]
