@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,7 +66,9 @@ def mlflow(command: str, db: str, **options: Any) -> dict[str, Any]:
         for v in value if isinstance(value, list) else [value]:
             args += [f"--{name.replace('_', '-')}", str(v)]
     env = {**os.environ, "MLFLOW_TRACKING_URI": db, "GIT_PYTHON_REFRESH": "quiet"}
-    done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    # In a scratch folder: MLflow puts artifacts (log_table's files) under ./mlruns of its cwd.
+    with tempfile.TemporaryDirectory(prefix="mlflow-peer-") as scratch:
+        done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=scratch, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"mlflow_peer {command} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
