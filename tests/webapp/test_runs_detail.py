@@ -265,3 +265,50 @@ def test_it_embeds_the_page_data_as_json(
     )
     data = json.loads(body[start : body.index("</script>", start)])
     assert data["statusUrl"] == url("webapp-run-status", run) and data["finished"] is False
+
+
+def test_the_log_panel_and_its_download_filter_by_level(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
+    run = make_run(status="failed")
+    lines = [("info", "step 1/2"), ("warning", "UserWarning: slow"), ("error", "Traceback (most recent call last):")]
+    RunLog.objects.bulk_create(
+        [RunLog(run=run, source="output", seq=i, level=lv, message=m) for i, (lv, m) in enumerate(lines)]
+    )
+    client = client_for(alice)
+
+    panel = client.get(url("webapp-run-status", run, "log_level=warning")).json()["logs_html"]
+    assert "UserWarning: slow" in panel and "Traceback" in panel and "step 1/2" not in panel
+    text = b"".join(client.get(url("webapp-run-logs", run, "level=error")).streaming_content).decode()
+    assert text.count("\n") == 1 and "ERROR" in text
+    assert client.get(url("webapp-run-status", run, "log_level=loud")).status_code == 400
+    assert client.get(url("webapp-run-logs", run, "level=loud")).status_code == 400
+
+
+def test_the_system_panel_polls_its_own_seconds_axis(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
+    run = make_run(status="running")
+    add_points(run, "train/reward", [0.1, 0.2])  # steps 1, 2
+    add_points(run, "system/cpu_percent", [90.0, 95.0, 99.0], start=40)  # seconds 40, 41, 42
+
+    data = client_for(alice).get(url("webapp-run-status", run, "since=1&system_since=40")).json()
+
+    assert data["points"] == {"train/reward": [[2, 0.2]]}
+    assert data["system_points"] == {"system/cpu_percent": [[41, 95.0], [42, 99.0]]}
+    page_data = client_for(alice).get(url("webapp-run-detail", run)).context["page_data"]
+    assert [c["id"] for c in page_data["systemCharts"]] == ["sys-cpu", "sys-rss", "sys-host-mem"]  # a CPU run
+
+
+def test_a_gpu_run_gets_utilisation_and_memory_charts_per_gpu(make_run: Callable[..., Any]) -> None:
+    from webapp.views.runs import system_charts_for
+
+    run = make_run()
+    run.gpus = 2
+
+    gpu_charts = [c for c in system_charts_for(run) if c["id"].startswith("sys-gpu")]
+
+    assert [[line["key"] for line in c["lines"]] for c in gpu_charts] == [
+        ["system/gpu0/utilization_percent", "system/gpu1/utilization_percent"],
+        ["system/gpu0/memory_used_mb", "system/gpu1/memory_used_mb"],
+    ]
