@@ -414,3 +414,38 @@ def test_the_study_page_runs_a_bounded_number_of_queries(
     client = client_for(vera)
     with django_assert_max_num_queries(25):
         client.get(detail(evaluated))
+
+
+def _study_of(project: Any, alice: Any, runs: Sequence[Run], name: str) -> Study:
+    study = Study.objects.create(
+        project=project, name=name, factors={"algorithm": ["grpo", "policy_split"]}, created_by=alice
+    )
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(study=study)
+    return study
+
+
+def test_the_study_charts_run_the_same_queries_for_any_number_of_runs_and_keys(
+    client_for: Any, vera: Any, alice: Any, project: Any, make_run: Callable[..., Run]
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from webapp import ingest
+
+    keys = ["normal/accuracy", "he/accuracy", "train/reward", "normal/entropy", "he/entropy"]
+    runs = [
+        make_run(name=f"r{i}", algorithm=("grpo", "policy_split")[i % 2], seed=i, status="succeeded") for i in range(12)
+    ]
+    for i, run in enumerate(runs):  # long lines (rollups) and short ones (raw points) in both studies
+        for key in keys:
+            ingest.metrics_record([(run.pk, key, s, float((i + s) % 5)) for s in range(1500 if i % 3 else 40)])
+    small, large = _study_of(project, alice, runs[:2], "small"), _study_of(project, alice, runs[2:], "large")
+    client = client_for(vera)
+    counts = []
+    for study, wanted in ((small, keys[:1]), (large, keys)):
+        url = reverse("webapp-study-charts", args=[study.pk]) + "?keys=" + ",".join(wanted)
+        with CaptureQueriesContext(connection) as ctx:
+            charts = client.get(url).json()["charts"]
+        assert [c["key"] for c in charts] == wanted and all(c["traces"] for c in charts)
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]  # 2 runs × 1 key and 10 runs × 5 keys
