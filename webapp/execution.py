@@ -40,6 +40,7 @@ from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint
 from webapp import child_process, ingest
 from webapp.evaluations.services import evaluations_schedule_final
+from webapp.halving import HalvingWatcher
 from webapp.models import MetricPoint, Run, RunLog, RunStatus, Worker
 from webapp.run_output import OutputTail
 from webapp.selectors import queued_runs
@@ -249,11 +250,17 @@ class Supervisor:
         self.stop_file = self.folder / "STOP"
         self.output_log = self.folder / f"attempt-{self.run.attempt}.log"
         self.mirror = WandbMirror(self.run, directory=self.folder / "wandb")
-        self.pump = EventPump(self.run.pk, self.run.attempt, self.events, on_ingested=self.mirror.events)
+        self.halving = HalvingWatcher(self.run)
+        self.pump = EventPump(self.run.pk, self.run.attempt, self.events, on_ingested=self._ingested)
         self.output = OutputTail(self.output_log, max_bytes=settings.PSL_LOG_FILE_MAX_BYTES)
         self._output_pending: list[tuple[str, str]] = []
         self._output_seq = 0
         self._next_system = float("inf")  # set once the trainer has started (_start_system)
+
+    def _ingested(self, events: list[dict[str, Any]]) -> None:
+        """Committed events go on to the W&B mirror and the study's successive halving."""
+        self.mirror.events(events)
+        self.halving.events(events)
 
     def execute(self) -> str:
         try:

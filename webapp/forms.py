@@ -23,6 +23,7 @@ from trainer.choices import ALGORITHMS, PRIORITIES, TASKS, parse_bool
 from trainer.config import FIELD_CHOICES, FIELD_SYMBOLS, ConfigError, TrainConfig, config_errors
 from trainer.planner import MemoryPlan
 from trainer.registry import MODEL_NAMES
+from trainer.search import Distribution, Halving, SearchError, parse_distribution, sample_space
 from webapp.models import RunStatus
 from webapp.planning import run_plan
 from webapp.selectors import (
@@ -34,7 +35,7 @@ from webapp.selectors import (
     is_column,
     sort_expression,
 )
-from webapp.services import GridCell, grid_cells
+from webapp.services import GridCell, config_cells, grid_cells
 
 LABELS = {
     "kl_cov_coef": "KL-Cov coefficient",
@@ -308,6 +309,35 @@ def parse_factor_lines(text: str) -> tuple[dict[str, list[Any]], list[str]]:
     return factors, errors
 
 
+def parse_space_lines(text: str) -> tuple[dict[str, Distribution], list[str]]:
+    """``name = loguniform(1e-6, 1e-4)`` (or ``name = v1, v2``) lines into a random-search space."""
+    space: dict[str, Distribution] = {}
+    errors: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = FACTOR_LINE.match(line)
+        if not match:
+            errors.append(f"Line {number}: expected “field = uniform(low, high)” or values, got “{line.strip()}”.")
+            continue
+        name, raw = match.groups()
+        if name not in CONFIG_FIELDS or name in NOT_IN_FORM:
+            errors.append(f"Line {number}: “{name}” is not a config field.")
+        elif name in space:
+            errors.append(f"Line {number}: “{name}” is already searched on an earlier line.")
+        else:
+            try:
+                dist = parse_distribution(raw)
+            except SearchError as exc:
+                errors.append(f"Line {number}: {name}: {exc}")
+                continue
+            if dist.kind == "choice":  # values typed as the field's type, as on a grid line
+                inner = raw[raw.index("(") + 1 : raw.rindex(")")] if "(" in raw else raw
+                dist = Distribution("choice", tuple(_typed(name, v.strip()) for v in inner.split(",") if v.strip()))
+            space[name] = dist
+    return space, errors
+
+
 def _hashable(value: Any) -> bool:
     try:
         hash(value)
@@ -321,9 +351,45 @@ class GridForm(RunForm):
 
     plans_each_cell = True
 
+    search = forms.ChoiceField(
+        required=False,
+        choices=[("grid", "Grid: every combination"), ("random", "Random search: sample the ranges")],
+        initial="grid",
+        help_text="Random search draws configs from ranges: uniform(a, b), loguniform(a, b), randint(a, b) "
+        "or a list of values.",
+    )
     factors = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "class": "mono", "placeholder": FACTORS_EXAMPLE}),
         help_text="One config field per line with the values to try; every combination becomes a run.",
+    )
+    samples = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_GRID_RUNS,
+        initial=8,
+        help_text="Random search: how many configs to draw.",
+    )
+    search_seed = forms.IntegerField(
+        required=False, initial=0, label="Search seed", help_text="The same seed draws the same configs."
+    )
+    halving = forms.BooleanField(
+        required=False,
+        label="Successive halving",
+        help_text="Stop the worst runs at the rungs: a run whose metric there is worse than the best "
+        "1/reduction of the runs that reached the rung before it is cancelled (ASHA).",
+    )
+    halving_metric = forms.CharField(initial="train/reward", label="Halving metric", required=False)
+    halving_mode = forms.ChoiceField(
+        required=False,
+        choices=[("max", "higher is better"), ("min", "lower is better")],
+        initial="max",
+        label="Better is",
+    )
+    halving_rungs = forms.CharField(
+        initial="", required=False, label="Rungs (steps)", help_text="Steps at which runs are compared, e.g. 2, 4."
+    )
+    halving_reduction = forms.IntegerField(
+        required=False, min_value=2, initial=2, label="Reduction", help_text="Keep the best 1/n."
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
@@ -334,22 +400,82 @@ class GridForm(RunForm):
         self.fields["name"].help_text = "Runs are named “study: factor=value, …”."
         self.cells: list[GridCell] | None = None
         self.cell_plans: list[MemoryPlan | None] = []
+        self.space: dict[str, Distribution] = {}
+        self.halving_plan: Halving | None = None
 
     def preview_rows(self) -> list[tuple[GridCell, MemoryPlan | None]]:
         return list(zip(self.cells or [], self.cell_plans or [None] * len(self.cells or []), strict=True))
 
+    @property
+    def is_random(self) -> bool:
+        return self.cleaned_data.get("search") == "random"
+
     def clean_factors(self) -> dict[str, list[Any]]:
-        factors, errors = parse_factor_lines(self.cleaned_data["factors"])
+        if self.is_random:
+            self.space, errors = parse_space_lines(self.cleaned_data["factors"])
+            factors: dict[str, list[Any]] = {}
+        else:
+            factors, errors = parse_factor_lines(self.cleaned_data["factors"])
         if errors:
             raise forms.ValidationError(errors)
-        if not factors:
+        if not factors and not self.space:
             raise forms.ValidationError("Give at least one factor line.")
         return factors
+
+    def clean_halving_rungs(self) -> tuple[int, ...]:
+        raw = [r.strip() for r in self.cleaned_data["halving_rungs"].split(",") if r.strip()]
+        if not all(r.isdigit() for r in raw):
+            raise forms.ValidationError("Give steps as whole numbers separated by commas, e.g. 2, 4.")
+        return tuple(int(r) for r in raw)
+
+    def halving_settings(self) -> Halving | None:
+        """The successive-halving settings, or None (errors are added to the form's fields)."""
+        data = self.cleaned_data
+        if not data.get("halving"):
+            return None
+        rungs = data.get("halving_rungs") or ()
+        if rungs and data.get("steps") and rungs[-1] >= data["steps"]:
+            self.add_error("halving_rungs", f"Rungs must come before the last step ({data['steps']}).")
+            return None
+        try:
+            return Halving(
+                data.get("halving_metric") or "",
+                rungs,
+                data.get("halving_mode") or "max",
+                data.get("halving_reduction") or 2,
+            )
+        except SearchError as exc:
+            field = "halving_metric" if "metric" in str(exc) else "halving_rungs"
+            self.add_error(field, str(exc))
+            return None
+
+    @property
+    def _samples(self) -> int:
+        return self.cleaned_data.get("samples") or 8
+
+    @property
+    def _search_seed(self) -> int:
+        return self.cleaned_data.get("search_seed") or 0
+
+    def search_settings(self) -> dict[str, Any]:
+        """What the study stores about how its runs were chosen (Study.search)."""
+        out: dict[str, Any] = {}
+        if self.is_random:
+            space = {name: str(dist) for name, dist in self.space.items()}
+            out.update(kind="random", space=space, samples=self._samples, seed=self._search_seed)
+        if self.halving_plan is not None:
+            out["halving"] = self.halving_plan.to_dict()
+        return out
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or self.cleaned_data
         if self.errors:
             return data
+        self.halving_plan = self.halving_settings()
+        if self.errors:
+            return data
+        if self.is_random:
+            return self._clean_random(data)
         factors = dict(data["factors"])
         seeds = data["seed"]
         if len(seeds) > 1 and "seed" in factors:
@@ -379,6 +505,26 @@ class GridForm(RunForm):
             bad = sum(1 for c in self.cells if c.error)
             if bad:
                 self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config (see the preview).")
+        return data
+
+    def _clean_random(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Draw the configs (times the seeds) and validate each one, as a grid's cells are."""
+        seeds = data["seed"]
+        if len(seeds) > 1 and "seed" in self.space:
+            self.add_error("seed", "Give several seeds either here or as a “seed = …” line, not both.")
+            return data
+        points = sample_space(self.space, self._samples, seed=self._search_seed)
+        if len(seeds) > 1:
+            points = [{**p, "seed": s} for p in points for s in seeds]
+        if len(points) > MAX_GRID_RUNS:
+            self.add_error("samples", f"This search has {len(points)} runs; the limit is {MAX_GRID_RUNS}.")
+            return data
+        data["factors"] = {name: list(dict.fromkeys(p[name] for p in points)) for name in points[0]}
+        self.cells = config_cells(self.to_config(), points)
+        self.cell_plans = [run_plan(c.config, data["queue"]) if c.config else None for c in self.cells]
+        bad = sum(1 for c in self.cells if c.error)
+        if bad:
+            self.add_error(None, f"{bad} of {len(self.cells)} runs have an invalid config (see the preview).")
         return data
 
     def _check_values(self, factors: dict[str, list[Any]]) -> None:

@@ -119,6 +119,10 @@ class Study(models.Model):
     # Per-run choices that differ from the default rule (UNTRUSTED_STATUSES are out, the rest in):
     # {"<run id>": "include" | "exclude"}.
     run_choices = models.JSONField(default=dict, blank=True)
+    # How the runs were chosen beyond a grid: {"kind": "random", "space": {"lr": "loguniform(1e-6, 1e-4)"},
+    # "samples": 8, "seed": 0} and/or {"halving": {"metric": "train/reward", "rungs": [2, 4], "mode": "max",
+    # "reduction": 2}} (trainer.search.Halving); {} for a plain grid.
+    search = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 

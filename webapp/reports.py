@@ -808,3 +808,38 @@ EXPORT_FORMATS: dict[str, tuple[str, str, Callable[[ExportTable], str], bool]] =
     "md": ("text/markdown; charset=utf-8", "md", to_markdown, False),
     "tex": ("application/x-tex; charset=utf-8", "tex", to_latex, False),
 }
+
+
+# --- parallel coordinates: a study's factors against one outcome --------------------------------------
+
+
+def parallel_coordinates(runs: Sequence[Run], fields: Sequence[str], outcome: str) -> dict[str, Any]:
+    """Plotly ``parcoords`` dimensions: one axis per factor (numbers as they are, other values as
+    ticks in order of appearance) and the outcome last; runs without the outcome are left out."""
+    rows = [r for r in runs if _number(r.summary.get(outcome)) is not None]
+    dimensions: list[dict[str, Any]] = []
+    for name in fields:
+        values = [config_value(r, name) for r in rows]
+        label = FIELD_SYMBOLS.get(name, name)
+        if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            dimensions.append({"label": label, "field": name, "values": [float(v) for v in values]})
+        else:
+            ticks = list(dict.fromkeys(format_value(v) for v in values))
+            dimensions.append(
+                {
+                    "label": label,
+                    "field": name,
+                    "values": [ticks.index(format_value(v)) for v in values],
+                    "tickvals": list(range(len(ticks))),
+                    "ticktext": ticks,
+                }
+            )
+    scores = [_number(r.summary.get(outcome)) for r in rows]
+    dimensions.append({"label": outcome, "field": outcome, "values": scores, "outcome": True})
+    return {
+        "outcome": outcome,
+        "direction": metric_direction(outcome),  # 1: higher is better, -1: lower, 0: neither
+        "runs": [r.name for r in rows],
+        "dimensions": dimensions,
+        "n": len(rows),
+    }

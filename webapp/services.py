@@ -320,9 +320,14 @@ class GridCell:
 
 def grid_cells(base: TrainConfig, factors: dict[str, list[Any]]) -> list[GridCell]:
     """Every combination of the factors applied to the base config, each validated."""
+    combos = [dict(zip(factors, combo, strict=True)) for combo in itertools.product(*factors.values())]
+    return config_cells(base, combos)
+
+
+def config_cells(base: TrainConfig, points: Sequence[dict[str, Any]]) -> list[GridCell]:
+    """Each point (field values: a grid's combination, a random search's draw) applied to the base config."""
     cells = []
-    for combo in itertools.product(*factors.values()):
-        values = dict(zip(factors, combo, strict=True))
+    for values in points:
         try:
             cells.append(GridCell(values, TrainConfig.from_dict({**base.to_dict(), **values})))
         except ConfigError as exc:
@@ -343,15 +348,17 @@ def study_create_grid(
     tags: Iterable[str] = (),
     override_fit: bool = False,
     priority: str = "normal",
+    search: dict[str, Any] | None = None,
 ) -> Study:
-    """One study and one run per cell of ``grid_cells(base, factors)``; refuses a grid with an invalid cell."""
+    """One study and one run per cell (``grid_cells`` or ``config_cells``); refuses one with an invalid cell.
+    ``search`` records how the cells were chosen and the successive halving to apply (Study.search)."""
     runs = [(c.label, c.config) for c in cells if c.config is not None]
     if not cells or len(runs) < len(cells):
         bad = len(cells) - len(runs)
         raise ServiceError(f"{bad} of {len(cells)} runs have an invalid config" if cells else "the grid is empty")
     with transaction.atomic():
         study = Study.objects.create(
-            project=project, name=name, description=description, factors=factors, created_by=user
+            project=project, name=name, description=description, factors=factors, created_by=user, search=search or {}
         )
         for label, config in runs:
             run_create(

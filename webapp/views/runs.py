@@ -294,6 +294,7 @@ def grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
                 tags=data["tags"],
                 override_fit=data["override_fit"],
                 priority=data["priority"],
+                search=form.search_settings(),
             )
         except ServiceError as exc:
             form.add_error(None, str(exc))

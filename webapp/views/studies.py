@@ -40,6 +40,7 @@ from webapp.reports import (
     group_runs,
     paper_export,
     paper_table,
+    parallel_coordinates,
     seed_band,
     study_group_fields,
     varied_fields,
@@ -365,11 +366,15 @@ def build_study(study: Study, qd: QueryDict) -> StudyView:
     )
 
 
+def _factor_names(study: Study, runs: Sequence[Run]) -> list[str]:
+    """The declared factors, or what varies when none are declared (seed included)."""
+    return [f for f in study.factors if f in CONFIG_FIELD_NAMES] or [*varied_fields(runs), "seed"]
+
+
 def _factor_rows(study: Study, runs: Sequence[Run]) -> list[tuple[str, str, list[str]]]:
     """(field, label, values) of the declared factors, or of what varies when none are declared."""
-    names = [f for f in study.factors if f in CONFIG_FIELD_NAMES] or [*varied_fields(runs), "seed"]
     rows = []
-    for name in names:
+    for name in _factor_names(study, runs):
         declared = study.factors.get(name)
         values = (
             declared
@@ -442,6 +447,9 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "bands": BANDS,
         "smooth": smooth,
         "run_rows": _study_run_rows(sv, [name for name, _, _ in factors]),
+        "parcoords_url": reverse("webapp-study-parcoords", args=[study.pk]),
+        "outcome": default_outcome(study, selectors.metric_keys(sv.runs)),
+        "search_text": search_text(study.search or {}),
         "charts_url": reverse("webapp-study-charts", args=[study.pk])
         + "?"
         + urlencode({**query, "band": band}, safe=",/"),
@@ -475,6 +483,44 @@ def study_charts(request: HttpRequest, pk: int) -> JsonResponse:
     groups = paint(group_runs(runs, study_group_fields(study.factors, runs)))
     keys = [k[:80] for k in _split(request.GET.getlist("keys"))][:MAX_KEYS] or default_keys(selectors.metric_keys(runs))
     return JsonResponse(chart_payload(groups, keys, band=band, grouped=True))
+
+
+def search_text(search: dict[str, Any]) -> list[str]:
+    """How the study chose and pruned its runs, in a few words each (empty for a plain grid)."""
+    lines = []
+    if search.get("kind") == "random":
+        lines.append(f"random search: {search.get('samples')} draws, seed {search.get('seed')}")
+        lines.extend(f"{name} ~ {dist}" for name, dist in (search.get("space") or {}).items())
+    if halving := search.get("halving"):
+        rungs = ", ".join(str(r) for r in halving.get("rungs", []))
+        better = "higher" if halving.get("mode") == "max" else "lower"
+        lines.append(
+            f"successive halving on {halving.get('metric')} ({better} is better) at steps {rungs}, "
+            f"keeping the best 1/{halving.get('reduction')}"
+        )
+    return lines
+
+
+def default_outcome(study: Study, available: Sequence[str]) -> str:
+    """What the parallel-coordinates chart ranks by unless asked: the metric a search stops runs
+    by, else the first of the default chart keys the runs logged."""
+    halving = (study.search or {}).get("halving") or {}
+    if halving.get("metric") in available:
+        return str(halving["metric"])
+    return next((k for k in DEFAULT_KEYS if k in available), available[0] if available else "")
+
+
+@login_required
+def study_parcoords(request: HttpRequest, pk: int) -> JsonResponse:
+    """The study's counted runs as parallel coordinates: each factor, then ?outcome= (a summary key)."""
+    study = study_for(request.user, pk)
+    runs = selectors.study_included_runs(study)
+    available = selectors.metric_keys(runs)
+    outcome = request.GET.get("outcome", "")
+    if outcome not in available:
+        outcome = default_outcome(study, available)
+    data = parallel_coordinates(runs, _factor_names(study, runs), outcome)
+    return JsonResponse({**data, "outcomes": available})
 
 
 @login_required
@@ -531,6 +577,7 @@ urlpatterns = [
     path("projects/<int:project_id>/studies/", study_list, name="webapp-study-list"),
     path("studies/<int:pk>/", study_detail, name="webapp-study-detail"),
     path("studies/<int:pk>/charts/", study_charts, name="webapp-study-charts"),
+    path("studies/<int:pk>/parcoords/", study_parcoords, name="webapp-study-parcoords"),
     path("studies/<int:pk>/baseline/", study_baseline, name="webapp-study-baseline"),
     path("studies/<int:pk>/runs/<int:run_id>/inclusion/", study_run_inclusion, name="webapp-study-run-inclusion"),
     path("studies/<int:pk>/export/", study_export, name="webapp-study-export"),
