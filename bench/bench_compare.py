@@ -9,6 +9,7 @@ server time, the number of queries (also for 2 runs × 1 key: it must not grow),
 whether a query touched the point table (long lines must come from the rollups). Next to it in the
 same run: MLflow's store answering the same chart (one ``get_metric_history_bulk_interval`` per
 key over all runs, max_results 1,000, what its compare view asks) on the same points.
+``--explain`` prints the plans of the chart data's reads of the rollups and points.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--explain", action="store_true", help="print the plans of the chart data's line reads")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench_compare measures the PostgreSQL path: set DATABASE_URL=postgres://…")
@@ -135,6 +137,19 @@ def main() -> None:
                 f"{theirs['points']:,} points, {theirs['ms']:.1f} ms"
             )
             print(f"ours (page + chart data, over HTTP) / MLflow (store reads only): {ratio(ours, theirs['ms'])}")
+        if args.explain:
+            query = f"?runs={','.join(str(r.pk) for r in runs)}&keys={','.join(keys)}"
+            page = client.get(base + query)
+            with CaptureQueriesContext(connection) as ctx:
+                client.get(page.context["charts_url"])
+            for q in ctx.captured_queries:
+                if "webapp_metric" not in q["sql"]:
+                    continue
+                print(f"\n=== EXPLAIN (chart data, {args.runs} runs × {args.keys} keys) ===")
+                print(f"-- {' '.join(q['sql'].split())[:200]}…\n")
+                with connection.cursor() as cur:
+                    cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q["sql"])
+                    print("\n".join(r[0] for r in cur.fetchall()))
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 ROWS=${ROWS:-50000000}
-for bench in "bench_series.py --explain" bench_ingest.py bench_compare.py "bench_runs_list.py --explain" \
+for bench in "bench_series.py --explain" bench_ingest.py "bench_compare.py --explain" "bench_runs_list.py --explain" \
              "bench_growth.py --rows $ROWS"; do
   echo "=== bench/$bench"
   # shellcheck disable=SC2086
