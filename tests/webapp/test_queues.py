@@ -139,3 +139,12 @@ def test_the_run_form_takes_a_priority(client_for: Callable[..., Any], project: 
 
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Run.objects.get(name="urgent one").priority_name == "high"
+
+
+def test_the_workers_page_links_each_queue_to_its_queue_page(client_for: Callable[..., Any], alice: Any) -> None:
+    Worker.objects.create(name="gpu@h", hostname="h", queues=["cpu", "gpu-a100"], last_seen_at=timezone.now())
+
+    body = client_for(alice).get(reverse("webapp-workers")).content.decode()
+
+    assert f'href="{reverse("webapp-queue", args=["gpu-a100"])}"' in body
+    assert client_for(alice).get(reverse("webapp-queues")).url == reverse("webapp-queue", args=["cpu"])
