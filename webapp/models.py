@@ -378,6 +378,9 @@ class Mode(models.TextChoices):
     HE = "he", "High-entropy"
 
 
+MODE_SHORT = {Mode.NORMAL.value: "N", Mode.HE.value: "HE"}  # the modes' badges (side by side)
+
+
 class Sample(models.Model):
     """One generated response, as the trainer emitted it (untrusted text: always escaped)."""
 

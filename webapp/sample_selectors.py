@@ -14,11 +14,21 @@ from django.db.models import Avg, Count, IntegerField, Min, OuterRef, Q, QuerySe
 from django.db.models.functions import Coalesce
 
 from trainer.data.prompts import HE_SYSTEM_PROMPT
-from webapp.models import ROLE_RANK, TOKEN_COLUMNS, Comment, Membership, Mode, Role, Run, Sample, Verdict
+from webapp.models import (
+    MODE_SHORT,
+    ROLE_RANK,
+    TOKEN_COLUMNS,
+    Comment,
+    Membership,
+    Mode,
+    Role,
+    Run,
+    Sample,
+    Verdict,
+)
 from webapp.selectors import runs_search
 
-MODE_LABELS = {Mode.NORMAL.value: "Normal mode", Mode.HE.value: "High-entropy mode"}
-MODE_SHORT = {Mode.NORMAL.value: "N", Mode.HE.value: "HE"}
+MODE_LABELS = {m.value: f"{m.label} mode" for m in Mode}  # the labels are Mode's
 
 
 # --- what a read returns ----------------------------------------------------------------------------

@@ -229,3 +229,22 @@ def test_it_spots_a_planted_protocol() -> None:
 
 def test_the_evaluation_sampling_is_written_once() -> None:
     assert _where(_spells_the_eval_protocol, home="trainer/config.py") == []
+
+
+def _labels_the_modes(node: ast.AST) -> bool:
+    """``{"normal": "Normal …", "he": "High-entropy …"}``: a label map of its own for the two modes."""
+    if not isinstance(node, ast.Dict):
+        return False
+    spelled = {"Mode.NORMAL": "normal", "Mode.NORMAL.value": "normal", "Mode.HE": "he", "Mode.HE.value": "he"}
+    keys = {
+        k.value if isinstance(k, ast.Constant) else spelled.get(ast.unparse(k))
+        for k, v in zip(node.keys, node.values, strict=True)
+        if k is not None and isinstance(v, ast.Constant) and isinstance(v.value, str)
+    }
+    return {"normal", "he"} <= keys
+
+
+def test_the_modes_have_one_label_map() -> None:
+    assert _labels_the_modes(ast.parse('{"normal": "Normal", "he": "HE"}').body[0].value)  # type: ignore[attr-defined]
+    assert _labels_the_modes(ast.parse('{Mode.NORMAL.value: "N", Mode.HE.value: "H"}').body[0].value)  # type: ignore[attr-defined]
+    assert _where(_labels_the_modes, home="webapp/models.py") == []  # Mode's choices

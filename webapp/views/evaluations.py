@@ -30,13 +30,14 @@ from webapp.access import can, require, run_for
 from webapp.evaluations.presentation import evaluation_tables, pass_at_k_charts
 from webapp.evaluations.selectors import checkpoint_steps, one_mode_only
 from webapp.evaluations.services import ACTIVE, MAX_K, EvalRequest, evaluations_create, judge_configured
-from webapp.models import EvalResult, Evaluation, Role, Run
+from webapp.models import EvalResult, Evaluation, Mode, Role, Run
 from webapp.selectors import metric_series
 from webapp.services import ServiceError
 
 QUESTIONS_PER_PAGE = 20
 TRAINING_KEYS = {"kl": ("split/he_normal_kl", "split/normal_he_kl"), "entropy": ("normal/entropy", "he/entropy")}
-MODE_LABELS = {"normal": "Normal", "he": "High-entropy (HE system prompt)"}
+# Mode's labels, the HE one saying what the mode is.
+MODE_LABELS = {m.value: m.label for m in Mode} | {Mode.HE.value: f"{Mode.HE.label} (HE system prompt)"}
 
 
 class EvaluationForm(forms.Form):
