@@ -129,7 +129,7 @@ def test_migrations_run_once_in_their_own_service_before_the_rest_starts() -> No
     services = _compose()["services"]
     assert "migrate" in services["migrate"]["command"]
     assert services["migrate"]["restart"] == "no"
-    for name in ("web", "beat", "worker", "worker-gpu"):
+    for name in ("web", "dispatcher", "worker", "worker-gpu"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
 
 
@@ -138,13 +138,13 @@ def test_the_database_and_broker_urls_are_written_once() -> None:
     assert text.count("DATABASE_URL:") == 1 and text.count("CELERY_BROKER_URL:") == 1
     services = _compose()["services"]
     urls = {services["web"]["environment"][k] for k in ("DATABASE_URL", "CELERY_BROKER_URL")}
-    for name in ("migrate", "beat", "worker", "worker-gpu"):
+    for name in ("migrate", "dispatcher", "worker", "worker-gpu"):
         assert {services[name]["environment"][k] for k in ("DATABASE_URL", "CELERY_BROKER_URL")} == urls, name
 
 
 def test_the_web_tier_services_use_the_web_image() -> None:
     services = _compose()["services"]
-    for name in ("web", "migrate", "beat"):
+    for name in ("web", "migrate", "dispatcher"):
         assert services[name]["build"]["target"] == "web", name
     assert services["worker"]["build"]["target"] == "worker"
 

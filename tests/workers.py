@@ -34,41 +34,27 @@ def _database_url() -> str:
     return f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'])}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-class WorkerProcess:
-    def __init__(self, name: str) -> None:
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="webapp.settings_test",
-            DATABASE_URL=_database_url(),
-            CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-            PSL_VAR_DIR=str(settings.VAR_DIR),
-            PSL_RUNS_DIR=str(settings.PSL_RUNS_DIR),
-        )
-        self.log = Path(settings.VAR_DIR) / f"worker-{name}.log"
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment of a process of the product under test: the test database and broker."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="webapp.settings_test",
+        DATABASE_URL=_database_url(),
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        PSL_VAR_DIR=str(settings.VAR_DIR),
+        PSL_RUNS_DIR=str(settings.PSL_RUNS_DIR),
+    )
+    env.update(extra)
+    return env
+
+
+class ProductProcess:
+    """One process of the product (a worker, the dispatcher, the web server), its output in a log."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.log = Path(settings.VAR_DIR) / f"{name}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "webapp",
-                "worker",
-                "--pool=solo",
-                "-Q",
-                "cpu",
-                "-n",
-                f"{name}@%h",
-                "-l",
-                "info",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -86,8 +72,25 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")[-4000:]
 
 
+class WorkerProcess(ProductProcess):
+    """A run worker of the ``cpu`` pool; ``env`` overrides its environment (e.g. another broker)."""
+
+    def __init__(self, name: str, **env: str) -> None:
+        cmd = [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool=solo", "-Q", "cpu"]
+        cmd += ["-n", f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip"]
+        super().__init__(f"worker-{name}", cmd, process_env(**env))
+
+
+class DispatcherProcess(ProductProcess):
+    """``manage.py dispatcher``: the lost-run sweep and the dispatch of queued runs, no worker needed."""
+
+    def __init__(self, name: str = "dispatcher", **env: str) -> None:
+        super().__init__(name, [sys.executable, "manage.py", "dispatcher"], process_env(**env))
+
+
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start_worker(name, **env)``: a real worker process, stopped at the end of the test."""
     from django.test import override_settings
 
     from webapp.celery import app
@@ -98,8 +101,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
     app.control.purge()  # messages left by an earlier, interrupted session would name stale run ids
     started: list[WorkerProcess] = []
 
-    def start(name: str = "test") -> WorkerProcess:
-        worker = WorkerProcess(name)
+    def start(name: str = "test", **env: str) -> WorkerProcess:
+        worker = WorkerProcess(name, **env)
         started.append(worker)
         return worker
 
@@ -107,6 +110,20 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
     for worker in started:
         worker.stop()
     overrides.disable()
+
+
+@pytest.fixture
+def start_dispatcher() -> Iterator[Callable[..., DispatcherProcess]]:
+    """``start_dispatcher(**env)``: a real ``manage.py dispatcher`` process, stopped at the end."""
+    started: list[DispatcherProcess] = []
+
+    def start(**env: str) -> DispatcherProcess:
+        started.append(DispatcherProcess(f"dispatcher-{len(started)}", **env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
 
 
 @dataclass(frozen=True)

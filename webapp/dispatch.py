@@ -14,7 +14,6 @@ from webapp.celery import app
 
 EXECUTE_RUN = "webapp.tasks.execute_run"
 EVALUATE_CHECKPOINT = "webapp.tasks.evaluate_run_checkpoint"
-SWEEP_LOST_RUNS = "webapp.tasks.sweep_lost_runs"
 PING = "webapp.tasks.ping"
 
 
@@ -28,6 +27,18 @@ def send(task: str, *, args: list[Any], queue: str) -> str:
         app.loader.import_default_modules()  # autodiscovery registers webapp.tasks
         return str(app.tasks[task].apply(args=args, throw=True).id)
     return str(app.send_task(task, args=args, queue=queue).id)
+
+
+def eager() -> bool:
+    """Tasks run inline (``CELERY_TASK_ALWAYS_EAGER``, debugging only): there is no broker to reconcile."""
+    return bool(app.conf.task_always_eager)
+
+
+def waiting(queue: str) -> int:
+    """How many messages wait on ``queue``, not yet taken by a worker (Redis or the filesystem broker)."""
+    with app.connection_for_read() as conn:
+        # Not passive: Redis drops an empty list, and a passive declare of it fails with 404.
+        return int(conn.default_channel.queue_declare(queue=queue).message_count)
 
 
 def revoke(task_id: str) -> None:

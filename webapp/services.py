@@ -12,11 +12,13 @@ import logging
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -36,7 +38,7 @@ from webapp.models import (
     Tag,
     Verdict,
 )
-from webapp.selectors import default_included, display
+from webapp.selectors import default_included, display, queued_runs
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +135,54 @@ def run_check_fit(*, config: TrainConfig, queue: str, override: bool = False) ->
 
 
 def run_enqueue(*, run: Run) -> None:
-    """Send the run to its queue after commit: a worker must never see a run that isn't there yet."""
+    """Send the run's message after commit: a worker must never see a run that isn't there yet.
+
+    The queued row is the record; the message only wakes a worker. If the broker is unreachable
+    the run stays queued and ``runs_dispatch`` (the dispatcher, every worker's heartbeat) sends
+    its message once the broker is back, so a submit never fails after its run was committed.
+    """
 
     def send() -> None:
-        task_id = dispatch.send(dispatch.EXECUTE_RUN, args=[run.pk, run.attempt], queue=run.queue)
+        try:
+            task_id = dispatch.send(dispatch.EXECUTE_RUN, args=[run.pk, run.attempt], queue=run.queue)
+        except Exception as exc:  # the broker is down: the reconciler publishes it later
+            log.warning("run %s: could not publish its message (%s); it will be dispatched later", run.pk, exc)
+            return
         Run.objects.filter(pk=run.pk).update(celery_task_id=task_id)
 
     transaction.on_commit(send)
+
+
+DISPATCH_GRACE = timedelta(seconds=2)
+
+
+def runs_dispatch(*, pools: Iterable[str] | None = None) -> dict[str, int]:
+    """Publish the messages missing for the queued runs of each pool; returns {pool: sent}.
+
+    The database is the queue of record: a pool with q queued runs needs q run messages waiting
+    on its queue (a message wakes a worker for the pool's first queued run, whichever run it
+    names). Messages lost by the broker (a restart without persistence) or never sent (a submit
+    while it was down) are made up here. Idempotent: a duplicate finds nothing to claim and is
+    dropped by the worker, since the claim is a compare-and-set. Evaluation messages waiting on
+    the same queue are counted too, so after a loss behind them the rest follows once they are taken.
+    """
+    if dispatch.eager():
+        return {}
+    # A run committed this instant has its message on the way (run_enqueue): counting it now
+    # would send a duplicate. It is counted from the next round on.
+    settled = Q(queued_at__isnull=True) | Q(queued_at__lte=timezone.now() - DISPATCH_GRACE)
+    sent: dict[str, int] = {}
+    for pool in pools if pools is not None else settings.PSL_QUEUES:
+        queued = queued_runs(pool).filter(settled)
+        missing = queued.count() - (dispatch.waiting(pool) if queued.exists() else 0)
+        if missing <= 0:
+            continue
+        for pk, attempt in queued.values_list("pk", "attempt")[:missing]:
+            task_id = dispatch.send(dispatch.EXECUTE_RUN, args=[pk, attempt], queue=pool)
+            Run.objects.filter(pk=pk, celery_task_id="").update(celery_task_id=task_id)
+        log.info("%s: published %s missing run message(s)", pool, missing)
+        sent[pool] = missing
+    return sent
 
 
 def run_config(run: Run) -> TrainConfig:

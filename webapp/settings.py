@@ -153,8 +153,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Every worker's heartbeat thread already sweeps lost runs; beat covers the case of no live worker.
-CELERY_BEAT_SCHEDULE = {"sweep-lost-runs": {"task": "webapp.tasks.sweep_lost_runs", "schedule": 30.0}}
+# No beat schedule: periodic jobs (the lost-run sweep, dispatching) run in `manage.py dispatcher`,
+# which needs no live worker, and in every worker's heartbeat thread.
 
 # --- Product settings -----------------------------------------------------------------------------
 # Queues a run can target (one per GPU pool). The run form offers exactly these.
@@ -169,6 +169,9 @@ PSL_RUNS_DIR = Path(env_str("PSL_RUNS_DIR", str(VAR_DIR / "runs")))
 PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 10, minimum=1)
 # A running run whose heartbeat is older than this is marked lost by the periodic sweep.
 PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 90, minimum=5)
+# The dispatcher (manage.py dispatcher; every worker's heartbeat too) sweeps lost runs and sends
+# the messages missing for queued runs this often: the bound on both after a worker or broker loss.
+PSL_DISPATCH_SECONDS = env_int("PSL_DISPATCH_SECONDS", 10, minimum=1)
 PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 5, minimum=1)
 # A trainer that acknowledged a cancel may finish its current update for this long before SIGTERM.
 PSL_CANCEL_MAX_SECONDS = env_int("PSL_CANCEL_MAX_SECONDS", 300, minimum=1)

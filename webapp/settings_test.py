@@ -23,6 +23,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 # Faster failure detection for the crash-recovery tests; still overridable from the environment.
 PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 2, minimum=1)
 PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 8, minimum=5)
+PSL_DISPATCH_SECONDS = env_int("PSL_DISPATCH_SECONDS", 2, minimum=1)
 PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 3, minimum=1)
 # A succeeded run queues its evaluation on the same worker; only the tests of that feature want it.
 PSL_EVAL_AFTER_TRAINING = env_bool("PSL_EVAL_AFTER_TRAINING", False)

@@ -12,6 +12,7 @@ from django.conf import settings
 from webapp import dispatch, execution
 from webapp.evaluations.runner import evaluations_execute
 from webapp.models import Run
+from webapp.services import runs_dispatch
 
 log = logging.getLogger(__name__)
 _current_run: dict[str, int | None] = {"id": None}
@@ -39,11 +40,6 @@ def execute_run(run_id: int, attempt: int = 0) -> str:
         _current_run["id"] = None
 
 
-@shared_task(name=dispatch.SWEEP_LOST_RUNS, ignore_result=True)
-def sweep_lost_runs() -> list[int]:
-    return execution.sweep_lost_runs()
-
-
 @shared_task(name=dispatch.PING, ignore_result=True)
 def ping(value: str) -> str:
     """A no-op round trip used by the embedded-defaults smoke test and `manage.py check_worker`."""
@@ -56,7 +52,8 @@ def ping(value: str) -> str:
 
 
 class _Heartbeat(threading.Thread):
-    """Advertises this worker and sweeps lost runs every PSL_HEARTBEAT_SECONDS."""
+    """Advertises this worker, sweeps lost runs and sends the messages missing for the queued runs
+    of its own pools (services.runs_dispatch, as the dispatcher does) every PSL_HEARTBEAT_SECONDS."""
 
     def __init__(self, queues: list[str]) -> None:
         super().__init__(daemon=True, name="psl-heartbeat")
@@ -75,6 +72,10 @@ class _Heartbeat(threading.Thread):
                 execution.sweep_lost_runs(exclude=_current_run["id"])
             except Exception:  # the database may be briefly away; the next beat retries
                 log.warning("worker heartbeat failed", exc_info=True)
+            try:
+                runs_dispatch(pools=self.queues)
+            except Exception as exc:  # the broker may be away; the next beat retries
+                log.warning("dispatch from the heartbeat failed: %s", exc)
             self.stopped.wait(settings.PSL_HEARTBEAT_SECONDS)
 
 

@@ -1,7 +1,7 @@
 """``manage.py demo``: the whole product on embedded defaults, with a demo user and demo runs.
 
 Migrates, creates the demo team/project/user (printing the credentials), starts the web server
-and one run worker, submits demo runs and prints the URL. Ctrl-C stops everything it started.
+one run worker and the dispatcher, submits demo runs and prints the URL. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Command(BaseCommand):
             check=True,
             cwd=settings.BASE_DIR,
         )
-        children = [self._web(port), self._worker()]
+        children = [self._web(port), self._worker(), self._dispatcher()]
         try:
             if not no_runs and not project.runs.exists():
                 _submit_demo_runs(project, model=model)
@@ -102,6 +102,11 @@ class Command(BaseCommand):
             ],
             cwd=settings.BASE_DIR,
             start_new_session=True,
+        )
+
+    def _dispatcher(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "dispatcher"], cwd=settings.BASE_DIR, start_new_session=True
         )
 
     def _wait(self, children: list[subprocess.Popen[bytes]], exit_after: float) -> None:
