@@ -13,7 +13,7 @@
   const help = document.getElementById("sbs-help");
   const readout = document.getElementById("sbs-readout");
   const heatToggle = document.getElementById("sbs-heat-toggle");
-  const edges = (root.dataset.heatEdges || "").split(",").filter(Boolean).map(Number);
+  let edges = (root.dataset.heatEdges || "").split(",").filter(Boolean).map(Number);
   let heatOn = root.classList.contains("heat-on");
   let tokenData = null;
 
@@ -65,6 +65,16 @@
     return i;
   }
 
+  function relabelLegend() {
+    const labels = [0].concat(edges);
+    document.querySelectorAll(".heat-legend .heat-swatch").forEach(function (swatch, i) {
+      if (i >= labels.length) return;
+      const label = String(Number(labels[i].toFixed(2)));
+      swatch.title = "≥ " + label + " nats";
+      if (swatch.textContent) swatch.textContent = label;
+    });
+  }
+
   function buildHeat(box) {
     if (box.querySelector(".resp-heat") || !tokenData) return;
     const entry = tokenData[box.dataset.sample];
@@ -92,7 +102,12 @@
     if (tokenData !== null || !root.dataset.tokensUrl) return then();
     fetch(root.dataset.tokensUrl, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : {}; })
-      .then(function (data) { tokenData = data; then(); })
+      .then(function (data) {
+        // The auto colour scale of this view, computed by the server over the same samples.
+        if (Array.isArray(data.edges)) { edges = data.edges; relabelLegend(); delete data.edges; }
+        tokenData = data;
+        then();
+      })
       .catch(function () { tokenData = {}; then(); });
   }
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from trainer.data.prompts import HE_SYSTEM_PROMPT
 from webapp.models import Comment, Run, Sample, Verdict
 from webapp.sample_selectors import prompt_turns, question_text
-from webapp.templatetags.psl import surprisal_bucket
+from webapp.templatetags.psl import SURPRISAL_EDGES, auto_edges, surprisal_bucket
 from webapp.views.side_by_side import ViewState
 
 NORMAL_PROMPT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
@@ -176,7 +176,8 @@ def test_it_leaves_the_heatmap_to_the_script_when_it_is_off(
     html = r.content.decode()
     assert 'class="tok' not in html and "heat-off" in html
     assert "1.25" not in html  # no token data in the page: the script fetches it on toggle
-    assert client.get(r.context["tokens_url"]).json() == {str(s.pk): [["Hi"], [1.25]]}
+    # With the colour scale of those tokens (one token is too few for percentiles: the fixed edges).
+    assert client.get(r.context["tokens_url"]).json() == {str(s.pk): [["Hi"], [1.25]], "edges": list(SURPRISAL_EDGES)}
 
 
 def test_the_token_data_is_only_served_for_runs_the_user_may_see(
@@ -515,3 +516,47 @@ def test_it_splits_a_chatml_prompt_into_turns() -> None:
 )
 def test_it_buckets_surprisal_for_the_heatmap(nats: float | None, bucket: int) -> None:
     assert surprisal_bucket(nats) == bucket
+
+
+def test_the_auto_scale_spreads_the_colours_over_the_surprisals_in_view() -> None:
+    untrained = [8.0 + i / 10 for i in range(40)]  # every token at 8–12 nats
+    edges = auto_edges(untrained)
+    assert len(edges) == 9 and list(edges) == sorted(set(edges))
+    assert 8.0 < edges[0] < edges[-1] < 12.0
+    assert {surprisal_bucket(v, edges) for v in untrained} == set(range(10))  # all ten colours used
+    assert {surprisal_bucket(v) for v in untrained} == {9}  # the fixed 0–6 nats scale: one saturated red
+    assert auto_edges([0.5] * 5) == SURPRISAL_EDGES  # too few tokens to take percentiles of
+    assert len(set(auto_edges([1.0] * 50))) == 9  # bunched values still give increasing edges
+
+
+def test_the_heatmap_scale_is_auto_per_view_by_default_and_fixed_on_request(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
+    surprisal = [8.0 + i / 10 for i in range(30)]
+    make_sample(
+        run, tokens=[f"t{i}" for i in range(30)], surprisal=surprisal, response="".join(f"t{i}" for i in range(30))
+    )
+    make_sample(run, mode="he", surprisal=[9.5] * 5)  # both columns share the view's scale
+    client = client_for(alice)
+    auto = client.get(url(run))
+    edges = auto.context["heat_edges"]
+    assert edges[0] > 8.0 and auto.context["state"].scale == "auto"
+    html = auto.content.decode()
+    assert '<span class="tok h0" title="8.00 nats">t0</span>' in html
+    assert '<span class="tok h9" title="10.90 nats">t29</span>' in html
+    assert 'data-scale="fixed"' in html and "scale=fixed" in html
+    fixed = client.get(url(run, scale="fixed"))
+    assert fixed.context["heat_edges"] == list(SURPRISAL_EDGES)
+    assert '<span class="tok h9" title="8.00 nats">t0</span>' in fixed.content.decode()
+    assert "scale=fixed" in fixed.context["canonical"]  # the permalink keeps the choice
+
+
+def test_without_the_heatmap_the_token_data_brings_the_auto_scale(
+    client_for: Any, alice: Any, run: Any, make_sample: Callable[..., Sample]
+) -> None:
+    s = make_sample(run, tokens=[f"t{i}" for i in range(30)], surprisal=[8.0 + i / 10 for i in range(30)])
+    client = client_for(alice)
+    page = client.get(url(run, heat=0))
+    assert page.context["tokens_url"].endswith("&scale=auto")
+    data = client.get(page.context["tokens_url"]).json()
+    assert list(data["edges"]) == list(auto_edges(data[str(s.pk)][1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Sequence
 
 from django import template
 from django.utils.safestring import SafeString
@@ -35,11 +36,35 @@ def markdown_filter(value: str) -> SafeString:
     return render_markdown(str(value or ""))
 
 
-def surprisal_bucket(value: float | None) -> int:
+# The auto scale: bucket edges at these percentiles of the surprisals in view, so a view whose
+# tokens all sit at 8–10 nats (an untrained model) is not one saturated red, nor a trained model's
+# 0–1 nats one pale yellow. Fewer tokens than AUTO_MIN_TOKENS keep the fixed edges.
+AUTO_PERCENTILES = (10, 25, 40, 55, 70, 80, 88, 94, 98)
+AUTO_MIN_TOKENS = 20
+HEAT_SCALES = ("auto", "fixed")
+
+
+def surprisal_bucket(value: float | None, edges: Sequence[float] = SURPRISAL_EDGES) -> int:
     """Heatmap bucket 0…9 of a surprisal in nats (None or negative counts as 0)."""
     if value is None or value != value or value <= 0:  # value != value: NaN
         return 0
-    return bisect.bisect_right(SURPRISAL_EDGES, value)
+    return bisect.bisect_right(edges, value)
+
+
+def auto_edges(values: Iterable[float]) -> tuple[float, ...]:
+    """Nine increasing bucket edges at AUTO_PERCENTILES of ``values`` (the fixed ones when too few)."""
+    data = sorted(v for v in values if v == v and v > 0)
+    if len(data) < AUTO_MIN_TOKENS:
+        return SURPRISAL_EDGES
+    edges: list[float] = []
+    for p in AUTO_PERCENTILES:
+        at = (len(data) - 1) * p / 100
+        lo = int(at)
+        value = data[lo] + (data[min(lo + 1, len(data) - 1)] - data[lo]) * (at - lo)
+        # Rounded for the legend, and kept strictly increasing when the values bunch up.
+        edge = round(max(value, edges[-1] + 0.01 if edges else 0.01), 2)
+        edges.append(edge)
+    return tuple(edges)
 
 
 @register.filter(name="surprisal_bucket")

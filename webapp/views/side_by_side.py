@@ -37,7 +37,7 @@ from webapp.sample_selectors import (
     steps_with_samples,
     writable_runs,
 )
-from webapp.templatetags.psl import SURPRISAL_EDGES, surprisal_bucket
+from webapp.templatetags.psl import HEAT_SCALES, SURPRISAL_EDGES, auto_edges, surprisal_bucket
 
 SHOW_CHOICES = {"all": "All questions", "disagree": "Modes disagree", "one_correct": "Only one correct"}
 OUTCOME_CHOICES = {"any": "Any outcome", "correct": "Correct", "incorrect": "Incorrect"}
@@ -56,6 +56,7 @@ class ViewState:
     outcome: str = "any"
     search: str = ""
     heat: bool = True
+    scale: str = "auto"  # the heatmap's colour scale: auto (percentiles of the view) or fixed (0–6 nats)
     compare: int | None = None
     mode_a: str = Mode.NORMAL.value
     mode_b: str = ""  # "" = the default for the view (see default_mode_b)
@@ -70,6 +71,7 @@ class ViewState:
             outcome=qd.get("outcome", "") if qd.get("outcome") in OUTCOME_CHOICES else "any",
             search=qd.get("search", "").strip()[:200],
             heat=or_default(bool_param, qd, "heat", True),
+            scale=qd.get("scale", "") if qd.get("scale") in HEAT_SCALES else "auto",
             compare=or_default(int_param, qd, "compare", None),
             mode_a=qd.get("mode_a", "") if qd.get("mode_a") in MODES else Mode.NORMAL.value,
             mode_b=mode_b if mode_b in MODES else "",
@@ -100,6 +102,8 @@ class ViewState:
             pairs.append(("search", s.search))
         if not s.heat:
             pairs.append(("heat", "0"))
+        if s.scale != "auto":
+            pairs.append(("scale", s.scale))
         if s.compare:
             pairs.append(("compare", s.compare))
         if s.mode_a != Mode.NORMAL.value:
@@ -140,9 +144,17 @@ class Column:
         return sum(values) / len(values) if values else None
 
 
-def heat_pieces(sample: Sample) -> list[tuple[str, int, str]]:
+def heat_pieces(sample: Sample, edges: tuple[float, ...] = SURPRISAL_EDGES) -> list[tuple[str, int, str]]:
     pairs = zip(sample.tokens or [], sample.surprisal or [], strict=False)
-    return [(str(tok), surprisal_bucket(s), f"{s:.2f}") for tok, s in pairs]
+    return [(str(tok), surprisal_bucket(s, edges), f"{s:.2f}") for tok, s in pairs]
+
+
+def heat_edges(samples: list[Sample], scale: str) -> tuple[float, ...]:
+    """The bucket edges of this view: fixed, or percentiles of the surprisals of the shown samples
+    (whose token data must be loaded; a page without the heatmap gets them with the token data)."""
+    if scale == "fixed" or not samples or "surprisal_f32" in samples[0].get_deferred_fields():
+        return SURPRISAL_EDGES
+    return auto_edges(v for s in samples for v in s.surprisal or [])
 
 
 def sides_for(run: Run, run_b: Run | None, state: ViewState) -> tuple[Side, Side]:
@@ -172,12 +184,17 @@ def _neighbours(items: list[Any], current: Any) -> tuple[Any, Any]:
 
 
 def _columns(
-    sides: tuple[Side, Side], samples: list[Sample], row: QuestionRow | None, heat: bool, writable: set[int]
+    sides: tuple[Side, Side],
+    samples: list[Sample],
+    row: QuestionRow | None,
+    heat: bool,
+    writable: set[int],
+    edges: tuple[float, ...] = SURPRISAL_EDGES,
 ) -> list[Column]:
     columns = []
     for side in sides:
         cards = [
-            Card(s, heat_pieces(s) if heat else [], prompt_turns(s.prompt))
+            Card(s, heat_pieces(s, edges) if heat else [], prompt_turns(s.prompt))
             for s in samples
             if side.matches(s.run_id, s.mode)
         ]
@@ -201,6 +218,7 @@ def _links(state: ViewState, ids: list[str], steps: list[int]) -> dict[str, Any]
         "prev_step_url": url(step=prev_step) if prev_step is not None else "",
         "next_step_url": url(step=next_step) if next_step is not None else "",
         "heat_toggle_url": url(heat=not state.heat),
+        "scale_links": [(k, k, url(scale=k)) for k in HEAT_SCALES],
         "show_links": [(k, label, url(show=k)) for k, label in SHOW_CHOICES.items()],
         "outcome_links": [(k, label, url(outcome=k)) for k, label in OUTCOME_CHOICES.items()],
         "clear_filters_url": url(show="all", outcome="any", search=""),
@@ -229,6 +247,7 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
     )
     for r in rows:
         r.url = "?" + state.query(q=r.question_id)
+    edges = heat_edges(samples, state.scale)
     context = {
         "run": run,
         "run_b": run_b,
@@ -241,15 +260,18 @@ def side_by_side(request: HttpRequest, pk: int) -> HttpResponse:
         "rows": rows,
         "n_rows_total": len(all_rows),
         "row": row,
-        "columns": _columns(sides, samples, row, state.heat, writable_runs(request.user, sides)),
+        "columns": _columns(sides, samples, row, state.heat, writable_runs(request.user, sides), edges),
         "question": samples[0] if samples else None,
         "self_url": request.path + "?" + state.query(),
         "compare_runs": other_runs(run),
         "modes": [(m, MODE_LABELS[m]) for m in MODES],
-        "heat_legend": [f"{lo:g}" for lo in (0.0, *SURPRISAL_EDGES)],
-        "heat_edges": list(SURPRISAL_EDGES),
+        "heat_legend": [f"{lo:g}" for lo in (0.0, *edges)],
+        "heat_edges": list(edges),
         # Without the heatmap on the page, the script fetches the token data when it is toggled on.
-        "tokens_url": reverse("webapp-sample-tokens") + "?ids=" + ",".join(str(s.pk) for s in samples),
+        "tokens_url": reverse("webapp-sample-tokens")
+        + "?ids="
+        + ",".join(str(s.pk) for s in samples)
+        + ("&scale=auto" if state.scale == "auto" else ""),
         **_links(state, ids, steps),
     }
     return render(request, "webapp/side_by_side.html", context)
@@ -266,9 +288,13 @@ MAX_TOKEN_SAMPLES = 200
 
 @login_required
 def sample_tokens(request: HttpRequest) -> JsonResponse:
-    """The heatmap data of some samples, {id: [tokens, surprisal]}, for the side-by-side toggle."""
+    """The heatmap data of some samples, {id: [tokens, surprisal]}, for the side-by-side toggle;
+    with ?scale=auto also "edges", the auto scale's bucket edges over these samples."""
     ids = [int(v) for v in request.GET.get("ids", "").split(",") if v.isdigit()][:MAX_TOKEN_SAMPLES]
-    return JsonResponse(samples_tokens(request.user, ids))
+    data: dict[str, Any] = samples_tokens(request.user, ids)
+    if request.GET.get("scale") == "auto":
+        data["edges"] = list(auto_edges(v for _, surprisal in data.values() for v in surprisal))
+    return JsonResponse(data)
 
 
 urlpatterns = [
