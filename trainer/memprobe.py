@@ -21,13 +21,13 @@ from trainer.config import TrainConfig
 class MeasuredPeaks:
     score: int  # bytes: trainer state + the no-grad scoring pass
     update: int  # bytes: trainer state + one PPO update
-    state: int  # bytes: weights + optimizer state before the measured update
+    state: int  # bytes: weights, gradients and optimizer state before the measured passes
 
 
-class _CpuPeak:
+class CpuPeak:
     """Peak of live CPU tensor bytes allocated inside the block, above what was live at its start."""
 
-    def __enter__(self) -> _CpuPeak:
+    def __enter__(self) -> CpuPeak:
         self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
         self.prof.__enter__()
         return self
@@ -57,8 +57,9 @@ def worst_case_rows(cfg: TrainConfig, vocab: int, *, seed: int = 0) -> Any:
     )
 
 
-def _state_bytes(model: Any, optimizer: Any) -> int:
+def state_bytes(model: Any, optimizer: Any) -> int:
     tensors = [p for p in model.parameters()]
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
     tensors += [v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0]
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -78,10 +79,9 @@ def measure(cfg: TrainConfig) -> MeasuredPeaks:
     def update() -> None:
         ppo_update(state.model, state.optimizer, rows, cfg, pad_id=state.pad_id, generator=gen, engine=state.engine)
 
-    update()  # AdamW state exists from here on
-    state.optimizer.zero_grad(set_to_none=True)
+    update()  # AdamW state exists from here on; like the loop, the step's gradients stay until the next update
     cuda = state.engine.device.type == "cuda"
-    base = _state_bytes(state.model, state.optimizer)
+    base = state_bytes(state.model, state.optimizer)
     passes = plan_micro_batches(
         [len(p) for p in rows.prompts],
         [len(r) for r in rows.responses],
@@ -113,6 +113,6 @@ def _peak(fn: Any, cuda: bool, base: int) -> int:
         fn()
         torch.cuda.synchronize()
         return int(torch.cuda.max_memory_allocated())
-    with _CpuPeak() as tracker:
+    with CpuPeak() as tracker:
         fn()
     return base + tracker.peak

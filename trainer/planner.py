@@ -52,18 +52,23 @@ ACT_MLP_TENSORS = 4
 ACT_MASK_BYTES = 1
 """SDPA turns the (B, 1, L, L) boolean padding mask into an additive mask in the compute dtype per
 layer call and saves it for backward; the boolean mask itself (1 byte) is shared."""
-LOGIT_COPIES_GRAD = 5
+LOGIT_COPIES_GRAD = 5.25
 """(B, C, V) float32 tensors alive at once while one checkpointed log-prob chunk is recomputed and
-back-propagated (trainer/rl/scoring.py: logits/T, log-softmax, p, the p == 0 mask, p·log p and their
-gradients). Measured: 5.0 (slope of the CPU peak over logprob_chunk_tokens)."""
+back-propagated (trainer/rl/scoring.py: logits/T, log-softmax, p, p·log p and their gradients, and
+the boolean p == 0 mask at a quarter). Measured 5.2-5.3 on CPU (tiny-random, one chunk = the whole
+response, and the intercept of the peak over chunks; docs/results/2026-12-03-gpu-hosts.md)."""
 LOGIT_COPIES_NOGRAD = 5
 """The same chunk without gradient (scoring pass): logits/T, log-softmax, p, masked log p, p·log p."""
 LOGIT_ENTROPY_LEFTOVER_COPIES = 2.25
-"""(B, T, V) float32 per micro-batch, the whole response: when the loss does not differentiate the
-entropy (every algorithm but entropy_reg), the recomputation of each checkpointed chunk re-saves the
-entropy branch's tensors (p, masked log p, the p == 0 mask) and backward never unpacks them, so they
-live until the micro-batch's backward ends. Measured 2.3 on CPU (slope over max_new_tokens); drop this
-term once the engine computes the entropy without gradient where the loss does not need it."""
+"""(B, T - C, V) float32 per micro-batch, the response less the chunk being back-propagated: when the
+loss does not differentiate the entropy (every algorithm but entropy_reg), the recomputation of each
+checkpointed chunk re-saves the entropy branch's tensors (p, masked log p, the p == 0 mask) and
+backward never unpacks them, so those of every chunk already back-propagated live until the
+micro-batch's backward ends (the last chunk's are among its LOGIT_COPIES_GRAD). With several
+micro-batches per optimizer step, one more chunk's worth (the previous micro-batch's) is alive too.
+Measured 2.30 on CPU (slope of the peak over max_new_tokens at a fixed chunk; +2.25 C from two micro-
+batches on); drop this term once the engine computes the entropy without gradient where the loss
+does not need it."""
 ENTROPY_GRAD_ALGORITHMS = ("entropy_reg",)
 """Losses that differentiate the entropy (trainer/rl/algorithms.py)."""
 LOGIT_ROWS_OUT = 2
@@ -393,9 +398,13 @@ def plan_memory(
     activations += hidden + rows * length * length * ACT_MASK_BYTES  # embedding output + boolean mask
     chunk = cfg.logprob_chunk_tokens or cfg.max_new_tokens
     chunk = min(chunk, cfg.max_new_tokens)
-    logprob_chunk = rows * chunk * shape.vocab_size * 4 * LOGIT_COPIES_GRAD
+    logprob_chunk = int(rows * chunk * shape.vocab_size * 4 * LOGIT_COPIES_GRAD)
     if cfg.algorithm not in ENTROPY_GRAD_ALGORITHMS:
-        logprob_chunk += int(rows * cfg.max_new_tokens * shape.vocab_size * 4 * LOGIT_ENTROPY_LEFTOVER_COPIES)
+        # the chunks back-propagated before the last one; after the first micro-batch of an
+        # optimizer step also the previous micro-batch's last chunk (measured: +2.25 C, not more)
+        passes = math.ceil(cfg.rows_per_mini_batch / max(1, rows))
+        done = cfg.max_new_tokens - (chunk if passes == 1 else 0)
+        logprob_chunk += int(rows * done * shape.vocab_size * 4 * LOGIT_ENTROPY_LEFTOVER_COPIES)
     logprob_chunk += rows * cfg.max_new_tokens * (shape.hidden_size * d + 4 * LOGIT_ROWS_OUT)
 
     score_pass = (
