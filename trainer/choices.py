@@ -48,7 +48,8 @@ PARALLELISMS: tuple[str, ...] = ("none", "ddp", "fsdp")
 DistributedDataParallel), fsdp (FSDP2: parameters, gradients and optimizer state sharded)."""
 
 TASKS: tuple[str, ...] = ("arith", "creative")
-"""Built-in tasks (``trainer.data.datasets``); ``file:<path>`` names a dataset file besides these."""
+"""Built-in tasks (``trainer.data.datasets``); ``data:<name>`` (or ``file:<path>`` on the command line) names a
+dataset file besides these (``trainer.references``)."""
 
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 """Priorities of a queued run, first served first; a pool serves its queued runs by priority, then by rank."""

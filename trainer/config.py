@@ -80,11 +80,12 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
 class TrainConfig:
     # --- what to train -------------------------------------------------------------------------
     model: str = "tiny-random"
-    """Registry name (trainer.registry.MODEL_NAMES), a local HF folder, or a hub id."""
+    """Registry name (trainer.registry.MODEL_NAMES), a hub id, local:<name> (models folder), run:<id>@<step>
+    (another run's checkpoint) or, on the command line, a local HF folder."""
     algorithm: str = "policy_split"
     """One of trainer.rl.algos.ALGORITHMS."""
     task: str = "arith"
-    """Training task: a trainer.data.datasets name or file:<path> for a dataset file."""
+    """Training task: a trainer.data.datasets name, data:<name> (data folder) or, on the command line, file:<path>."""
     # --- Policy Split (docs/method.md §4) ----------------------------------------------------------------
     eta: float = 0.03
     """HE-mode bonus scale η (paper 0.03). The released code added the bonus twice: use η=0.06, κ=1 to reproduce it."""
@@ -198,7 +199,9 @@ class TrainConfig:
         for name, valid in FIELD_CHOICES.items():
             _one_of(name, getattr(self, name), valid)
         if not is_model_reference(self.model):
-            raise ConfigError("model", f"unknown model {self.model!r}: use a registry name, a local folder or a hub id")
+            raise ConfigError(
+                "model", f"unknown model {self.model!r}: use a registry name, a hub id, local:<name> or run:<id>@<step>"
+            )
         _check_task_name(self.task)
         _in_range("alpha", self.alpha, 0.0, 1.0)
         _in_range("lowest_ratio", self.lowest_ratio, 0.0, 1.0)
@@ -523,22 +526,32 @@ def check_resources(cfg: TrainConfig) -> None:
 
     Called by the trainer CLI on the host that will read them, before any model is loaded; the
     web host validates the config's syntax only (``__post_init__``), since the files it names live
-    on the worker host. Raises ``ConfigError`` naming the field.
+    on the worker host. A missing name and one outside its roots get the same message
+    (``trainer.references``). Raises ``ConfigError`` naming the field.
     """
-    from trainer.registry import local_model_problem
+    from trainer.references import NotFound, parse_model, parse_task, resolve_model_path, resolve_task_path
 
-    if cfg.task.startswith("file:") and not Path(cfg.task[5:]).exists():
-        raise ConfigError("task", f"dataset file {cfg.task[5:]!r} does not exist")
-    if problem := local_model_problem(cfg.model):
-        raise ConfigError("model", problem)
+    task = parse_task(cfg.task)
+    if task is not None and task.kind != "builtin":
+        try:
+            resolve_task_path(cfg.task)
+        except NotFound as exc:
+            raise ConfigError("task", str(exc)) from None
+    model = parse_model(cfg.model)
+    if model is not None and model.kind in ("local", "run", "path"):
+        try:
+            resolve_model_path(cfg.model)
+        except NotFound as exc:
+            raise ConfigError("model", str(exc)) from None
 
 
 def _check_task_name(task: str) -> None:
-    if task.startswith("file:"):
-        if not task[5:].strip():
-            raise ConfigError("task", "file: needs a path, e.g. file:data/train.jsonl")
-    elif task not in TASKS:
-        raise ConfigError("task", f"unknown task {task!r}; valid: {', '.join(TASKS)} or file:<path>")
+    from trainer.references import parse_task
+
+    if task.startswith("file:") and not task[5:].strip():
+        raise ConfigError("task", "file: needs a path, e.g. file:data/train.jsonl")
+    if parse_task(task) is None:
+        raise ConfigError("task", f"unknown task {task!r}; valid: {', '.join(TASKS)}, data:<name> or file:<path>")
 
 
 def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:

@@ -11,6 +11,11 @@ from pathlib import Path
 STATE_FILE = "trainer_state.pt"
 
 
+def run_folder(runs_dir: str | Path, run_id: int) -> Path:
+    """A web-app run's folder on its worker (``run:<id>@<step>`` models read its checkpoints)."""
+    return Path(runs_dir) / f"run-{run_id}"
+
+
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
     return Path(output_dir) / "checkpoints" / f"step_{step:06d}"
 

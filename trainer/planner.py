@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
@@ -158,14 +157,22 @@ _HUB_ALIASES = {"Qwen/Qwen3-1.7B": "qwen3-1.7b", "Qwen/Qwen3-4B": "qwen3-4b", "Q
 
 
 def model_shape(model: str) -> ModelShape | None:
-    """The shape of a registry name, a known hub id or a local folder with a config.json; None if unknown."""
+    """The shape of a registry name, a known hub id or a folder with a config.json (a path, or a
+    ``local:``/``run:`` reference resolved on this host); None if unknown. A hub id is never read
+    from the filesystem."""
+    from trainer.references import NotFound, parse_model, resolve_model_path
+
     name = _HUB_ALIASES.get(model, model)
     if name in KNOWN_SHAPES:
         return KNOWN_SHAPES[name]
-    config = Path(model) / "config.json"
-    if config.is_file():
-        return ModelShape.from_config(model, json.loads(config.read_text()))
-    return None
+    ref = parse_model(model)
+    if ref is None or ref.kind not in ("local", "run", "path"):
+        return None
+    try:
+        config = resolve_model_path(model) / "config.json"
+    except NotFound:
+        return None
+    return ModelShape.from_config(model, json.loads(config.read_text()))
 
 
 @dataclass(frozen=True)

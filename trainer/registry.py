@@ -7,7 +7,8 @@
   ``save_pretrained`` a GGUF-loaded model, so we rebuild a clean model from its config, load the
   state dict and save that folder once (reloads in ~0.3 s).
 - ``qwen3-1.7b`` / ``qwen3-4b`` / ``qwen3-8b``: hub ids (need a network or a pre-filled HF cache).
-- any existing local folder with a ``config.json``, or any ``org/name`` hub id.
+- ``local:<name>`` (a folder under the models folder), ``run:<id>@<step>`` (a web-app run's
+  checkpoint), any ``org/name`` hub id, or (command line only) a folder path with a ``config.json``.
 
 Converted folders live under ``$PSL_MODEL_CACHE`` (default ``var/models``).
 """
@@ -16,14 +17,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ModelUnavailable(RuntimeError):
@@ -54,45 +53,35 @@ def cache_dir() -> Path:
 
 
 def is_model_reference(name: str) -> bool:
-    """Syntax only (no filesystem access, so the web host can check it): a registry name, a hub id
-    (``org/name``) or a folder path. Whether a folder exists is checked where it is read
-    (``local_model_problem``)."""
-    if not name or name != name.strip():
-        return False
-    return name in MODELS or bool(_HUB_ID.match(name)) or _looks_like_path(name)
+    """Syntax only (no filesystem access, so the web host can check it): see ``trainer.references``."""
+    from trainer.references import parse_model
 
-
-def local_model_problem(name: str) -> str | None:
-    """Why a folder-path model cannot be loaded on this machine, or None (registry names and hub ids
-    are resolved at load time)."""
-    if name in MODELS or not _looks_like_path(name) or (_HUB_ID.match(name) and not Path(name).exists()):
-        return None
-    if not Path(name).is_dir():
-        return f"model folder {name!r} does not exist on this machine"
-    if not (Path(name) / "config.json").is_file():
-        return f"{name} is a folder but has no config.json (not a Hugging Face model folder)"
-    return None
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or "/" in name
+    return parse_model(name) is not None
 
 
 def resolve(name: str) -> str:
-    """Return a path or hub id that ``from_pretrained`` can load, building local models on first use."""
+    """Return a path or hub id that ``from_pretrained`` can load, building local models on first use.
+
+    ``org/name`` is always a hub id, never a folder: a folder path starts with ``/``, ``./`` or ``~``
+    or has more than one ``/``; ``local:<name>`` and ``run:<id>@<step>`` resolve under their roots.
+    """
+    from trainer.references import NotFound, parse_model, resolve_model_path
+
     if name == "tiny-random":
         return str(_ensure_tiny_random())
     if name == "smollm2-135m":
         return str(_ensure_smollm2())
     if name in MODELS:
         return _hub_or_raise(MODELS[name].hub_id)
-    if Path(name).is_dir():
-        if not (Path(name) / "config.json").is_file():
-            raise ModelUnavailable(f"{name} is a folder but has no config.json (not a Hugging Face model folder)")
-        return name
-    if _HUB_ID.match(name):
+    ref = parse_model(name)
+    if ref is None:
+        raise ModelUnavailable(f"unknown model {name!r}; registry names: {', '.join(MODEL_NAMES)}")
+    if ref.kind == "hub":
         return _hub_or_raise(name)
-    raise ModelUnavailable(f"unknown model {name!r}; registry names: {', '.join(MODEL_NAMES)}")
+    try:
+        return str(resolve_model_path(name))
+    except NotFound as exc:
+        raise ModelUnavailable(str(exc)) from None
 
 
 def supports_thinking(name: str) -> bool:

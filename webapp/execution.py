@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from trainer.config import migrate_config
 from trainer.events import Quarantined, read_lines
-from trainer.paths import latest_checkpoint
+from trainer.paths import latest_checkpoint, run_folder
 from webapp import child_process, ingest
 from webapp.evaluations.services import evaluations_schedule_final
 from webapp.halving import HalvingWatcher
@@ -46,6 +46,7 @@ from webapp.run_output import OutputTail
 from webapp.selectors import queued_runs
 from webapp.services import run_enqueue, run_log_notice
 from webapp.system_metrics import SystemSampler
+from webapp.references import team_roots
 from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,13 @@ INTERRUPTED = "interrupted"
 
 
 def run_dir(run_id: int) -> Path:
-    return settings.PSL_RUNS_DIR / f"run-{run_id}"
+    return run_folder(settings.PSL_RUNS_DIR, run_id)
+
+
+def trainer_env(run: Run) -> dict[str, str]:
+    """The trainer's environment: the roots of the run's team, and server paths refused (a run
+    stored before they were refused by the web tier, or written to the database by hand)."""
+    return child_process.child_env(extra={**team_roots(run.project.team), "PSL_REFERENCES_ONLY": "1"})
 
 
 def claim(run_id: int, attempt: int, *, host: str) -> Run | None:
@@ -271,7 +278,7 @@ class Supervisor:
             return self._fail(f"could not prepare the run on {self.run.host}: {type(exc).__name__}: {exc}")
         with out:
             try:
-                child = child_process.spawn(self._command(resume), log=out, env=child_process.child_env())
+                child = child_process.spawn(self._command(resume), log=out, env=trainer_env(self.run))
             except OSError as exc:
                 return self._fail(f"could not start the trainer on {self.run.host}: {exc}")
             self.mirror.start()

@@ -70,8 +70,10 @@ LABELS = {
 
 # Shown instead of the trainer's docstring where that one speaks to developers.
 UI_HELP = {
-    "model": "A registry name (suggested as you type), a local folder with a config.json, or a hub id "
-    "such as Qwen/Qwen3-1.7B.",
+    "model": "A registry name (suggested as you type), a hub id such as Qwen/Qwen3-1.7B, local:<name> for a "
+    "folder in the models folder, or run:<id>@<step> for a checkpoint of another run of this team.",
+    "task": "A built-in task, or data:<name> for a dataset file or folder in the data folder (yours first, "
+    "then the shared one).",
     "algorithm": "Policy Split trains a normal and a high-entropy mode in one model; the others are "
     "single-mode baselines.",
 }

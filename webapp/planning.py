@@ -13,8 +13,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from trainer.config import TrainConfig
-from trainer.planner import GpuType, MemoryPlan, gpu_type_from_inventory, model_shape, plan_memory
+from trainer.planner import GpuType, MemoryPlan, ModelShape, gpu_type_from_inventory, model_shape, plan_memory
+from trainer.references import parse_model
 from webapp.models import Worker
+from webapp.references import source_model_name
 
 
 def pool_hardware(queue: str) -> tuple[GpuType, int] | None:
@@ -30,12 +32,23 @@ def pool_hardware(queue: str) -> tuple[GpuType, int] | None:
     return pool if pool else None
 
 
+def web_model_shape(config: TrainConfig) -> ModelShape | None:
+    """The shape of the config's model as the web host knows it: registry names and known hub ids
+    (a ``run:`` checkpoint has its source run's); never read from this host's filesystem, which is
+    not where the worker's files are (and must not answer questions about paths)."""
+    ref = parse_model(source_model_name(config))
+    if ref is None or ref.kind not in ("builtin", "hub"):
+        return None
+    return model_shape(ref.name)
+
+
 def run_plan(config: TrainConfig, queue: str) -> MemoryPlan | None:
     """The planner's estimate for ``config`` on ``queue``; None when the model's shape is unknown."""
-    if model_shape(config.model) is None:
+    shape = web_model_shape(config)
+    if shape is None:
         return None
     hardware = pool_hardware(queue) if config.gpus else None
     if hardware is None:
-        return plan_memory(config)
+        return plan_memory(config, shape=shape)
     gpu, per_host = hardware
-    return plan_memory(config, gpu=gpu, gpus_per_host=per_host)
+    return plan_memory(config, shape=shape, gpu=gpu, gpus_per_host=per_host)

@@ -47,6 +47,15 @@ class ServiceError(Exception):
     """A request that is valid in form but not allowed in the current state (shown to the user)."""
 
 
+class FieldError(ServiceError):
+    """A refused value of one field (a model or dataset the run may not use); shown on that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 @cache
 def code_version() -> str:
     try:
@@ -84,12 +93,21 @@ def run_create(
 ) -> Run:
     """Create a queued run from a validated config and enqueue it once the transaction commits.
 
+    Its model and task must be references the project's team may use, never server paths
+    (``webapp.references``); a refused one raises ``FieldError``.
+
     A run the memory planner says cannot fit its pool (or that asks for more GPUs than a host has)
     is refused with the reason unless ``override_fit``: verl and TRL users learn it by an OOM.
     """
+    from webapp.references import check_references
+
     queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
     if queue not in settings.PSL_QUEUES:
         raise ServiceError(f"unknown queue {queue!r}; valid: {', '.join(settings.PSL_QUEUES)}")
+    try:
+        check_references(config=config, project=project, user=user)
+    except ConfigError as exc:
+        raise FieldError(exc.field, exc.message) from None
     rank = _priority_rank(priority)
     run_check_fit(config=config, queue=queue, override=override_fit)
     with transaction.atomic():

@@ -7,6 +7,7 @@ CELERY_BROKER_URL=redis://… for the production path.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -182,6 +183,15 @@ PSL_LOG_FILE_MAX_BYTES = env_int("PSL_LOG_FILE_MAX_BYTES", 32 << 20, minimum=102
 # Seconds between two samples of a running trainer's CPU, memory and GPUs (webapp.system_metrics).
 PSL_SYSTEM_METRICS_SECONDS = env_int("PSL_SYSTEM_METRICS_SECONDS", 5, minimum=1)
 PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
+# What a run may name besides built-ins (trainer.references): data:<name> under the team's data folder,
+# then PSL_DATA_DIR; local:<name> under the team's models folder, then PSL_MODELS_DIR. Never server paths.
+PSL_MODELS_DIR = Path(env_str("PSL_MODELS_DIR", str(VAR_DIR / "models")))
+# One folder per team: PSL_TEAMS_DIR/<team slug>/data and …/models (seen by that team's runs only).
+PSL_TEAMS_DIR = Path(env_str("PSL_TEAMS_DIR", str(VAR_DIR / "teams")))
+for _inner, _outer in itertools.product(("PSL_TEAMS_DIR", "PSL_RUNS_DIR"), ("PSL_DATA_DIR", "PSL_MODELS_DIR")):
+    # A team folder or the run folders inside a shared root would let any team name them.
+    if globals()[_inner].resolve().is_relative_to(globals()[_outer].resolve()):
+        raise ImproperlyConfigured(f"{_inner} must not lie inside {_outer} (every team can read {_outer})")
 # Evaluation of a succeeded run's last checkpoint (both modes) on the run's own task, or on these benchmarks.
 PSL_EVAL_AFTER_TRAINING = env_bool("PSL_EVAL_AFTER_TRAINING", True)
 _final_benchmarks = env_list("PSL_EVAL_FINAL_BENCHMARKS")

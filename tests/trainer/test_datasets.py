@@ -351,7 +351,7 @@ def test_the_registry_knows_arith_and_creative() -> None:
 
 
 def test_an_unknown_task_name_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown task 'gsm8k'; valid: arith, creative or file:<path>"):
+    with pytest.raises(ValueError, match=r"unknown task 'gsm8k'; valid: arith, creative, data:<name> or file:<path>"):
         get_task("gsm8k")
 
 

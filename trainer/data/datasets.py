@@ -1,12 +1,13 @@
 """Tasks: where questions come from and how responses are graded.
 
 A task has a ``name``, ``questions(split, *, limit, seed)`` and ``grade(question, response_text)``.
-``get_task`` resolves a name from ``trainer.choices.TASKS`` or ``file:<path>``:
+``get_task`` resolves a name from ``trainer.choices.TASKS``, ``data:<name>`` or ``file:<path>``:
 
 - ``arith``: built-in procedural arithmetic / simple-algebra word problems at four levels, made
   deterministically from a seed, with disjoint train and test splits (see :class:`ArithTask`).
 - ``creative``: the 13 creative-writing prompts of docs/method.md §6.4, evaluation only (no reward).
-- ``file:<path>``: a dataset file or folder read by :func:`load_questions` (MATH-500, AIME,
+- ``data:<name>``: a dataset file or folder under the data roots (``trainer.references``), or
+  ``file:<path>`` (command line only), read by :func:`load_questions` (MATH-500, AIME,
   GPQA-Diamond and MMLU-Pro files load as published; schema in :func:`load_questions`).
 """
 
@@ -579,10 +580,16 @@ def get_task(name: str, *, require_think: bool = False) -> Task:
     ``require_think`` turns on the think gate of docs/method.md §6.1 (thinking models): dataset files
     grade as the paper does; arith, lenient by design, only requires the closing </think>.
     """
-    if name.startswith("file:"):
-        return FileTask(Path(name[len("file:") :]), require_think=require_think)
+    if name.startswith(("file:", "data:")):
+        from trainer.references import NotFound, resolve_task_path
+
+        try:
+            path = resolve_task_path(name)
+        except NotFound as exc:
+            raise ValueError(str(exc)) from None
+        return FileTask(path, require_think=require_think, name=name)
     if name == "arith":
         return ArithTask(require_think=require_think)
     if name not in TASK_CLASSES:
-        raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_CLASSES)} or file:<path>")
+        raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_CLASSES)}, data:<name> or file:<path>")
     return TASK_CLASSES[name]()  # creative prompts have no reward to gate

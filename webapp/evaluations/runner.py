@@ -20,7 +20,8 @@ from trainer.data.benchmarks import BENCHMARK_NAMES
 from webapp import child_process
 from webapp.evaluations.services import evaluation_store, evaluations_fail, model_for_step
 from webapp.execution import run_dir
-from webapp.models import EvalStatus, Evaluation
+from webapp.models import EvalStatus, Evaluation, Run
+from webapp.references import team_roots
 from webapp.services import ServiceError
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def _execute(evals: list[Evaluation], *, host: str) -> str:
     code = child_process.run_to_end(
         cmd,
         log_path,
-        env=evaluator_env(judge=bool(opts.get("judge"))),
+        env=evaluator_env(judge=bool(opts.get("judge")), run=run),
         timeout=float(settings.PSL_EVAL_TIMEOUT_SECONDS),
         timeout_setting="PSL_EVAL_TIMEOUT_SECONDS",
     )
@@ -116,10 +117,12 @@ def evaluation_command(
     return cmd
 
 
-def evaluator_env(*, judge: bool) -> dict[str, str]:
+def evaluator_env(*, judge: bool, run: Run | None = None) -> dict[str, str]:
     """The evaluator's environment: the judge's settings only when it is asked for (the key
-    travels in the environment, never on the command line)."""
-    extra = (
+    travels in the environment, never on the command line), and the roots of the run's team
+    (its base model may be a ``local:`` or ``run:`` reference)."""
+    extra: dict[str, str] = dict(team_roots(run.project.team)) if run is not None else {}
+    extra |= (
         {
             "JUDGE_API_URL": settings.JUDGE_API_URL,
             "JUDGE_API_KEY": settings.JUDGE_API_KEY or "",

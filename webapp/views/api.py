@@ -22,7 +22,7 @@ from webapp.api_auth import ApiError, api_view, error_response
 from webapp.models import Evaluation, Membership, Mode, Project, Role, Run, RunStatus, Sample, Study
 from webapp.params import bool_param, int_param
 from webapp.selectors import MAX_SERIES_POINTS, metric_series
-from webapp.services import ServiceError, run_cancel, run_create
+from webapp.services import FieldError, ServiceError, run_cancel, run_create
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -244,6 +244,8 @@ def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
             study=study,
             priority=priority,
         )
+    except FieldError as exc:
+        raise ApiError(400, exc.message, field=exc.field) from None
     except ServiceError as exc:
         raise ApiError(400, str(exc)) from None
     response = JsonResponse(_run_json(_run_queryset().get(pk=run.pk), full=True), status=201)

@@ -40,6 +40,7 @@ from webapp.models import ACTIVE_STATUSES, Project, Role, Run
 from webapp.params import ParamError, choice_param, int_param
 from webapp.planning import run_plan
 from webapp.services import (
+    FieldError,
     ServiceError,
     run_cancel,
     run_clone_initial,
@@ -189,6 +190,8 @@ def run_new(request: HttpRequest, project_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             runs = _launch(project, request.user, form, parent=source)
+        except FieldError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         except ServiceError as exc:
             form.add_error(None, str(exc))
         else:
