@@ -42,11 +42,11 @@ from webapp import child_process, ingest
 from webapp.evaluations.services import evaluations_schedule_final
 from webapp.halving import HalvingWatcher
 from webapp.models import MetricPoint, Run, RunLog, RunStatus, Worker
+from webapp.references import team_roots
 from webapp.run_output import OutputTail
 from webapp.selectors import queued_runs
 from webapp.services import run_enqueue, run_log_notice
 from webapp.system_metrics import SystemSampler
-from webapp.references import team_roots
 from webapp.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
