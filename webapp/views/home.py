@@ -9,11 +9,15 @@ from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.utils.cache import add_never_cache_headers
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from webapp.access import AuthenticatedHttpRequest
 from webapp.models import ApiToken, Membership, Project, Role, RunStatus, Team, Worker
+
+# The session key that carries a new token's secret from the POST to the one GET that shows it.
+NEW_TOKEN_KEY = "psl_new_token"
 
 
 @login_required
@@ -61,13 +65,19 @@ def project_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
-    raw = None
+    """Post/redirect/get: a POST creates one token and redirects; the GET that follows shows its secret
+    once (taken out of the session as it is shown), so a refresh neither repeats the POST nor shows it again."""
     if request.method == "POST":
         name = request.POST.get("name", "").strip()[:100] or "token"
         _, raw = ApiToken.issue(user=request.user, name=name)
+        request.session[NEW_TOKEN_KEY] = raw
         messages.success(request, "Token created. Copy it now: it is shown only once.")
+        return redirect("webapp-tokens")
+    raw = request.session.pop(NEW_TOKEN_KEY, None)
     rows = ApiToken.objects.filter(user=request.user).order_by("-created_at")
-    return render(request, "webapp/tokens.html", {"tokens": rows, "raw": raw, "nav": "tokens"})
+    response = render(request, "webapp/tokens.html", {"tokens": rows, "raw": raw, "nav": "tokens"})
+    add_never_cache_headers(response)  # the page with the secret must not be kept by a cache or the history
+    return response
 
 
 @login_required
