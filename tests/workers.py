@@ -9,10 +9,15 @@ messages off the queue (Redis or kombu's filesystem transport, whichever CELERY_
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +91,57 @@ class DispatcherProcess(ProductProcess):
 
     def __init__(self, name: str = "dispatcher", **env: str) -> None:
         super().__init__(name, [sys.executable, "manage.py", "dispatcher"], process_env(**env))
+
+
+class WebProcess(ProductProcess):
+    """The web server (gunicorn, one process) on ``port``, started and answering."""
+
+    def __init__(self, port: int, **env: str) -> None:
+        cmd = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "2"]
+        super().__init__(f"web-{port}", cmd, process_env(**env))
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not self._answers():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"the web server did not start:\n{self.output()}")
+            time.sleep(0.25)
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.url + "/api/projects/", timeout=2)
+        except urllib.error.HTTPError:
+            return True  # 401: it is up
+        except OSError:
+            return False
+        return True
+
+    def post(self, path: str, body: dict[str, Any], token: str) -> tuple[int, str, dict[str, Any] | None]:
+        status, ctype, parsed, _ = self.raw("POST", path, token=token, data=json.dumps(body).encode())
+        return status, ctype, parsed
+
+    def raw(
+        self, method: str, path: str, *, token: str, data: bytes | None = None
+    ) -> tuple[int, str, dict[str, Any] | None, Any]:
+        """(status, Content-Type, JSON body or None, headers) of one request with ``token``."""
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, headers, raw = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, raw = exc.code, exc.headers, exc.read()
+        ctype = headers.get("Content-Type", "")
+        return status, ctype, json.loads(raw) if ctype.startswith("application/json") else None, headers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture

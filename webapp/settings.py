@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "webapp.health.health_middleware",  # first: container healthchecks skip host checks and redirects
+    "webapp.api_errors.api_json_errors",  # every error under /api/ as JSON, the inner layers' too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

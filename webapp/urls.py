@@ -15,3 +15,5 @@ urlpatterns = [
     path("", include("webapp.views.queues")),
     path("api/", include("webapp.views.api")),
 ]
+
+handler500 = "webapp.api_errors.server_error"

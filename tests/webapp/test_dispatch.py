@@ -7,15 +7,11 @@ server, Redis (a private server where the test stops it) and PostgreSQL.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +24,7 @@ from django.utils import timezone
 from kombu import Connection
 
 from tests.webapp.test_execution import _config, _status, _wait
-from tests.workers import REPO, Broker, DispatcherProcess, ProductProcess, WorkerProcess, process_env
+from tests.workers import REPO, Broker, DispatcherProcess, WebProcess, WorkerProcess, free_port, process_env
 from webapp import dispatch, services
 from webapp.celery import app
 from webapp.models import ApiToken, Run, RunStatus
@@ -49,12 +45,6 @@ def _queued(project: Any, alice: Any, n: int) -> list[Run]:
 def _started_in_order(runs: list[Run]) -> bool:
     started = [Run.objects.get(pk=r.pk).started_at for r in runs]
     return all(a is not None and b is not None and a < b for a, b in itertools.pairwise(started))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_dispatch_sends_only_the_messages_missing_for_queued_runs_and_is_idempotent(
@@ -120,7 +110,7 @@ class RedisServer:
     """A private Redis without persistence, so that a test may stop it (the shared one never stops)."""
 
     def __init__(self, folder: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.folder = folder
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -154,37 +144,6 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-class WebProcess(ProductProcess):
-    def __init__(self, port: int, **env: str) -> None:
-        cmd = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "2"]
-        super().__init__(f"web-{port}", cmd, process_env(**env))
-        self.url = f"http://127.0.0.1:{port}"
-        _wait(lambda: self._answers(), timeout=60, what="the web server")
-
-    def _answers(self) -> bool:
-        try:
-            urllib.request.urlopen(self.url + "/api/projects/", timeout=2)
-        except urllib.error.HTTPError:
-            return True  # 401: it is up
-        except OSError:
-            return False
-        return True
-
-    def post(self, path: str, body: dict[str, Any], token: str) -> tuple[int, str, dict[str, Any] | None]:
-        request = urllib.request.Request(
-            self.url + path,
-            data=json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, ctype, raw = response.status, response.headers.get("Content-Type", ""), response.read()
-        except urllib.error.HTTPError as exc:
-            status, ctype, raw = exc.code, exc.headers.get("Content-Type", ""), exc.read()
-        return status, ctype, json.loads(raw) if ctype.startswith("application/json") else None
-
-
 @pytest.mark.slow
 def test_runs_submitted_or_lost_while_the_broker_was_away_are_dispatched_once_it_is_back(
     start_worker: Callable[..., WorkerProcess],
@@ -195,7 +154,7 @@ def test_runs_submitted_or_lost_while_the_broker_was_away_are_dispatched_once_it
     tmp_path: Path,
 ) -> None:
     broker = {"CELERY_BROKER_URL": private_redis.url}
-    web = WebProcess(_free_port(), **broker)
+    web = WebProcess(free_port(), **broker)
     dispatcher = start_dispatcher(**broker)
     token = ApiToken.issue(user=alice, name="t")[1]
     body = {**_config(**ONE_STEP).to_dict(), "name": "before the outage"}
@@ -253,7 +212,7 @@ def test_a_killed_run_with_no_worker_left_is_marked_lost_by_the_dispatcher(
 
 def test_the_dispatcher_runs_without_a_broker_or_a_worker(project: Any, alice: Any) -> None:
     _queued(project, alice, 1)
-    env = process_env(CELERY_BROKER_URL=f"redis://127.0.0.1:{_free_port()}/0")
+    env = process_env(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
     out = subprocess.run(
         [sys.executable, "manage.py", "dispatcher", "--once"],
         cwd=REPO,
