@@ -21,11 +21,15 @@
     el.appendChild(div);
   }
 
+  // Axis titles are pushed clear of the tick labels (automargin + standoff) and the legend sits
+  // above the plot, where plotly grows the top margin for it, so long trace names never run
+  // across the x axis or out of the chart's box.
   function layout(xTitle, yTitle) {
     return {
-      font: FONT, margin: { l: 52, r: 12, t: 8, b: 40 }, hovermode: "x unified",
-      xaxis: { title: { text: xTitle }, zeroline: false }, yaxis: { title: { text: yTitle }, zeroline: false },
-      legend: { orientation: "h", y: -0.25 }, showlegend: true,
+      font: FONT, margin: { l: 12, r: 12, t: 8, b: 12 }, hovermode: "x unified",
+      xaxis: { title: { text: xTitle, standoff: 6 }, zeroline: false, automargin: true },
+      yaxis: { title: { text: yTitle, standoff: 10 }, zeroline: false, automargin: true },
+      legend: { orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom" }, showlegend: true,
     };
   }
 

@@ -6,8 +6,9 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import path
 from django.utils.cache import add_never_cache_headers
 from django.utils.text import slugify
@@ -95,8 +96,14 @@ def workers(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "webapp/workers.html", {"workers": rows, "visible_teams": visible, "nav": "workers"})
 
 
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """For browsers and tools that ask for /favicon.ico without reading the page's <link rel="icon">."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+
+
 urlpatterns = [
     path("", home, name="webapp-home"),
+    path("favicon.ico", favicon),
     path("projects/new/", project_create, name="webapp-project-create"),
     path("tokens/", tokens, name="webapp-tokens"),
     path("tokens/<int:pk>/delete/", token_delete, name="webapp-token-delete"),
