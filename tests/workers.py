@@ -97,7 +97,7 @@ class WebProcess(ProductProcess):
     """The web server (gunicorn, one process) on ``port``, started and answering."""
 
     def __init__(self, port: int, **env: str) -> None:
-        cmd = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "2"]
+        cmd = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "4"]
         super().__init__(f"web-{port}", cmd, process_env(**env))
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -120,13 +120,13 @@ class WebProcess(ProductProcess):
         return status, ctype, parsed
 
     def raw(
-        self, method: str, path: str, *, token: str, data: bytes | None = None
+        self, method: str, path: str, *, token: str, data: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, str, dict[str, Any] | None, Any]:
         """(status, Content-Type, JSON body or None, headers) of one request with ``token``."""
         request = urllib.request.Request(
             self.url + path,
             data=data,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})},
             method=method,
         )
         try:

@@ -189,6 +189,10 @@ class Run(models.Model):
     # trainer.choices.PRIORITIES, 0 = high), then queue_rank (set when queued, swapped to reorder).
     priority = models.PositiveSmallIntegerField(default=PRIORITIES.index("normal"))
     queue_rank = models.BigIntegerField(default=0)
+    # An API client's Idempotency-Key and the SHA-256 of its request (docs/api.md): a retried POST
+    # answers this run instead of creating another; the same key with another body is refused.
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     objects = RunQuerySet.as_manager()
 
@@ -205,6 +209,13 @@ class Run(models.Model):
                 fields=["queue", "priority", "queue_rank", "id"],
                 condition=models.Q(status="queued"),
                 name="run_queued_order",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="unique_run_idempotency_key",
             ),
         ]
 

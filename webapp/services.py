@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -90,6 +90,8 @@ def run_create(
     enqueue: bool = True,
     override_fit: bool = False,
     priority: str = "normal",
+    idempotency_key: str = "",
+    idempotency_fingerprint: str = "",
 ) -> Run:
     """Create a queued run from a validated config and enqueue it once the transaction commits.
 
@@ -129,12 +131,42 @@ def run_create(
             queued_at=timezone.now(),
             priority=rank,
             queue_rank=_next_queue_rank(),
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
         )
         _set_tags(run, tags)
         activity_record(project=project, actor=user, verb="launched", target=run.name, url=run.get_absolute_url())
         if enqueue:
             run_enqueue(run=run)
     return run
+
+
+class IdempotencyConflict(ServiceError):
+    """An Idempotency-Key already used for a different request."""
+
+
+def run_create_once(*, key: str, fingerprint: str, user: Any, **create: Any) -> tuple[Run, bool]:
+    """``run_create`` under a client's idempotency key: (the run, whether it was created now).
+
+    A request repeated with the same key and the same ``fingerprint`` (a digest of the request)
+    gets the run the first one created, also when both arrive at once (the key is unique per user
+    in the database); the same key with another fingerprint raises ``IdempotencyConflict``.
+    """
+
+    def earlier() -> Run | None:
+        run = Run.objects.filter(created_by=user, idempotency_key=key).first()
+        if run is not None and run.idempotency_fingerprint != fingerprint:
+            raise IdempotencyConflict(f"Idempotency-Key {key!r} was already used for a different request")
+        return run
+
+    if (run := earlier()) is not None:
+        return run, False
+    try:
+        return run_create(user=user, idempotency_key=key, idempotency_fingerprint=fingerprint, **create), True
+    except IntegrityError:
+        if (run := earlier()) is None:
+            raise
+        return run, False
 
 
 def run_check_fit(*, config: TrainConfig, queue: str, override: bool = False) -> None:

@@ -6,6 +6,7 @@ same helpers as the pages (other teams' objects are 404, viewers get 403 on writ
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -22,7 +23,7 @@ from webapp.api_auth import ApiError, api_view, error_response
 from webapp.models import Evaluation, Membership, Mode, Project, Role, Run, RunStatus, Sample, Study
 from webapp.params import bool_param, int_param
 from webapp.selectors import MAX_SERIES_POINTS, metric_series
-from webapp.services import FieldError, ServiceError, run_cancel, run_create
+from webapp.services import FieldError, IdempotencyConflict, ServiceError, run_cancel, run_create, run_create_once
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -222,7 +223,9 @@ def project_runs(request: HttpRequest, project_id: int) -> HttpResponse:
 
 def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
     require(request.user, project, Role.MEMBER)
+    key = _idempotency_key(request)
     body = _json_object(request)
+    fingerprint = hashlib.sha256(json.dumps([project.pk, body], sort_keys=True).encode()).hexdigest()
     meta = {k: body.pop(k) for k in RUN_META_FIELDS if k in body}
     name, queue, tags, wandb, study = _run_meta(meta, project)
     priority = meta.get("priority", "normal")
@@ -232,25 +235,39 @@ def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
         config = TrainConfig.from_dict(body)
     except ConfigError as exc:
         raise ApiError(400, exc.message, field=exc.field) from None
+    create: dict[str, Any] = dict(
+        project=project, config=config, name=name, queue=queue, tags=tags, wandb=wandb, study=study, priority=priority
+    )
+    replayed = False
     try:
-        run = run_create(
-            project=project,
-            user=request.user,
-            config=config,
-            name=name,
-            queue=queue,
-            tags=tags,
-            wandb=wandb,
-            study=study,
-            priority=priority,
-        )
+        if key:
+            run, created = run_create_once(key=key, fingerprint=fingerprint, user=request.user, **create)
+            replayed = not created
+        else:
+            run = run_create(user=request.user, **create)
+    except IdempotencyConflict as exc:
+        raise ApiError(422, str(exc), field=IDEMPOTENCY_HEADER) from None
     except FieldError as exc:
         raise ApiError(400, exc.message, field=exc.field) from None
     except ServiceError as exc:
         raise ApiError(400, str(exc)) from None
     response = JsonResponse(_run_json(_run_queryset().get(pk=run.pk), full=True), status=201)
     response["Location"] = reverse("api-run", args=[run.pk])
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
     return response
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _idempotency_key(request: HttpRequest) -> str:
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    if len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
+        message = f"must be at most {MAX_IDEMPOTENCY_KEY} printable ASCII characters (a UUID, say)"
+        raise ApiError(400, message, field=IDEMPOTENCY_HEADER)
+    return key
 
 
 def _run_meta(meta: dict[str, Any], project: Project) -> tuple[str, str, list[str], bool, Study | None]:
