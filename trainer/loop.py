@@ -112,15 +112,22 @@ def train(
     return TrainResult(state.step, stopped, metrics, last_ckpt)
 
 
-def setup(cfg: TrainConfig, *, dist: Any = None, task: Task | None = None) -> TrainState:
+def setup(
+    cfg: TrainConfig, *, dist: Any = None, task: Task | None = None, model: Any = None, tokenizer: Any = None
+) -> TrainState:
+    """Load ``cfg.model`` (or take ``model``/``tokenizer`` already built: master dtype, any device;
+    bench/gpu_check.py builds random weights from a config) and prepare engine, optimizer, rollouts."""
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     if os.environ.get("PSL_TORCH_THREADS"):
         torch.set_num_threads(int(os.environ["PSL_TORCH_THREADS"]))
     device = torch.device(dist.device if dist else ("cuda" if cfg.gpus and torch.cuda.is_available() else "cpu"))
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, dtype=cfg.master_dtype, device=str(device))  # master weights
+    tokenizer = tokenizer or load_tokenizer(cfg.model)
+    if model is None:
+        model = load_model(cfg.model, dtype=cfg.master_dtype, device=str(device))  # master weights
+    else:
+        model = model.to(device=device, dtype=getattr(torch, cfg.master_dtype))
     model.config.use_cache = True
     model, engine = prepare(model, cfg, device=device, dist=dist)
     # After prepare and before any forward: FSDP2 has replaced the parameters with their shards
