@@ -95,14 +95,18 @@ def _train(args: argparse.Namespace) -> int:
         if not args.events and not args.no_events:
             args.events = str(Path(cfg.output_dir) / "events.jsonl")
         check_resources(cfg)  # on the host that reads the files, before any model is loaded
+        _check_writable(Path(cfg.output_dir), Path(args.events) if args.events else None)
     except (ConfigError, OSError) as exc:
         print(f"error: invalid config: {exc}", file=sys.stderr)
-        if args.events:  # the worker reads the cause from the event stream
+        if args.events:  # the worker reads the cause from the event stream (when it can be written)
+            import contextlib
+
             from trainer.events import JsonlEventWriter
 
-            failed = JsonlEventWriter(args.events)
-            failed.write("log", level="error", message=f"invalid config: {exc}")
-            failed.close()
+            with contextlib.suppress(OSError):
+                failed = JsonlEventWriter(args.events)
+                failed.write("log", level="error", message=f"invalid config: {exc}")
+                failed.close()
         return 2
     from trainer.engine.distributed import DistContext
     from trainer.events import Callbacks, JsonlEventWriter
@@ -132,6 +136,20 @@ def _train(args: argparse.Namespace) -> int:
         writer.sync()
         writer.close()
     return 0
+
+
+def _check_writable(output_dir: Path, events: Path | None) -> None:
+    """Create the output folder (and the events file's) now, so that an unwritable one is a clear
+    error before a model is loaded, not a traceback at the first checkpoint."""
+    import tempfile
+
+    for folder in dict.fromkeys(p for p in (output_dir, events.parent if events else None) if p is not None):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            field = "output_dir" if folder == output_dir else "--events"
+            raise ConfigError(field, f"cannot write to {folder}: {exc.strerror or exc}") from None
 
 
 def _stop_on_sigterm(cb: Any) -> None:

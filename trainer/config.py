@@ -375,8 +375,17 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        text = Path(path).read_text()
-        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        """Read a YAML or JSON config file; an unreadable or malformed file is a one-line ConfigError."""
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError("config", f"cannot read {path}: {reason}") from None
+        try:
+            data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            kind = "JSON" if str(path).endswith(".json") else "YAML"
+            raise ConfigError("config", f"{path} is not valid {kind}: {' '.join(str(exc).split())}") from None
         if not isinstance(data, dict):
             raise ConfigError("config", f"{path} must hold a mapping of field: value")
         return cls.from_dict(data)
