@@ -155,6 +155,7 @@ USED_WITHOUT_IMPORT = {
     "redis": "celery's Redis transport",
     "psycopg": "Django's PostgreSQL driver (its COPY in webapp/ingest.py)",
     "whitenoise": "a middleware named in settings",
+    "django-axes": "an app, a middleware and an authentication backend named in settings",
     "accelerate": "transformers loads SmolLM2's GGUF file through it",
     "safetensors": "transformers saves and loads model folders with it",
     "gguf": "transformers reads SmolLM2's GGUF file with it",
