@@ -23,6 +23,8 @@ from trainer.metrics import SYSTEM_PREFIX
 from webapp.models import (
     ROLLUP_FANOUT,
     ROLLUP_LEVELS,
+    SAMPLE_VALUE_FIELDS,
+    TOKEN_COLUMNS,
     Checkpoint,
     MetricPoint,
     MetricRollup,
@@ -234,24 +236,7 @@ def summary_update(run_id: int, latest: dict[str, float]) -> None:
         run.save(update_fields=["summary"])
 
 
-SAMPLE_COLUMNS = [
-    "run_id",
-    "step",
-    "question_id",
-    "mode",
-    "context",
-    "index",
-    "prompt",
-    "answer",
-    "response",
-    "reward",
-    "advantage",
-    "length",
-    "entropy",
-    "token_text",
-    "token_lengths",
-    "surprisal_f32",
-]
+SAMPLE_COLUMNS = ["run_id", *SAMPLE_VALUE_FIELDS, *TOKEN_COLUMNS]  # the order of a row in samples_record_many
 
 
 def samples_record(run_id: int, step: int, samples: Iterable[dict[str, Any]]) -> int:

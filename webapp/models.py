@@ -366,6 +366,12 @@ def unpack_floats(data: bytes) -> list[float]:
 
 
 TOKEN_COLUMNS = ("token_text", "token_lengths", "surprisal_f32")
+SAMPLE_VALUE_FIELDS = (
+    "step", "question_id", "mode", "context", "index", "prompt", "answer", "response", "reward", "advantage",
+    "length", "entropy",
+)  # fmt: skip
+"""A sample's own values, in the order ingestion writes them and the API shows them (the packed token
+arrays, TOKEN_COLUMNS, follow them in the database)."""
 
 
 class SampleQuerySet(models.QuerySet["Sample"]):

@@ -267,3 +267,8 @@ def test_the_heatmap_arrays_round_trip_through_their_packed_form() -> None:
     assert pack_pieces(["Hé", "llo"], "Hello")[0] == "Héllo"
     assert unpack_floats(pack_floats([0.0, 1.2345, 17.0001, 3.1])) == [0.0, 1.2345, 17.0001, 3.1]
     assert unpack_pieces(*pack_pieces([])) == [] and unpack_floats(pack_floats([])) == []
+
+
+def test_ingestion_writes_every_stored_field_of_a_sample() -> None:
+    stored = [f.attname for f in Sample._meta.concrete_fields]
+    assert ["id", *ingest.SAMPLE_COLUMNS] == stored  # a new Sample field joins SAMPLE_VALUE_FIELDS or TOKEN_COLUMNS

@@ -20,7 +20,18 @@ from trainer.choices import ALGORITHMS, PRIORITIES
 from trainer.config import ConfigError, TrainConfig
 from webapp.access import project_for, require, run_for
 from webapp.api_auth import ApiError, api_view, error_response
-from webapp.models import Evaluation, Membership, Mode, Project, Role, Run, RunStatus, Sample, Study
+from webapp.models import (
+    SAMPLE_VALUE_FIELDS,
+    Evaluation,
+    Membership,
+    Mode,
+    Project,
+    Role,
+    Run,
+    RunStatus,
+    Sample,
+    Study,
+)
 from webapp.params import bool_param, int_param
 from webapp.selectors import MAX_SERIES_POINTS, metric_series
 from webapp.services import FieldError, IdempotencyConflict, ServiceError, run_cancel, run_create, run_create_once
@@ -148,21 +159,7 @@ def _run_json(run: Run, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
-SAMPLE_FIELDS = (
-    "id",
-    "step",
-    "question_id",
-    "mode",
-    "context",
-    "index",
-    "prompt",
-    "answer",
-    "response",
-    "reward",
-    "advantage",
-    "length",
-    "entropy",
-)
+SAMPLE_FIELDS = ("id", *SAMPLE_VALUE_FIELDS)
 
 
 def _sample_json(sample: Sample, *, tokens: bool) -> dict[str, Any]:
