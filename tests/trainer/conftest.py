@@ -1,44 +1,17 @@
-"""Trainer test helpers: a task whose reward a random model can earn half of the time."""
+"""Trainer test helpers: a tiny config that trains on the ``sanity`` task, whose reward a random model
+earns about half of the time (on ``arith`` tiny-random earns nothing and every update would be zero)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 from trainer.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class ParityQuestion:
-    id: str
-    prompt: str
-    answer: str = ""
-    kind: str = "math"
-
-
-class ParityTask:
-    """Reward 1 when the response has an even number of characters: ~50 % for a random model,
-    so every GRPO group has a spread of rewards and every algorithm gets a learning signal."""
-
-    name = "parity"
-
-    def questions(self, split: str = "train", *, limit: int | None = None, seed: int = 0) -> list[Any]:
-        return [ParityQuestion(id=f"p{i}", prompt=f"Say something about the number {i}.") for i in range(12)]
-
-    def grade(self, question: Any, response: str) -> float:
-        return float(len(response) % 2 == 0)
-
-
-@pytest.fixture
-def parity_task() -> ParityTask:
-    return ParityTask()
 
 
 def tiny_config(tmp_path: Any, **overrides: Any) -> TrainConfig:
     base = dict(
         model="tiny-random",
+        task="sanity",
         steps=2,
         n=2,
         questions_per_step=2,

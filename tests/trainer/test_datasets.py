@@ -343,15 +343,24 @@ def test_a_file_task_with_a_bad_file_fails_when_it_is_created() -> None:
         get_task(f"file:{FIXTURES / 'broken_missing_answer.jsonl'}")
 
 
-def test_the_registry_knows_arith_and_creative() -> None:
-    assert TASKS == ("arith", "creative")
+def test_the_registry_knows_arith_creative_and_sanity() -> None:
+    assert TASKS == ("arith", "creative", "sanity")
     assert tuple(TASK_CLASSES) == TASKS
-    assert get_task("arith").name == "arith"
-    assert get_task("creative").name == "creative"
+    assert [get_task(name).name for name in TASKS] == list(TASKS)
+
+
+def test_the_sanity_task_rewards_an_even_number_of_characters_on_questions_of_its_own_split() -> None:
+    task = get_task("sanity")
+    train, test = task.questions("train"), task.questions("test")
+    assert len(train) == len(test) == 12
+    assert not {q.id for q in train} & {q.id for q in test}
+    assert [task.grade(train[0], text) for text in ("", "a", "ab", "abc")] == [1.0, 0.0, 1.0, 0.0]
 
 
 def test_an_unknown_task_name_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown task 'gsm8k'; valid: arith, creative, data:<name> or file:<path>"):
+    with pytest.raises(
+        ValueError, match=r"unknown task 'gsm8k'; valid: arith, creative, sanity, data:<name> or file:<path>"
+    ):
         get_task("gsm8k")
 
 

@@ -6,6 +6,8 @@ A task has a ``name``, ``questions(split, *, limit, seed)`` and ``grade(question
 - ``arith``: built-in procedural arithmetic / simple-algebra word problems at four levels, made
   deterministically from a seed, with disjoint train and test splits (see :class:`ArithTask`).
 - ``creative``: the 13 creative-writing prompts of docs/method.md §6.4, evaluation only (no reward).
+- ``sanity``: a reward any model earns about half of the time (an even number of characters), so
+  every group has a spread of rewards: the learning signal of the tests (see :class:`SanityTask`).
 - ``data:<name>``: a dataset file or folder under the data roots (``trainer.references``), or
   ``file:<path>`` (command line only), read by :func:`load_questions` (MATH-500, AIME,
   GPQA-Diamond and MMLU-Pro files load as published; schema in :func:`load_questions`).
@@ -334,6 +336,36 @@ class CreativeTask:
 
 
 # ---------------------------------------------------------------------------------------------
+# sanity: a reward that even a random model earns half of the time
+
+SANITY_SIZE = 12
+
+
+@dataclass(frozen=True)
+class SanityTask:
+    """Reward 1 when the response has an even number of characters, else 0.
+
+    A random model (``tiny-random``) earns it about half of the time, so every GRPO group has a
+    spread of rewards and every algorithm gets a non-zero advantage; on ``arith`` the tiny model
+    earns nothing and the update is exactly zero. For tests and smoke runs of the update, not for
+    research: the reward says nothing about a response's content. Train and test questions differ.
+    """
+
+    name: str = "sanity"
+
+    def questions(self, split: str = "train", *, limit: int | None = None, seed: int = 0) -> list[Question]:
+        offset = SANITY_SIZE if split == "test" else 0
+        items = [
+            Question(id=f"sanity-{i:02d}", prompt=f"Say something about the number {i}.", answer="")
+            for i in range(offset, offset + SANITY_SIZE)
+        ]
+        return sample_subset(items, limit, seed)
+
+    def grade(self, question: Question, response_text: str) -> float:
+        return float(len(response_text) % 2 == 0)
+
+
+# ---------------------------------------------------------------------------------------------
 # Dataset files
 
 # Field names, ours first, then the public benchmarks' spellings.
@@ -571,7 +603,7 @@ class FileTask:
 # Registry
 
 # Keys are trainer.choices.TASKS (a test holds the two equal); the classes live here.
-TASK_CLASSES: Mapping[str, Callable[[], Task]] = {"arith": ArithTask, "creative": CreativeTask}
+TASK_CLASSES: Mapping[str, Callable[[], Task]] = {"arith": ArithTask, "creative": CreativeTask, "sanity": SanityTask}
 
 
 def get_task(name: str, *, require_think: bool = False) -> Task:
@@ -592,4 +624,4 @@ def get_task(name: str, *, require_think: bool = False) -> Task:
         return ArithTask(require_think=require_think)
     if name not in TASK_CLASSES:
         raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_CLASSES)}, data:<name> or file:<path>")
-    return TASK_CLASSES[name]()  # creative prompts have no reward to gate
+    return TASK_CLASSES[name]()  # creative prompts have no reward to gate, sanity none to think about
