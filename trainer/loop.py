@@ -22,7 +22,7 @@ import torch
 
 from trainer.config import EVAL_SAMPLING, TrainConfig
 from trainer.data.datasets import Question, Task, get_task
-from trainer.data.prompts import encode_prompts
+from trainer.data.prompts import control_token_ids, encode_prompts
 from trainer.engine.checkpoint import load_checkpoint, save_checkpoint
 from trainer.engine.parallel import Engine, prepare
 from trainer.events import Callbacks, Sample
@@ -421,16 +421,21 @@ def rollout_metrics(cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewar
 def make_samples(
     state: TrainState, ro: StepRollouts, sc: ContextScores, rewards: torch.Tensor, rows: Any
 ) -> list[Sample]:
-    """All rollouts of the step's first ``samples_per_step`` questions, each under its own context."""
+    """All rollouts of the step's first ``samples_per_step`` questions, each under its own context.
+
+    Control tokens (EOS, pad, ``<|im_end|>``) are left out of the shown text, the heatmap's tokens
+    and surprisal, the token count and the mean entropy: a reader sees the response, not the markup.
+    """
     tok, cfg = state.tokenizer, state.cfg
+    hidden = control_token_ids(tok)
     samples = []
     for q in range(min(cfg.samples_per_step, len(ro.questions))):
         question = ro.questions[q]
         for g, mode in enumerate(ro.gen_modes):
             ids = ro.responses[q][g]
-            n_tok = len(ids)
-            surprisal = (-sc.logp[mode][q, g, :n_tok]).tolist()
-            ent = sc.entropy[mode][q, g, :n_tok]
+            shown = [i for i, t in enumerate(ids) if t not in hidden]
+            surprisal = (-sc.logp[mode][q, g, shown]).tolist()
+            ent = sc.entropy[mode][q, g, shown]
             samples.append(
                 Sample(
                     question_id=question.id,
@@ -443,10 +448,10 @@ def make_samples(
                     response=tok.decode(ids, skip_special_tokens=True),
                     reward=float(rewards[q, g]),
                     advantage=None,
-                    num_tokens=n_tok,
-                    mean_entropy=float(ent.mean()) if n_tok else None,
+                    num_tokens=len(shown),
+                    mean_entropy=float(ent.mean()) if shown else None,
                     surprisal=[round(x, 4) for x in surprisal],
-                    tokens=[tok.decode([t]) for t in ids],
+                    tokens=[tok.decode([ids[i]]) for i in shown],
                 )
             )
     return samples

@@ -62,3 +62,10 @@ def encode_prompts(
             ids = ids["input_ids"]
         out.append(list(ids)[-max_prompt_length:])
     return out
+
+
+def control_token_ids(tokenizer: Any) -> frozenset[int]:
+    """The ids a response's text never shows: EOS, pad and the chat-control tokens (``<|im_end|>``),
+    i.e. every special token that ``decode(..., skip_special_tokens=True)`` drops."""
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    return frozenset(tokenizer.all_special_ids) | {i for i, tok in added.items() if tok.special}
