@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from webapp.models import ApiToken, EvalResult, Evaluation, MetricPoint, Run, Sample, Study, Tag
+from webapp.models import ApiToken, EvalResult, Evaluation, MetricPoint, Run, RunLog, Sample, Study, Tag
 
 pytestmark = pytest.mark.django_db
 
@@ -448,6 +448,7 @@ def test_evaluations_list_the_runs_evaluations(api_for: ApiFor, vera: Any, run: 
         ("get", "api-run-metrics", "run"),
         ("get", "api-run-samples", "run"),
         ("get", "api-run-evaluations", "run"),
+        ("get", "api-run-logs", "run"),
     ],
 )
 def test_other_teams_get_404_for_labs_objects(
@@ -462,6 +463,49 @@ def test_other_teams_get_404_for_labs_objects(
     assert Run.objects.count() == 1
     run.refresh_from_db()
     assert not run.cancel_requested
+
+
+def _log(run: Run, *lines: tuple[str, str], attempt: int = 0, source: str = "trainer") -> None:
+    first = RunLog.objects.filter(run=run, attempt=attempt, source=source).count()
+    RunLog.objects.bulk_create(
+        RunLog(run=run, attempt=attempt, source=source, seq=first + i, level=level, message=message)
+        for i, (level, message) in enumerate(lines)
+    )
+
+
+def test_a_token_user_reads_the_tail_of_a_runs_log_filtered_by_level(api_for: ApiFor, vera: Any, run: Run) -> None:
+    _log(run, ("info", "step 1"), ("warning", "slow step"), ("info", "step 2"), ("error", "CUDA out of memory"))
+    url = reverse("api-run-logs", args=[run.pk])
+    api = api_for(vera)  # a viewer reads logs
+
+    tail = api.get(url, tail=2).json()
+    assert [x["message"] for x in tail["results"]] == ["step 2", "CUDA out of memory"]
+    assert set(tail["results"][0]) == {"id", "attempt", "source", "level", "time", "message"}
+    warnings = api.get(url, level="warning").json()
+    assert [x["message"] for x in warnings["results"]] == ["slow step", "CUDA out of memory"]
+    assert warnings["count"] == 2 and warnings["next"] is None
+    assert api.get(url, level="loud").json()["field"] == "level"
+
+
+def test_a_runs_log_is_read_in_ranges_after_a_line_and_by_attempt(api_for: ApiFor, vera: Any, run: Run) -> None:
+    _log(run, ("info", "first try"), ("error", "Traceback (most recent call last): ..."))
+    _log(run, ("info", "resumed"), ("info", "step 3"), ("info", "step 4"), attempt=1, source="output")
+    url = reverse("api-run-logs", args=[run.pk])
+    api = api_for(vera)
+
+    everything = api.get(url).json()["results"]
+    assert [x["message"] for x in everything][:3] == ["first try", "Traceback (most recent call last): ...", "resumed"]
+    newer = api.get(url, after=everything[2]["id"]).json()["results"]
+    assert [x["message"] for x in newer] == ["step 3", "step 4"]
+    page = api.get(url, limit=2, page=2).json()
+    assert [x["message"] for x in page["results"]] == ["resumed", "step 3"] and page["pages"] == 3
+    second = api.get(url, attempt=1).json()["results"]
+    assert {x["attempt"] for x in second} == {1} and {x["source"] for x in second} == {"output"}
+    assert api.get(url, tail=0).status_code == 400
+
+
+def test_reading_a_runs_log_needs_a_token_or_a_session(run: Run) -> None:
+    assert Api(None).get(reverse("api-run-logs", args=[run.pk])).status_code == 401
 
 
 def test_other_teams_do_not_see_labs_projects(api_for: ApiFor, eve: Any, project: Any, other_project: Any) -> None:

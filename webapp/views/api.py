@@ -16,7 +16,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve, reverse
 
-from trainer.choices import ALGORITHMS, PRIORITIES
+from trainer.choices import ALGORITHMS, LOG_LEVELS, PRIORITIES
 from trainer.config import ConfigError, TrainConfig
 from webapp.access import project_for, require, run_for
 from webapp.api_auth import ApiError, api_view, error_response
@@ -28,12 +28,13 @@ from webapp.models import (
     Project,
     Role,
     Run,
+    RunLog,
     RunStatus,
     Sample,
     Study,
 )
 from webapp.params import bool_param, int_param
-from webapp.selectors import MAX_SERIES_POINTS, metric_series
+from webapp.selectors import MAX_SERIES_POINTS, metric_series, run_logs
 from webapp.services import FieldError, IdempotencyConflict, ServiceError, run_cancel, run_create, run_create_once
 
 DEFAULT_LIMIT = 50
@@ -41,6 +42,7 @@ MAX_LIMIT = 200
 MAX_SAMPLE_LIMIT = 500
 MAX_SAMPLE_TOKENS_LIMIT = 100
 MAX_KEYS = 20
+MAX_LOG_LIMIT = 2000
 DEFAULT_POINTS = 1000
 # Keys of a create-run body that are not TrainConfig fields.
 RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study", "priority")
@@ -168,6 +170,17 @@ def _sample_json(sample: Sample, *, tokens: bool) -> dict[str, Any]:
     if tokens:
         data.update(tokens=sample.tokens, surprisal=sample.surprisal)
     return data
+
+
+def _log_json(line: RunLog) -> dict[str, Any]:
+    return {
+        "id": line.pk,
+        "attempt": line.attempt,
+        "source": line.source,
+        "level": line.level,
+        "time": line.created_at,
+        "message": line.message,
+    }
 
 
 def _evaluation_json(ev: Evaluation) -> dict[str, Any]:
@@ -344,6 +357,22 @@ def run_samples(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @api_view("GET")
+def run_log_lines(request: HttpRequest, pk: int) -> HttpResponse:
+    """The run's log, oldest first: ``?tail=N`` the newest N lines, else pages; ``?after=<id>`` only
+    lines stored after that one (poll with the last id you saw); ``?level=``, ``?attempt=`` filter."""
+    run = run_for(request.user, pk)
+    level = _choice_param(request, "level", LOG_LEVELS) or "debug"
+    qs = run_logs(run, level=level, attempt=int_param(request.GET, "attempt", minimum=0))
+    if (after := int_param(request.GET, "after", minimum=0)) is not None:
+        qs = qs.filter(pk__gt=after)
+    if (tail := int_param(request.GET, "tail", minimum=1, maximum=MAX_LOG_LIMIT)) is not None:
+        lines = list(qs.reverse()[:tail])[::-1]
+        return JsonResponse({"run": run.pk, "count": len(lines), "results": [_log_json(x) for x in lines]})
+    lines, paging = _page(request, qs, most=MAX_LOG_LIMIT)
+    return JsonResponse({"run": run.pk, **paging, "results": [_log_json(x) for x in lines]})
+
+
+@api_view("GET")
 def run_evaluations(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_for(request.user, pk)
     qs = run.evaluations.annotate(n_results=Count("results")).order_by("step", "benchmark", "mode")
@@ -372,6 +401,7 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", run_cancel_view, name="api-run-cancel"),
     path("runs/<int:pk>/metrics/", run_metrics, name="api-run-metrics"),
     path("runs/<int:pk>/samples/", run_samples, name="api-run-samples"),
+    path("runs/<int:pk>/logs/", run_log_lines, name="api-run-logs"),
     path("runs/<int:pk>/evaluations/", run_evaluations, name="api-run-evaluations"),
     re_path(r"^(?P<rest>.*)$", not_found),
 ]
