@@ -1,7 +1,7 @@
 """A GPU check prepared for a short lease: Policy Split and GRPO steps of a Qwen3-1.7B-shaped model
 at a long response length, with per-phase time, throughput and peak memory next to the planner.
 
-    python bench/gpu_check.py                 # one GPU: about 5 minutes on an H200, at most 8
+    python bench/gpu_check.py                 # one GPU: about 5 minutes on an H200 (--budget-s 420)
     python bench/gpu_check.py --smoke         # CPU, a tiny shape, the same code, a minute or two
     python bench/gpu_check.py --response-tokens 4096 --steps 3
 
@@ -19,7 +19,9 @@ step per training step. Policy Split generates n rollouts per mode and trains 4n
 question; GRPO generates and trains 2n, so both generate the same number of sequences
 (docs/method.md §11, as bench/trainer_overhead.py). The algorithms run one after the other
 (PS then GRPO), each on freshly built weights from the same seed; the first step of each is a
-warm-up and the report averages the steps after it (the only step when ``--steps 1``).
+warm-up and the report averages the steps after it (the only step when ``--steps 1``). On a GPU,
+a step after the first that would end past ``--budget-s`` (420 s from the start, leaving time to
+spare in an 8-minute lease) is skipped with a ``note`` line, so a slow host still reports.
 
 Output: ``key=value`` lines, the same on CPU and GPU (tests/trainer/test_gpu_check.py parses them):
 
@@ -254,7 +256,17 @@ class PhaseMeter:
         record.calls += 1
 
 
-def run_algorithm(spec: CheckSpec, algorithm: str, tokenizer: Any, out: Callable[[str], None]) -> list[StepRecord]:
+def run_algorithm(
+    spec: CheckSpec,
+    algorithm: str,
+    tokenizer: Any,
+    out: Callable[[str], None],
+    *,
+    deadline: float = math.inf,
+    reserve_steps: int = 0,
+) -> list[StepRecord]:
+    """``spec.steps`` steps of ``algorithm``; a step after the first is skipped when it and
+    ``reserve_steps`` more of its length (the algorithms still to run) would end past ``deadline``."""
     cfg = train_config(spec, algorithm, output_dir=str(REPO / "var" / "gpu_check" / algorithm))
     shape = ModelShape.from_config(spec.shape_name, {**spec.shape, "model_type": "qwen3"})
     gpu = _gpu_type() if spec.device == "cuda" else None
@@ -268,6 +280,9 @@ def run_algorithm(spec: CheckSpec, algorithm: str, tokenizer: Any, out: Callable
     state = loop.setup(cfg, task=CoinTask(), model=model, tokenizer=tokenizer)
     steps: list[StepRecord] = []
     for step in range(1, cfg.steps + 1):
+        if steps and time.perf_counter() + steps[-1].seconds * (1 + reserve_steps) > deadline:
+            out(f'note algo={algorithm} reason="time budget: stopped before step {step}"')
+            break
         state.step = step
         meter = PhaseMeter(state)
         t0 = time.perf_counter()
@@ -330,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny Qwen3 shape (CI)")
     parser.add_argument("--response-tokens", type=int, default=0, help="forced response length (2048; smoke 96)")
     parser.add_argument("--steps", type=int, default=0, help="steps per algorithm, the first a warm-up (2)")
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="skip steps after the first that would end past this (GPU: 420 s)"
+    )
     args = parser.parse_args(argv)
     spec = spec_from_args(args)
     if spec.device == "cuda" and not torch.cuda.is_available():
@@ -353,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         f"steps={spec.steps} ps_n={spec.n} grpo_n={2 * spec.n} questions={spec.questions}"
     )
     tokenizer = load_bundled_tokenizer()
-    results = {alg: run_algorithm(spec, alg, tokenizer, out) for alg in ("policy_split", "grpo")}
+    budget = args.budget_s if args.budget_s is not None else (420.0 if spec.device == "cuda" else math.inf)
+    deadline = started + budget
+    results = {
+        alg: run_algorithm(spec, alg, tokenizer, out, deadline=deadline, reserve_steps=reserve)
+        for alg, reserve in (("policy_split", 1), ("grpo", 0))
+    }
     ps, grpo = results["policy_split"], results["grpo"]
     if ps and grpo:
         ps_m, grpo_m = ps[1:] or ps, grpo[1:] or grpo

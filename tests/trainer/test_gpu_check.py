@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 ALGOS = ("policy_split", "grpo")
 PHASES = ("generate", "score", "update")
-KINDS = ("check", "plan", "skip", "phase", "step", "summary", "ratio", "done")
+KINDS = ("check", "plan", "skip", "note", "phase", "step", "summary", "ratio", "done")
 
 
 def parse(line: str) -> tuple[str, dict[str, str]]:
