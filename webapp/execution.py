@@ -272,6 +272,7 @@ class Supervisor:
     def execute(self) -> str:
         try:
             resume = self._prepare()
+            self._start_output()  # before the child writes its first byte
             out = self.output_log.open("ab")
         except Exception as exc:  # an unwritable run folder, a full disk, …: the cause goes on the run
             log.exception("run %s: could not prepare the run", self.run.pk)
@@ -283,7 +284,6 @@ class Supervisor:
                 return self._fail(f"could not start the trainer on {self.run.host}: {exc}")
             self.mirror.start()
             try:
-                self._start_output()
                 self._start_system(child.pid)
                 status = self._supervise(child)
             except BaseException as exc:
@@ -433,8 +433,9 @@ class Supervisor:
         """A redelivered attempt appends to its log file: skip what the earlier delivery stored."""
         with contextlib.suppress(OSError):
             self.output.offset = self.output_log.stat().st_size
-        last = RunLog.objects.filter(run_id=self.run.pk, attempt=self.run.attempt, source="output").order_by("-seq")
-        self._output_seq = (last.values_list("seq", flat=True).first() or -1) + 1
+        lines = RunLog.objects.filter(run_id=self.run.pk, attempt=self.run.attempt, source="output")
+        last = lines.order_by("-seq").values_list("seq", flat=True).first()
+        self._output_seq = 0 if last is None else last + 1
 
     def _pump_output(self, *, final: bool = False) -> bool:
         """Store the trainer's new stdout/stderr entries (webapp.run_output); False while the database is away."""

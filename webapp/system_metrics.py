@@ -76,10 +76,15 @@ class SystemSampler:
         for proc in tree:
             known = self._procs.get(proc.pid, proc)
             with contextlib.suppress(psutil.Error):
-                cpu += known.cpu_percent(None)  # 0.0 on a process's first reading
-                rss += known.memory_info().rss
+                if known.status() == psutil.STATUS_ZOMBIE:  # exited: its readings are zeros
+                    continue
+                proc_cpu = known.cpu_percent(None)  # 0.0 on a process's first reading
+                proc_rss = known.memory_info().rss
+                cpu, rss = cpu + proc_cpu, rss + proc_rss
                 alive[proc.pid] = known
         self._procs = alive
+        if not alive:  # every process of the tree has exited
+            return {}
         memory = psutil.virtual_memory()
         values = {
             "system/cpu_percent": cpu,

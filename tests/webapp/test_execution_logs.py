@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from tests.webapp.test_execution import _config, _status, _wait
@@ -19,12 +20,19 @@ from webapp.services import run_create
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
+def broken_dataset(name: str) -> Path:
+    """A dataset in the data folder (where the worker resolves data:<name>) whose second row is not JSON."""
+    path = Path(settings.PSL_DATA_DIR) / f"broken-{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"question": "1 + 1?", "answer": "2"}\nnot json at all\n')
+    return path
+
+
 def test_a_crashing_trainer_leaves_its_traceback_in_the_log_and_the_error(
     start_worker: Callable[[str], WorkerProcess], project: Any, alice: Any, tmp_path: Path
 ) -> None:
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"question": "1 + 1?", "answer": "2"}\nnot json at all\n')
-    run = run_create(project=project, user=alice, config=_config(steps=2, task=f"file:{broken}"))
+    broken = broken_dataset(tmp_path.name)
+    run = run_create(project=project, user=alice, config=_config(steps=2, task=f"data:{broken.name}"))
     worker = start_worker("w-logs")
 
     _wait(lambda: _status(run) == RunStatus.FAILED, timeout=180, what="the run to fail", worker=worker)
@@ -72,3 +80,18 @@ def test_the_log_keeps_a_rotating_window_of_output_lines_per_attempt(make_run: A
     kept = [line.message for line in selectors.run_logs(run).filter(source="output")]
     assert kept == [f"line {i}" for i in range(290, 300)]
     assert RunLog.objects.filter(run=run, source="trainer").count() == 10  # the trainer's events are not trimmed
+
+
+def test_a_redelivered_attempt_continues_its_output_lines_after_the_stored_ones(make_run: Any, tmp_path: Path) -> None:
+    from webapp.execution import Supervisor
+
+    with override_settings(PSL_RUNS_DIR=tmp_path):
+        run = make_run(status="running")
+        supervisor = Supervisor(run)
+        supervisor.folder.mkdir(parents=True)
+        supervisor.output_log.write_text("already stored\n")
+        ingest.logs_record(run.pk, 0, 0, [("info", "already stored")], source="output")
+
+        supervisor._start_output()
+
+        assert (supervisor.output.offset, supervisor._output_seq) == (len("already stored\n"), 1)

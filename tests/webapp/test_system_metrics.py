@@ -46,11 +46,14 @@ def test_it_samples_the_trainers_process_tree_and_the_host(busy_child: Any) -> N
     assert all(key in SYSTEM_METRICS for key in values)
 
 
-def test_a_finished_process_gives_no_sample() -> None:
+def test_a_finished_process_gives_no_sample_even_before_it_is_reaped() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
+    sampler = SystemSampler(proc.pid, nvml=Nvml())
+    time.sleep(1.0)  # exited, not yet waited for: a zombie
 
-    assert SystemSampler(proc.pid, nvml=Nvml()).sample() == {}
+    assert sampler.sample() == {}
+    proc.wait()
+    assert sampler.sample() == {}
 
 
 def test_without_pynvml_there_are_no_gpu_keys_and_with_it_one_set_per_visible_gpu(
