@@ -225,13 +225,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("PSL_TORCH_THREADS", "2")))
     for model in args.models.split(","):
+        with_trl = not args.no_trl and args.mini_batches == 1
+        # TRL runs in another process, so it cannot alternate step by step with ours: it runs before
+        # and after our steps and the mean of the two is the peer's time, so that a change of machine
+        # load during the benchmark biases neither side.
+        trl_before = bench_trl(model, args.steps, args.max_new_tokens) if with_trl else None
         ours = bench_model(model, args.steps, args.max_new_tokens, args.mini_batches)
-        if args.no_trl or args.mini_batches != 1:
-            continue
-        trl = bench_trl(model, args.steps, args.max_new_tokens)
-        if trl:
+        trl_after = bench_trl(model, args.steps, args.max_new_tokens) if trl_before else None
+        if trl_before and trl_after:
+            trl = (trl_before + trl_after) / 2
             print(
-                f"TRL GRPOTrainer: {trl:.2f} s/step;  our GRPO / TRL: {ours['grpo'] / trl:.2f}x (target ≤ 0.90x);  "
+                f"TRL GRPOTrainer: {trl:.2f} s/step (before {trl_before:.2f}, after {trl_after:.2f});  "
+                f"our GRPO / TRL: {ours['grpo'] / trl:.2f}x (target ≤ 0.90x);  "
                 f"our Policy Split / TRL GRPO: {ours['policy_split'] / trl:.2f}x (target ≤ 1.60x)"
             )
 
