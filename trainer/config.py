@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,106 @@ class EvalSampling:
 
 
 EVAL_SAMPLING = EvalSampling()
+
+
+# --- limits: the one validation layer of every value a user types (form, API, CLI) -------------------
+# TrainConfig applies them to its fields before anything else; the web tier applies the same
+# predicates (text_problem, number_problem) to run names, tags, query parameters and ids.
+MAX_INT = 2**31 - 1
+"""Whole-number fields fit a PostgreSQL integer (the run's seed and steps are stored as columns)."""
+MAX_BIGINT = 2**63 - 1
+"""Ids and query parameters: what a PostgreSQL bigint holds."""
+MAX_FLOAT = 1e6
+"""Magnitude beyond which a float field is absurd (η = 1e308), unless NUMBER_LIMITS says otherwise."""
+MAX_TEXT = 1000
+MAX_EXTRA_BYTES = 16_384
+# Largest magnitude of the numeric fields whose sensible range is narrower than MAX_INT / MAX_FLOAT
+# (their lower bounds are the field checks of TrainConfig.__post_init__).
+FIELD_MAX: dict[str, float] = {
+    "steps": 10_000_000,
+    "n": 4096,
+    "ppo_epochs": 1000,
+    "max_prompt_length": 1 << 20,
+    "max_new_tokens": 1 << 20,
+    "vllm_max_model_len": 1 << 21,
+    "vllm_tensor_parallel_size": 1024,
+    "gpus": 1024,
+    "eta": 1000.0,
+    "eta_normal": 1000.0,
+    "temperature": 100.0,
+}
+# Longest value of each text field (model_name is a 200-character column).
+TEXT_LIMITS: dict[str, int] = {"model": 200, "task": 500, "preset": 100, "output_dir": 4096}
+
+
+def text_problem(value: str, *, max_length: int = MAX_TEXT) -> str | None:
+    """Why ``value`` cannot be stored or used as text (NUL bytes, lone surrogates, too long); None if it can."""
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters, got {len(value)}"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
+def number_problem(value: float, *, low: float, high: float) -> str | None:
+    """Why ``value`` is not a usable number in [low, high] (not finite, out of range); None if it is."""
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if value > high:
+        return f"must be ≤ {_shown(high)}, got {_shown(value)}"
+    if value < low:
+        return f"must be ≥ {_shown(low)}, got {_shown(value)}"
+    return None
+
+
+def _shown(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+def _check_limits(cfg: TrainConfig) -> None:
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        problem = None
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, str):
+            problem = text_problem(value, max_length=TEXT_LIMITS.get(f.name, MAX_TEXT))
+        elif isinstance(value, int | float):
+            most = FIELD_MAX.get(f.name, MAX_INT if isinstance(value, int) else MAX_FLOAT)
+            problem = number_problem(value, low=-most, high=most)
+        elif f.name == "extra":
+            problem = _extra_problem(value)
+        if problem:
+            raise ConfigError(f.name, problem)
+
+
+def _extra_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"must be an object of notes, got {type(value).__name__}"
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:  # NaN/Infinity, or not JSON at all
+        return f"must be plain JSON (finite numbers, strings, lists, objects): {exc}"
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_EXTRA_BYTES:
+        return f"must be at most {MAX_EXTRA_BYTES} bytes as JSON"
+    return next(filter(None, (text_problem(t, max_length=MAX_EXTRA_BYTES) for t in _strings(value))), None)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 class ConfigError(ValueError):
@@ -196,6 +297,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from trainer.registry import is_model_reference
 
+        _check_limits(self)  # first: every later check may echo a value, or read it as a path
         for name, valid in FIELD_CHOICES.items():
             _one_of(name, getattr(self, name), valid)
         if not is_model_reference(self.model):

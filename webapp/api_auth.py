@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from webapp.models import ApiToken
-from webapp.params import ParamError
+from webapp.params import ParamError, check_query
 
 View = Callable[..., HttpResponse]
 SAFE_METHODS = ("GET", "HEAD")
@@ -101,6 +101,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
                     response = error_response(405, message)
                     response["Allow"] = ", ".join(sorted(allowed))
                     return response
+                check_query(request.GET)  # before anything reads a parameter (trainer.config.text_problem)
                 request.user = _authenticate(request)
                 return view(request, *args, **kwargs)
             except ApiError as exc:

@@ -12,6 +12,7 @@ from typing import TypeVar
 from django.http import QueryDict
 
 from trainer.choices import parse_bool
+from trainer.config import MAX_BIGINT, text_problem
 
 T = TypeVar("T")
 
@@ -27,18 +28,41 @@ class ParamError(ValueError):
 def int_param(
     query: QueryDict, name: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None
 ) -> int | None:
-    """``?name=`` as a whole number within [minimum, maximum]; ``default`` when absent or empty."""
+    """``?name=`` as a whole number within [minimum, maximum] (at most a bigint either way);
+    ``default`` when absent or empty."""
     raw = query.get(name, "").strip()
     if raw == "":
         return default
+    if len(raw) > 30:  # longer than any bigint: int() of a huge string is slow, and it cannot fit
+        raise ParamError(name, f"{name} must be an integer between {-MAX_BIGINT} and {MAX_BIGINT}")
     try:
         value = int(raw)
     except ValueError:
         raise ParamError(name, f"{name} must be an integer, got {raw!r}") from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    low = -MAX_BIGINT if minimum is None else minimum
+    high = MAX_BIGINT if maximum is None else maximum
+    if value < low or value > high:
         bounds = f"between {minimum} and {maximum}" if minimum is not None and maximum is not None else ""
-        bounds = bounds or (f"≥ {minimum}" if minimum is not None else f"≤ {maximum}")
-        raise ParamError(name, f"{name} must be {bounds}, got {value}")
+        bounds = bounds or (f"≥ {minimum}" if minimum is not None else f"≤ {maximum}" if maximum is not None else "")
+        raise ParamError(name, f"{name} must be {bounds or f'between {low} and {high}'}, got {value}")
+    return value
+
+
+def check_query(query: QueryDict) -> None:
+    """Every query parameter's name and values must be storable text of at most MAX_TEXT characters
+    (trainer.config.text_problem: no NUL, no lone surrogate), whatever reads it later."""
+    for name, values in query.lists():
+        for text in (name, *values):
+            if problem := text_problem(text):
+                raise ParamError(name if text_problem(name) is None else "query", f"{name[:50]}: {problem}")
+
+
+def check_text(field: str, value: object, *, max_length: int) -> str:
+    """``value`` as text for ``field`` (a run name, a tag, …), else ParamError naming the field."""
+    if not isinstance(value, str):
+        raise ParamError(field, f"{field} must be a string, got {type(value).__name__}")
+    if problem := text_problem(value, max_length=max_length):
+        raise ParamError(field, f"{field} {problem}")
     return value
 
 

@@ -218,3 +218,37 @@ def test_it_reports_every_invalid_field_at_once() -> None:
     errors = config_errors({"alpha": 1.5, "kappa": -1, "steps": 0})
     assert [e.field for e in errors] == ["alpha", "kappa", "steps"]  # in the order the config checks them
     assert config_errors({"alpha": 0.2}) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("eta", float("nan"), "must be a finite number, got nan"),
+        ("lr", float("inf"), "must be a finite number"),
+        ("eta", 1e308, "must be ≤ 1000"),
+        ("kappa", -1e300, "must be ≥ -1000000"),
+        ("max_new_tokens", 10**9, "must be ≤ 1048576"),
+        ("steps", 10**12, "must be ≤ 10000000"),
+        ("seed", 2**40, "must be ≤ 2147483647"),
+        ("gpus", 10**6, "must be ≤ 1024"),
+        ("model", "m" * 1_000_000, "at most 200 characters"),
+        ("task", "file:a\x00b", "NUL"),
+        ("output_dir", "runs/\ud800", "lone surrogate"),
+        ("extra", {"note": "a\x00b"}, "NUL"),
+        ("extra", {"ratio": float("nan")}, "plain JSON"),
+        ("extra", {"blob": "x" * 20_000}, "at most 16384 bytes"),
+        ("extra", ["not", "an", "object"], "must be an object"),
+    ],
+)
+def test_it_rejects_non_finite_absurd_or_unstorable_values_naming_the_field(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({field: value})
+    assert err.value.field == field
+    assert message in err.value.message
+
+
+def test_the_cli_refuses_eta_nan(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="eta: must be a finite number"):
+        apply_overrides(TrainConfig(), ["eta=.nan"])

@@ -191,3 +191,13 @@ def test_it_keeps_chosen_columns_in_order_with_name_first() -> None:
     form = RunListForm(query("cols=m.train/reward,cfg.kappa,bogus,status"))
     assert form.columns() == ["name", "m.train/reward", "cfg.kappa", "status"]
     assert RunListForm(query("")).columns()[0] == "name"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("steps", str(10**20)), ("seed", str(10**20)), ("max_new_tokens", str(10**9)), ("eta", "1e308"), ("eta", "nan")],
+)
+def test_it_puts_an_absurd_value_on_its_field_as_the_api_and_the_cli_do(field: str, value: str) -> None:
+    form = RunForm(form_data(**{field: value}))
+    assert not form.is_valid()
+    assert field in form.errors

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve, reverse
 
 from trainer.choices import ALGORITHMS, LOG_LEVELS, PRIORITIES
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import MAX_BIGINT, ConfigError, TrainConfig
 from webapp.access import project_for, require, run_for
 from webapp.api_auth import ApiError, api_view, error_response
 from webapp.models import (
@@ -32,8 +32,9 @@ from webapp.models import (
     RunStatus,
     Sample,
     Study,
+    Tag,
 )
-from webapp.params import bool_param, int_param
+from webapp.params import bool_param, check_text, int_param
 from webapp.selectors import MAX_SERIES_POINTS, metric_series, run_logs
 from webapp.services import FieldError, IdempotencyConflict, ServiceError, run_cancel, run_create, run_create_once
 
@@ -44,6 +45,8 @@ MAX_SAMPLE_TOKENS_LIMIT = 100
 MAX_KEYS = 20
 MAX_LOG_LIMIT = 2000
 DEFAULT_POINTS = 1000
+MAX_PAGE = 1_000_000_000  # with MAX_LIMIT rows a page, the offset stays far inside a bigint
+MAX_TAGS = 100
 # Keys of a create-run body that are not TrainConfig fields.
 RUN_META_FIELDS = ("name", "queue", "tags", "wandb", "study", "priority")
 
@@ -64,6 +67,8 @@ def _json_object(request: HttpRequest) -> dict[str, Any]:
         body = json.loads(request.body or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return body
@@ -77,7 +82,7 @@ def _page(request: HttpRequest, qs: QuerySet[Any], *, most: int = MAX_LIMIT) -> 
     if "offset" in request.GET:
         raise ApiError(400, "the API pages with ?page= (from 1) and ?limit=, not ?offset=", field="offset")
     limit = int_param(request.GET, "limit", DEFAULT_LIMIT, minimum=1, maximum=most) or DEFAULT_LIMIT
-    page = int_param(request.GET, "page", 1, minimum=1) or 1
+    page = int_param(request.GET, "page", 1, minimum=1, maximum=MAX_PAGE) or 1
     count = qs.count()
     items = list(qs[(page - 1) * limit : page * limit])
     pages = max(1, -(-count // limit))
@@ -281,22 +286,22 @@ def _idempotency_key(request: HttpRequest) -> str:
 
 
 def _run_meta(meta: dict[str, Any], project: Project) -> tuple[str, str, list[str], bool, Study | None]:
-    name = meta.get("name", "")
-    if not isinstance(name, str) or len(name) > 200:
-        raise ApiError(400, "name must be a string of at most 200 characters", field="name")
+    name = check_text("name", meta.get("name", ""), max_length=Run._meta.get_field("name").max_length or 0)
     queue = meta.get("queue", "")
     if not isinstance(queue, str) or (queue and queue not in settings.PSL_QUEUES):
         valid = ", ".join(settings.PSL_QUEUES)
         raise ApiError(400, f"unknown queue {queue!r}; valid: {valid}", field="queue")
     tags = meta.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ApiError(400, "tags must be a list of strings", field="tags")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags) or len(tags) > MAX_TAGS:
+        raise ApiError(400, f"tags must be a list of at most {MAX_TAGS} strings", field="tags")
+    tag_length = Tag._meta.get_field("name").max_length or 0
+    tags = [check_text("tags", t, max_length=tag_length) for t in tags]
     wandb = meta.get("wandb", False)
     if not isinstance(wandb, bool):
         raise ApiError(400, "wandb must be true or false", field="wandb")
     study = None
     if (study_id := meta.get("study")) is not None:
-        valid_id = isinstance(study_id, int) and not isinstance(study_id, bool)
+        valid_id = isinstance(study_id, int) and not isinstance(study_id, bool) and 0 < study_id <= MAX_BIGINT
         study = Study.objects.filter(project=project, pk=study_id).first() if valid_id else None
         if study is None:
             raise ApiError(400, "study must be the id of a study of this project", field="study")
