@@ -178,3 +178,13 @@ def test_a_resume_of_an_older_schema_says_what_changed_in_its_config(
     body = response.content.decode()
     assert "Resumed as attempt 1." in body
     assert "Its stored config was migrated to this version: warmup_ratio=0.1 dropped" in body
+
+
+def test_the_grid_form_renders_every_field_it_requires(
+    client_for: Callable[..., Any], alice: Any, project: Any
+) -> None:
+    # A required field missing from the page fails every preview in the browser with no field shown.
+    response = client_for(alice).get(grid_url(project))
+    form, body = response.context["form"], response.content.decode()
+    missing = [name for name, f in form.fields.items() if f.required and f'name="{name}"' not in body]
+    assert missing == []
