@@ -36,7 +36,7 @@ def eager() -> bool:
 
 def waiting(queue: str) -> int:
     """How many messages wait on ``queue``, not yet taken by a worker (Redis or the filesystem broker)."""
-    with app.connection_for_read() as conn:
+    with app.connection_or_acquire() as conn:  # pooled: one connection for every round
         # Not passive: Redis drops an empty list, and a passive declare of it fails with 404.
         return int(conn.default_channel.queue_declare(queue=queue).message_count)
 

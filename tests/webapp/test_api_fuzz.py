@@ -88,6 +88,7 @@ def test_random_malformed_requests_never_get_a_5xx_and_always_get_json(
         f"/api/runs/{run.pk}/samples/": ["page", "limit", "step", "question_id", "mode", "tokens"],
         f"/api/runs/{run.pk}/metrics/": ["key", "min_step", "max_step", "points"],
         f"/api/runs/{run.pk}/evaluations/": ["benchmark", "mode"],
+        f"/api/runs/{run.pk}/logs/": ["level", "attempt", "after", "tail"],
         f"/api/runs/{run.pk}/": ["x"],
     }
     rng = random.Random(SEED)
