@@ -47,7 +47,7 @@ PARALLELISMS: tuple[str, ...] = ("none", "ddp", "fsdp")
 """How several processes share the training: none (one process), ddp (replicas, gradients averaged by
 DistributedDataParallel), fsdp (FSDP2: parameters, gradients and optimizer state sharded)."""
 
-TASKS: tuple[str, ...] = ("arith", "creative", "sanity")
+TASKS: tuple[str, ...] = ("arith", "arith-add", "creative", "sanity")
 """Built-in tasks (``trainer.data.datasets``); ``data:<name>`` (or ``file:<path>`` on the command line) names a
 dataset file besides these (``trainer.references``)."""
 

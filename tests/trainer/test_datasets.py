@@ -343,10 +343,18 @@ def test_a_file_task_with_a_bad_file_fails_when_it_is_created() -> None:
         get_task(f"file:{FIXTURES / 'broken_missing_answer.jsonl'}")
 
 
-def test_the_registry_knows_arith_creative_and_sanity() -> None:
-    assert TASKS == ("arith", "creative", "sanity")
+def test_the_registry_knows_arith_arith_add_creative_and_sanity() -> None:
+    assert TASKS == ("arith", "arith-add", "creative", "sanity")
     assert tuple(TASK_CLASSES) == TASKS
     assert [get_task(name).name for name in TASKS] == list(TASKS)
+
+
+def test_arith_add_serves_level_one_additions_of_arith_only() -> None:
+    questions = get_task("arith-add").questions("train")
+    assert len(questions) == 800 and {q.meta["level"] for q in questions} == {1}
+    assert all(q.id.startswith("arith-L1-") for q in questions)
+    train = {q.prompt for q in get_task("arith-add").questions("train")}
+    assert not train & {q.prompt for q in get_task("arith-add").questions("test")}
 
 
 def test_the_sanity_task_rewards_an_even_number_of_characters_on_questions_of_its_own_split() -> None:
@@ -359,7 +367,7 @@ def test_the_sanity_task_rewards_an_even_number_of_characters_on_questions_of_it
 
 def test_an_unknown_task_name_lists_the_valid_ones() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown task 'gsm8k'; valid: arith, creative, sanity, data:<name> or file:<path>"
+        ValueError, match=r"unknown task 'gsm8k'; valid: arith, arith-add, creative, sanity, data:<name> or file:<path>"
     ):
         get_task("gsm8k")
 

@@ -279,11 +279,13 @@ class ArithTask:
 
     mix: Mapping[int, float] = field(default_factory=lambda: dict(ARITH_DEFAULT_MIX))
     name: str = "arith"
+    train_size: int = ARITH_TRAIN_SIZE
+    """Questions of the train split when no limit is asked for (the test split has ARITH_TEST_SIZE)."""
     require_think: bool = False
     """Thinking models (docs/method.md §6.1 step 1): 0 without a closing </think>; the answer is read after it."""
 
     def questions(self, split: str = "train", *, limit: int | None = None, seed: int = 0) -> list[Question]:
-        total = limit if limit is not None else (ARITH_TEST_SIZE if split == "test" else ARITH_TRAIN_SIZE)
+        total = limit if limit is not None else (ARITH_TEST_SIZE if split == "test" else self.train_size)
         out: list[Question] = []
         for level, n in allocate(total, self.mix).items():
             out.extend(arith_level_questions(level, n, split=split, seed=seed))
@@ -603,7 +605,22 @@ class FileTask:
 # Registry
 
 # Keys are trainer.choices.TASKS (a test holds the two equal); the classes live here.
-TASK_CLASSES: Mapping[str, Callable[[], Task]] = {"arith": ArithTask, "creative": CreativeTask, "sanity": SanityTask}
+ARITH_ADD_MIX: Mapping[int, float] = {1: 1.0}
+"""arith-add: level 1 only (a + b, 1..12), where SmolLM2-135M already earns some reward: the
+2-core demo's task, so that a few minutes of RL visibly move it (the harder levels score 0)."""
+
+
+def arith_add_task(*, require_think: bool = False) -> ArithTask:
+    # 144 sums x 8 phrasings, a fifth of them held out: about 920 distinct train problems.
+    return ArithTask(mix=dict(ARITH_ADD_MIX), name="arith-add", train_size=800, require_think=require_think)
+
+
+TASK_CLASSES: Mapping[str, Callable[[], Task]] = {
+    "arith": ArithTask,
+    "arith-add": arith_add_task,
+    "creative": CreativeTask,
+    "sanity": SanityTask,
+}
 
 
 def get_task(name: str, *, require_think: bool = False) -> Task:
@@ -622,6 +639,8 @@ def get_task(name: str, *, require_think: bool = False) -> Task:
         return FileTask(path, require_think=require_think, name=name)
     if name == "arith":
         return ArithTask(require_think=require_think)
+    if name == "arith-add":
+        return arith_add_task(require_think=require_think)
     if name not in TASK_CLASSES:
         raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_CLASSES)}, data:<name> or file:<path>")
     return TASK_CLASSES[name]()  # creative prompts have no reward to gate, sanity none to think about
