@@ -51,6 +51,12 @@ def test_the_api_answers_every_client_error_as_json(
     _json_error(client.post(runs, data={}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {viewer}"), 403)
 
 
+def test_a_post_to_no_endpoint_is_a_json_404_not_a_csrf_403(alice: Any) -> None:
+    token = ApiToken.issue(user=alice, name="t")[1]
+    client = Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert "no API endpoint" in _json_error(client.post("/api/nowhere/", data={}), 404)["error"]
+
+
 def test_a_request_for_another_host_is_a_json_400(api: Callable[..., Any]) -> None:
     _json_error(api("get", "/api/projects/", HTTP_HOST="evil.example"), 400)  # Django's DisallowedHost
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve, reverse
+from django.views.decorators.csrf import csrf_exempt
 
 from trainer.choices import ALGORITHMS, LOG_LEVELS, PRIORITIES
 from trainer.config import MAX_BIGINT, ConfigError, TrainConfig
@@ -388,6 +389,7 @@ def run_evaluations(request: HttpRequest, pk: int) -> HttpResponse:
     return JsonResponse({"run": run.pk, "results": [_evaluation_json(ev) for ev in qs]})
 
 
+@csrf_exempt  # a POST to a wrong path is a 404, not a CSRF 403 (API clients send no CSRF token)
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     # This catch-all also swallows APPEND_SLASH's redirect, so point at the slashed path instead.
     try:
