@@ -107,6 +107,17 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
 
 
+class SummaryKind(models.TextChoices):
+    """How a run's curve becomes the one number of a final-metrics table (webapp.reports.SummaryRule)."""
+
+    MEAN_LAST = "mean_last", "Mean of the last k logged steps"
+    LAST = "last", "Last logged value"
+
+
+DEFAULT_SUMMARY_K = 5
+"""k of the default summary: one step is noise (a run at 0.25 on step 3 may log 0 on step 4)."""
+
+
 class Study(models.Model):
     """An ablation study: a named group of runs and the factor(s) varied across them."""
 
@@ -123,6 +134,9 @@ class Study(models.Model):
     # "samples": 8, "seed": 0} and/or {"halving": {"metric": "train/reward", "rungs": [2, 4], "mode": "max",
     # "reduction": 2}} (trainer.search.Halving); {} for a plain grid.
     search = models.JSONField(default=dict, blank=True)
+    # The final-metrics table's summary of each run's curve (the page and the exports say which).
+    summary_kind = models.CharField(max_length=10, choices=SummaryKind.choices, default=SummaryKind.MEAN_LAST)
+    summary_k = models.PositiveSmallIntegerField(default=DEFAULT_SUMMARY_K)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -4,7 +4,8 @@ Three layers, each plain data in, plain data out:
 
 * grouping: runs that differ only in their seed form one group (one table row, one chart line
   with a band across seeds);
-* tables: the final-metrics table (last value of chosen keys, from ``Run.summary``) and the
+* tables: the final-metrics table (a named summary of chosen keys: by default the mean of the last
+  k logged steps, or the last logged value; see :class:`SummaryRule`) and the
   paper-style evaluation table (docs/method.md §9: rows = methods, Acc / Ent per benchmark, Average,
   a "+ HE prompt" row for Policy Split, deltas and significance vs a baseline);
 * export: any table as CSV, Markdown or booktabs LaTeX.
@@ -27,7 +28,7 @@ from django.db.models import Avg, Case, FloatField, Value, When
 
 from trainer.config import FIELD_SYMBOLS, TrainConfig
 from trainer.data.benchmarks import benchmark_title
-from webapp.models import EvalResult, EvalStatus, Evaluation, Mode, Run
+from webapp.models import DEFAULT_SUMMARY_K, EvalResult, EvalStatus, Evaluation, Mode, Run, SummaryKind
 from webapp.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_question_test
 
 # --- grouping ---------------------------------------------------------------------------------------
@@ -259,36 +260,82 @@ class FinalTable:
     keys: list[str]
     rows: list[FinalRow]
     baseline: RunGroup | None
+    rule: SummaryRule = field(default_factory=lambda: SummaryRule())
 
     @property
     def title(self) -> str:
-        return "Final metrics (last logged value" + (", mean ± std across seeds)" if self.grouped else ")")
+        seeds = ", mean ± std across seeds" if self.grouped else ""
+        return f"Final metrics ({self.rule.label} of each run{seeds})"
 
     @property
     def grouped(self) -> bool:
         return any(len(r.group.runs) > 1 for r in self.rows)
 
 
-def _summary_cell(group: RunGroup, key: str) -> FinalCell:
-    values = [
-        float(v)
-        for r in group.runs
-        if isinstance(v := r.summary.get(key), int | float) and not isinstance(v, bool) and math.isfinite(v)
-    ]
-    if not values:
+MAX_SUMMARY_K = 1000
+
+
+@dataclass(frozen=True)
+class SummaryRule:
+    """How a run's curve of a key becomes the one number a final-metrics table shows.
+
+    ``mean_last``: the mean of the last ``k`` logged steps (the default, k = 5: one step is noise);
+    ``last``: the last logged value (``Run.summary``). Tables, headers and exports name the rule.
+    """
+
+    kind: str = SummaryKind.MEAN_LAST
+    k: int = DEFAULT_SUMMARY_K
+
+    @property
+    def label(self) -> str:
+        if self.kind == SummaryKind.LAST:
+            return "last logged value"
+        return f"mean of the last {self.k} logged steps" if self.k > 1 else "last logged value"
+
+    @classmethod
+    def from_query(cls, qd: Mapping[str, Any], default: SummaryRule | None = None) -> SummaryRule:
+        """``?summary=mean_last|last`` and ``?k=`` over ``default``; malformed values keep the default."""
+        base = default or cls()
+        kind = qd.get("summary", "") if qd.get("summary", "") in SummaryKind.values else base.kind
+        raw = str(qd.get("k", "")).strip()
+        k = int(raw) if raw.isdigit() and 1 <= int(raw) <= MAX_SUMMARY_K else base.k
+        return cls(kind, k)
+
+    def values(self, runs: Sequence[Run], keys: Sequence[str]) -> dict[tuple[int, str], float]:
+        """{(run id, key): summary} of the runs' keys under this rule."""
+        if self.kind == SummaryKind.MEAN_LAST and self.k > 1:
+            from webapp.selectors import last_k_means
+
+            return last_k_means(runs, keys, self.k)
+        return {
+            (r.pk, key): float(v)
+            for r in runs
+            for key in keys
+            if isinstance(v := r.summary.get(key), int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
+
+
+def _summary_cell(group: RunGroup, key: str, values: Mapping[tuple[int, str], float]) -> FinalCell:
+    found = [values[(r.pk, key)] for r in group.runs if (r.pk, key) in values]
+    values_ = [v for v in found if math.isfinite(v)]
+    if not values_:
         return FinalCell(None, None, 0)
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return FinalCell(statistics.fmean(values), std, len(values))
+    std = statistics.stdev(values_) if len(values_) > 1 else None
+    return FinalCell(statistics.fmean(values_), std, len(values_))
 
 
-def final_table(groups: Sequence[RunGroup], keys: Sequence[str], baseline: RunGroup | None) -> FinalTable:
-    base = {k: _summary_cell(baseline, k) for k in keys} if baseline else {}
+def final_table(
+    groups: Sequence[RunGroup], keys: Sequence[str], baseline: RunGroup | None, *, rule: SummaryRule | None = None
+) -> FinalTable:
+    rule = rule or SummaryRule()
+    values = rule.values([r for g in groups for r in g.runs], keys)
+    base = {k: _summary_cell(baseline, k, values) for k in keys} if baseline else {}
     rows = []
     for group in groups:
         is_base = baseline is not None and group.key == baseline.key
         cells = []
         for key in keys:
-            cell = _summary_cell(group, key)
+            cell = _summary_cell(group, key, values)
             ref = base.get(key)
             if not is_base and ref and ref.value is not None and cell.value is not None:
                 cell.delta = cell.value - ref.value
@@ -298,12 +345,13 @@ def final_table(groups: Sequence[RunGroup], keys: Sequence[str], baseline: RunGr
                     cell.tone = "pos" if better > 0 else "neg"
             cells.append(cell)
         rows.append(FinalRow(group, cells, is_base))
-    return FinalTable(list(keys), rows, baseline)
+    return FinalTable(list(keys), rows, baseline, rule)
 
 
 # --- the paper-style evaluation table ---------------------------------------------------------------
 
 QuestionKey = tuple[str, str]  # (benchmark, question_id)
+PAPER_SUMMARY = "held-out evaluation of each run's latest evaluated checkpoint"
 # Paper column order first (docs/method.md §9), then anything else alphabetically.
 BENCHMARK_ORDER = ("math", "aime", "gpqa", "mmlu")
 
@@ -425,6 +473,11 @@ class PaperTable:
     @property
     def test_description(self) -> str:
         return TESTS[self.test]
+
+    @property
+    def summary(self) -> str:
+        """What each cell summarises (the header and the exports say it)."""
+        return PAPER_SUMMARY
 
     @property
     def has_baseline(self) -> bool:
@@ -627,7 +680,12 @@ def paper_export(table: PaperTable, *, split: bool = False) -> ExportTable:
         rows.append(cells)
     rules = [0] if table.rows and table.rows[0].kind == "original" and len(table.rows) > 1 else []
     return ExportTable(
-        "Evaluation results (Acc / Ent)", header, rows, "l" + "c" * (len(header) - 1), table.legend(), rules
+        f"Evaluation results (Acc / Ent; {PAPER_SUMMARY})",
+        header,
+        rows,
+        "l" + "c" * (len(header) - 1),
+        table.legend(),
+        rules,
     )
 
 
@@ -658,7 +716,7 @@ def _paper_export_split(table: PaperTable) -> ExportTable:
             Text(row.test.test if row.test else ""),
         ]
         rows.append(cells)
-    return ExportTable("Evaluation results", header, rows, "l" * len(header))
+    return ExportTable(f"Evaluation results ({PAPER_SUMMARY})", header, rows, "l" * len(header))
 
 
 def final_export(table: FinalTable, *, split: bool = False) -> ExportTable:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, FloatField, Max, Min, Q, QuerySet
+from django.db.models import Count, F, FloatField, Max, Min, Q, QuerySet, Window
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast, Lower
+from django.db.models.functions import Cast, Lower, RowNumber
 from django.utils import timezone
 
 from trainer.config import FIELD_SYMBOLS, TrainConfig
@@ -704,3 +704,22 @@ def study_members(study: Study) -> list[StudyMember]:
 
 def study_included_runs(study: Study) -> list[Run]:
     return [m.run for m in study_members(study) if m.included]
+
+
+def last_k_means(runs: Sequence[Run], keys: Sequence[str], k: int) -> dict[tuple[int, str], float]:
+    """{(run id, key): mean of the run's last ``k`` logged values of the key} (fewer when it logged
+    fewer): the default summary of a final-metrics table (webapp.reports.SummaryRule). One query,
+    numbered newest first per (run, key) through the (run, key, step) index."""
+    if not runs or not keys or k < 1:
+        return {}
+    newest_first = Window(RowNumber(), partition_by=[F("run_id"), F("key")], order_by=F("step").desc())
+    rows = (
+        MetricPoint.objects.filter(run__in=[r.pk for r in runs], key__in=list(keys))
+        .annotate(n=newest_first)
+        .filter(n__lte=k)
+        .values_list("run_id", "key", "value")
+    )
+    sums: dict[tuple[int, str], list[float]] = {}
+    for run_id, key, value in rows:
+        sums.setdefault((run_id, key), []).append(value)
+    return {rk: sum(vs) / len(vs) for rk, vs in sums.items()}

@@ -35,9 +35,11 @@ from webapp.models import (
     RunStatus,
     Sample,
     Study,
+    SummaryKind,
     Tag,
     Verdict,
 )
+from webapp.reports import MAX_SUMMARY_K, SummaryRule
 from webapp.selectors import default_included, display, queued_runs
 
 log = logging.getLogger(__name__)
@@ -509,6 +511,26 @@ def study_set_baseline(*, study: Study, run: Run, user: Any) -> Study:
         actor=user,
         verb="set the study baseline to",
         target=f"{run.name} ({study.name})",
+        url=study.get_absolute_url(),
+    )
+    return study
+
+
+def study_set_summary(*, study: Study, kind: str, k: int, user: Any) -> Study:
+    """How the study's final-metrics table summarises each run's curve: the mean of its last ``k``
+    logged steps, or its last logged value (webapp.reports.SummaryRule)."""
+    if kind not in SummaryKind.values:
+        raise ServiceError(f"unknown summary {kind!r}; valid: {', '.join(SummaryKind.values)}")
+    if not 1 <= k <= MAX_SUMMARY_K:
+        raise ServiceError(f"k must be between 1 and {MAX_SUMMARY_K}, got {k}")
+    Study.objects.filter(pk=study.pk).update(summary_kind=kind, summary_k=k)
+    study.summary_kind, study.summary_k = kind, k
+    label = SummaryRule(kind, k).label
+    activity_record(
+        project=study.project,
+        actor=user,
+        verb="summarised runs by the",
+        target=f"{label} ({study.name})",
         url=study.get_absolute_url(),
     )
     return study

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
@@ -122,13 +123,42 @@ def test_final_metrics_show_group_means_and_deltas_against_the_baseline_group(
         url(project, runs=ids(*seeds.values()), keys=KEY, group="algorithm", baseline=str(seeds["grpo2"].pk))
     )
     table = response.context["cmp"].table
-    grpo, ps = table.rows
-    assert grpo.is_baseline and grpo.cells[0].value == pytest.approx(0.4)
-    assert ps.cells[0].value == pytest.approx(0.7)
-    assert ps.cells[0].delta == pytest.approx(0.3) and ps.cells[0].tone == "pos"
+    grpo, ps = table.rows  # by default each run's mean of its last 5 logged steps (here all 3)
+    assert grpo.is_baseline and grpo.cells[0].value == pytest.approx(0.3)
+    assert ps.cells[0].value == pytest.approx(0.5)
+    assert ps.cells[0].delta == pytest.approx(0.2) and ps.cells[0].tone == "pos"
     content = response.content.decode()
-    assert 'class="mt-delta delta-pos">+0.3</div>' in content
+    assert 'class="mt-delta delta-pos">+0.2</div>' in content
     assert "Δ vs <strong>GRPO</strong>" in content
+    assert "Final metrics (mean of the last 5 logged steps of each run, mean ± std across seeds)" in content
+
+
+@pytest.mark.parametrize(
+    ("params", "grpo_value", "ps_value", "title"),
+    [
+        ({"summary": "last"}, 0.4, 0.7, "last logged value"),
+        ({"summary": "mean_last", "k": "2"}, 0.35, 0.6, "mean of the last 2 logged steps"),
+    ],
+)
+def test_the_final_metrics_summary_is_named_and_can_be_the_last_value_or_another_k(
+    client_for: Any,
+    vera: Any,
+    project: Any,
+    seeds: dict[str, Run],
+    params: dict[str, str],
+    grpo_value: float,
+    ps_value: float,
+    title: str,
+) -> None:
+    base = {"runs": ids(*seeds.values()), "keys": KEY, "group": "algorithm"}
+    response = client_for(vera).get(url(project, **base, **params), follow=True)
+    grpo, ps = response.context["cmp"].table.rows
+    assert (grpo.cells[0].value, ps.cells[0].value) == (pytest.approx(grpo_value), pytest.approx(ps_value))
+    assert f"<h2>Final metrics ({title} of each run, mean ± std across seeds)</h2>" in response.content.decode()
+    export = client_for(vera).get(
+        reverse("webapp-compare-export", args=[project.pk]) + "?" + urlencode({**base, **params, "format": "md"})
+    )
+    assert f"Final metrics ({title} of each run" in export.content.decode()
 
 
 def test_a_form_submit_redirects_to_the_canonical_permalink(

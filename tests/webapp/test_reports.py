@@ -11,13 +11,14 @@ import io
 import pytest
 
 from trainer.config import TrainConfig
-from webapp.models import Run
+from webapp.models import Run, SummaryKind
 from webapp.reports import (
     ExportTable,
     PaperCell,
     PaperRow,
     PaperTable,
     RunGroup,
+    SummaryRule,
     Text,
     final_export,
     final_table,
@@ -33,6 +34,8 @@ from webapp.reports import (
     varied_fields,
 )
 from webapp.stats import PairedResult
+
+LAST = SummaryRule(SummaryKind.LAST)  # Run.summary: these tables need no database
 
 
 def run(pk: int, name: str = "", summary: dict[str, float] | None = None, **config: object) -> Run:
@@ -136,7 +139,7 @@ def test_final_table_averages_seeds_and_colours_deltas_against_the_baseline() ->
         ],
     )
     ps = RunGroup(("ps",), "Policy Split", [run(3, summary={"normal/accuracy": 0.8, "actor/pg_loss": 0.3})])
-    table = final_table([grpo, ps], ["normal/accuracy", "actor/pg_loss", "missing"], grpo)
+    table = final_table([grpo, ps], ["normal/accuracy", "actor/pg_loss", "missing"], grpo, rule=LAST)
     base, other = table.rows
     assert base.is_baseline and base.cells[0].value == pytest.approx(0.6)
     assert base.cells[0].std == pytest.approx(0.1414, abs=1e-4)
@@ -238,7 +241,7 @@ def test_final_export_writes_mean_std_and_delta() -> None:
         ("grpo",), "GRPO", [run(1, summary={"normal/accuracy": 0.5}), run(2, summary={"normal/accuracy": 0.7})]
     )
     ps = RunGroup(("ps",), "Policy_Split", [run(3, summary={"normal/accuracy": 0.8})])
-    table = final_table([grpo, ps], ["normal/accuracy"], grpo)
+    table = final_table([grpo, ps], ["normal/accuracy"], grpo, rule=LAST)
     md = to_markdown(final_export(table))
     assert "| GRPO (baseline) | 2 | 0.6 ± 0.14 |" in md
     assert "| Policy\\_Split | 1 | 0.8 (+0.2) |" in md

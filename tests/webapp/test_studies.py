@@ -283,6 +283,7 @@ def _fail(run: Run, status: str = "failed") -> Run:
     run.status = status
     run.summary = {"normal/accuracy": 0.0}  # what a run that died early reports
     run.save(update_fields=["status", "summary"])
+    MetricPoint.objects.filter(run=run, key="normal/accuracy").update(value=0.0)
     return run
 
 
@@ -449,3 +450,57 @@ def test_the_study_charts_run_the_same_queries_for_any_number_of_runs_and_keys(
         assert [c["key"] for c in charts] == wanted and all(c["traces"] for c in charts)
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1]  # 2 runs × 1 key and 10 runs × 5 keys
+
+
+# --- the summary of each run ------------------------------------------------------------------------------
+
+
+def _noisy_last_step(study: Study) -> None:
+    """Each GRPO run's accuracy 0.25 at steps 2–4, then one noisy 0 at step 5."""
+    for run in study.runs.filter(algorithm="grpo"):
+        for step, value in ((2, 0.25), (3, 0.25), (4, 0.25), (5, 0.0)):
+            MetricPoint.objects.create(run=run, key="normal/accuracy", step=step, value=value)
+        run.summary = {"normal/accuracy": 0.0}  # the last logged value, as ingestion keeps it
+        run.save(update_fields=["summary"])
+
+
+def test_the_final_metrics_default_to_the_mean_of_the_last_five_steps_and_say_so(
+    client_for: Any, vera: Any, study: Study
+) -> None:
+    _noisy_last_step(study)
+    response = client_for(vera).get(detail(study) + "?keys=normal/accuracy")
+    grpo = response.context["sv"].final.rows[0]
+    assert grpo.cells[0].value == pytest.approx((0.5 + 3 * 0.25 + 0.0) / 5)  # not the last step's 0
+    assert "Final metrics (mean of the last 5 logged steps of each run, mean ± std across seeds)" in (
+        response.content.decode()
+    )
+    md = client_for(vera).get(export(study, table="final", format="md", keys="normal/accuracy")).content.decode()
+    assert r"**ps\_vs\_grpo 100%: Final metrics (mean of the last 5 logged steps of each run" in md
+    tex = client_for(vera).get(export(study, table="final", format="tex", keys="normal/accuracy")).content.decode()
+    assert r"Final metrics (mean of the last 5 logged steps of each run" in tex
+
+
+def test_a_member_sets_the_studys_summary_and_the_last_value_stays_an_explicit_option(
+    client_for: Any, bob: Any, vera: Any, study: Study
+) -> None:
+    _noisy_last_step(study)
+    url = reverse("webapp-study-summary", args=[study.pk])
+    assert client_for(vera).post(url, {"summary": "last", "k": "5"}).status_code == 403
+    assert client_for(bob).post(url, {"summary": "mean_last", "k": "0"}).status_code == 400
+    assert client_for(bob).post(url, {"summary": "mean_last", "k": "2"}).status_code == 302
+    study.refresh_from_db()
+    assert (study.summary_kind, study.summary_k) == ("mean_last", 2)
+    page = client_for(bob).get(detail(study) + "?keys=normal/accuracy")
+    assert page.context["sv"].final.rows[0].cells[0].value == pytest.approx(0.125)
+    client_for(bob).post(url, {"summary": "last", "k": "2"})
+    page = client_for(bob).get(detail(study) + "?keys=normal/accuracy")
+    assert page.context["sv"].final.rows[0].cells[0].value == pytest.approx(0.0)
+    assert "Final metrics (last logged value of each run" in page.content.decode()
+    assert Activity.objects.filter(verb="summarised runs by the", target__startswith="last logged value").exists()
+
+
+def test_the_paper_table_says_it_summarises_held_out_evaluations(client_for: Any, vera: Any, evaluated: Study) -> None:
+    page = client_for(vera).get(detail(evaluated)).content.decode()
+    assert "held-out evaluation of each run&#x27;s latest evaluated checkpoint" in page
+    md = client_for(vera).get(export(evaluated, table="paper", format="md")).content.decode()
+    assert "Evaluation results (Acc / Ent; held-out evaluation of each run's latest evaluated checkpoint)" in md

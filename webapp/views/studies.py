@@ -7,7 +7,7 @@ and export are in ``webapp.reports``; significance tests in ``webapp.stats``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 
 from webapp import selectors
 from webapp.access import can, project_for, require, study_for
-from webapp.models import Project, Role, Run, Study
+from webapp.models import Project, Role, Run, Study, SummaryKind
 from webapp.reports import (
     CONFIG_FIELD_NAMES,
     EXPORT_FORMATS,
@@ -32,6 +32,7 @@ from webapp.reports import (
     FinalTable,
     PaperTable,
     RunGroup,
+    SummaryRule,
     config_value,
     final_export,
     final_table,
@@ -45,7 +46,7 @@ from webapp.reports import (
     study_group_fields,
     varied_fields,
 )
-from webapp.services import study_set_baseline, study_set_included
+from webapp.services import ServiceError, study_set_baseline, study_set_included, study_set_summary
 from webapp.stats import DEFAULT_TEST, TEST_LABELS, TESTS
 
 MAX_RUNS = 24
@@ -110,6 +111,7 @@ class CompareState:
     baseline: int | None = None
     smooth: float = 0.0  # EMA weight applied in the browser (W&B-style), 0 = raw
     find: str = ""  # the run picker's search (the picker lists matches instead of every run)
+    summary: SummaryRule = field(default_factory=SummaryRule)  # how the final-metrics table summarises each curve
 
     @classmethod
     def from_query(cls, qd: QueryDict) -> CompareState:
@@ -123,6 +125,7 @@ class CompareState:
             baseline=baseline if baseline in runs else None,
             smooth=parse_smooth(qd.get("smooth", "")),
             find=qd.get("find", "").strip()[:100],
+            summary=SummaryRule.from_query(qd),
         )
 
     def query(self, **changes: Any) -> str:
@@ -143,6 +146,8 @@ class CompareState:
             pairs.append(("smooth", f"{s.smooth:g}"))
         if s.find:
             pairs.append(("find", s.find))
+        if s.summary != SummaryRule():
+            pairs += [("summary", s.summary.kind), ("k", s.summary.k)]
         return urlencode(pairs, safe=",/")
 
 
@@ -225,7 +230,8 @@ def build_comparison(project: Project, state: CompareState) -> Comparison:
     keys = list(state.keys) or default_keys(available)
     groups = paint(group_runs(runs, state.group))
     baseline = group_of(groups, state.baseline)
-    return Comparison(runs, groups, keys, available, baseline, final_table(groups, keys, baseline))
+    table = final_table(groups, keys, baseline, rule=state.summary)
+    return Comparison(runs, groups, keys, available, baseline, table)
 
 
 def _group_choices(runs: Sequence[Run], state: CompareState) -> list[tuple[str, str, bool]]:
@@ -272,6 +278,10 @@ def compare(request: HttpRequest, project_id: int) -> HttpResponse:
         "band_label": BANDS[state.band] if grouped else "",
         "permalink": request.build_absolute_uri(request.path + "?" + state.query()),
         "export_links": _export_links(reverse("webapp-compare-export", args=[project.pk]), state.query()),
+        "summary_links": [
+            (rule.label, "?" + state.query(summary=rule), rule == state.summary)
+            for rule in summary_choices(state.summary)
+        ],
     }
     return render(request, "webapp/compare.html", context)
 
@@ -342,6 +352,7 @@ class StudyView:
     test: str
     final: FinalTable
     paper: PaperTable | None
+    summary: SummaryRule
 
 
 def build_study(study: Study, qd: QueryDict) -> StudyView:
@@ -352,6 +363,7 @@ def build_study(study: Study, qd: QueryDict) -> StudyView:
     baseline = group_of(groups, study.baseline_id)
     keys = [k[:80] for k in _split(qd.getlist("keys"))][:MAX_KEYS] or default_keys(selectors.metric_keys(runs))
     test = qd.get("test", "") if qd.get("test") in TESTS else DEFAULT_TEST
+    summary = SummaryRule.from_query(qd, study_summary(study))
     return StudyView(
         study,
         runs,
@@ -361,9 +373,15 @@ def build_study(study: Study, qd: QueryDict) -> StudyView:
         baseline,
         keys,
         test,
-        final_table(groups, keys, baseline),
+        final_table(groups, keys, baseline, rule=summary),
         paper_table(groups, baseline, test=test),
+        summary,
     )
+
+
+def study_summary(study: Study) -> SummaryRule:
+    """The study's own summary rule (the page's ?summary=&k= may override it)."""
+    return SummaryRule(study.summary_kind, study.summary_k)
 
 
 def _factor_names(study: Study, runs: Sequence[Run]) -> list[str]:
@@ -462,9 +480,18 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         "final_exports": _export_links(
             reverse("webapp-study-export", args=[study.pk]),
-            urlencode({"keys": query["keys"]}, safe=",/"),
+            urlencode({"keys": query["keys"], "summary": sv.summary.kind, "k": sv.summary.k}, safe=",/"),
             table="final",
         ),
+        "summary_links": [
+            (rule.label, "?" + urlencode({**query, "summary": rule.kind, "k": rule.k}, safe=",/"), rule == sv.summary)
+            for rule in summary_choices(sv.summary)
+        ],
+        "summary_form": {
+            "url": reverse("webapp-study-summary", args=[study.pk]),
+            "kinds": SummaryKind.choices,
+            "rule": study_summary(study),
+        },
         "band_links": [(k, label, "?" + urlencode({**query, "band": k}, safe=",/")) for k, label in BANDS.items()],
         "test_links": [
             (k, TEST_LABELS[k], "?" + urlencode({**query, "test": k, "band": band}, safe=",/")) for k in TESTS
@@ -537,6 +564,29 @@ def study_baseline(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(study)
 
 
+def summary_choices(current: SummaryRule) -> list[SummaryRule]:
+    """The summaries a table offers: the mean of the last k steps (the current k) and the last value."""
+    k = current.k if current.kind == SummaryKind.MEAN_LAST else SummaryRule().k
+    return [SummaryRule(SummaryKind.MEAN_LAST, k), SummaryRule(SummaryKind.LAST, k)]
+
+
+@login_required
+@require_POST
+def study_summary_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Save how the study's final-metrics table summarises each run (members and admins)."""
+    study = study_for(request.user, pk)
+    require(request.user, study.project, Role.MEMBER)
+    raw_k = request.POST.get("k", "").strip()
+    try:
+        study_set_summary(
+            study=study, kind=request.POST.get("summary", ""), k=int(raw_k) if raw_k.isdigit() else 0, user=request.user
+        )
+    except ServiceError as exc:
+        return HttpResponseBadRequest(str(exc))
+    messages.success(request, f"Final metrics now show the {study_summary(study).label} of each run.")
+    return redirect(study)
+
+
 @login_required
 @require_POST
 def study_run_inclusion(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
@@ -581,4 +631,5 @@ urlpatterns = [
     path("studies/<int:pk>/baseline/", study_baseline, name="webapp-study-baseline"),
     path("studies/<int:pk>/runs/<int:run_id>/inclusion/", study_run_inclusion, name="webapp-study-run-inclusion"),
     path("studies/<int:pk>/export/", study_export, name="webapp-study-export"),
+    path("studies/<int:pk>/summary/", study_summary_view, name="webapp-study-summary"),
 ]
