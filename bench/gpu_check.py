@@ -223,6 +223,7 @@ class PhaseMeter:
     def __exit__(self, *exc: object) -> None:
         for attr, fn in self._saved.items():
             setattr(loop, attr, fn)
+        self.state = None  # the next algorithm's model must not share the device with this one's
 
     def _wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -320,10 +321,11 @@ def run_algorithm(
         + f" peak_gib={peak / GiB:.3f} plan_gib={plan.peak_bytes / GiB:.3f} "
         f"plan_over_peak={plan.peak_bytes / max(peak, 1):.3f}"
     )
-    del state, model
+    del state, model, meter
     gc.collect()
     if spec.device == "cuda":
         torch.cuda.empty_cache()
+        out(f"note algo={algorithm} allocated_after_cleanup_gib={torch.cuda.memory_allocated() / GiB:.3f}")
     return steps
 
 
