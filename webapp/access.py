@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from webapp.models import Membership, Project, Role, Run, Sample, Study
+from webapp.models import Membership, Project, Role, Run, Sample, Study, Team
 
 
 class AuthenticatedHttpRequest(HttpRequest):
@@ -43,6 +43,16 @@ def sample_for(user: Any, pk: int, *, role: str = Role.VIEWER) -> Sample:
     runs = Run.objects.for_user(user, role=role)
     samples = Sample.objects.with_tokens().filter(run__in=runs).select_related("run__project")
     return get_object_or_404(samples, pk=pk)
+
+
+def team_for(user: Any, pk: int, *, role: str = Role.VIEWER) -> tuple[Team, Membership]:
+    """The team and the user's membership; 404 for outsiders (like every other object), 403 below ``role``."""
+    found = Membership.objects.select_related("team").filter(user=user, team_id=pk).first()
+    if found is None:
+        raise Http404("no such team")
+    if not found.can(role):
+        raise PermissionDenied(f"your role on {found.team} is {found.role}; this needs {role}")
+    return found.team, found
 
 
 def can(user: Any, project: Project, role: str) -> bool:

@@ -603,9 +603,11 @@ class Verdict(models.Model):
 
 
 class Activity(models.Model):
-    """The project's activity feed: who did what to which object, newest first."""
+    """The activity feed: who did what to which object, newest first. A project's events name the
+    project; a team's own events (members, roles, invitations) name the team and no project."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="activities")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     verb = models.CharField(max_length=50)
     target = models.CharField(max_length=300)
@@ -615,9 +617,49 @@ class Activity(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "activities"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(project__isnull=False) | models.Q(team__isnull=False), name="activity_has_a_place"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.actor} {self.verb} {self.target}"
+
+
+class Invitation(models.Model):
+    """A link that makes whoever opens it (signed in) a member of ``team`` with ``role``; only the
+    SHA-256 of its secret is stored. Used once, within ``INVITATION_DAYS``."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    INVITATION_DAYS = 7
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.team} ({self.role})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.accepted_at is None and timezone.now() - self.created_at < timedelta(days=self.INVITATION_DAYS)
+
+    @classmethod
+    def issue(cls, *, team: Team, email: str, role: str, user: Any) -> tuple[Invitation, str]:
+        """Create an invitation and return it with its secret, which is shown once and never stored."""
+        raw = secrets.token_urlsafe(32)
+        invitation = cls.objects.create(team=team, email=email, role=role, digest=ApiToken.hash(raw), created_by=user)
+        return invitation, raw
 
 
 class ApiToken(models.Model):

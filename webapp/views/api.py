@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve, reverse
@@ -19,7 +20,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from trainer.choices import ALGORITHMS, LOG_LEVELS, PRIORITIES
 from trainer.config import MAX_BIGINT, ConfigError, TrainConfig
-from webapp.access import project_for, require, run_for
+from webapp import teams as team_service
+from webapp.access import project_for, require, run_for, team_for
 from webapp.api_auth import ApiError, api_view, error_response
 from webapp.models import (
     SAMPLE_VALUE_FIELDS,
@@ -389,6 +391,65 @@ def run_evaluations(request: HttpRequest, pk: int) -> HttpResponse:
     return JsonResponse({"run": run.pk, "results": [_evaluation_json(ev) for ev in qs]})
 
 
+# --- teams (webapp.teams holds the rules; the role matrix is in its docstring) ----------------------------
+
+
+def _member_json(m: Membership) -> dict[str, Any]:
+    return {"id": m.pk, "username": m.user.username, "role": m.role}
+
+
+@api_view("GET")
+def teams(request: HttpRequest) -> HttpResponse:
+    user: Any = request.user  # authenticated by api_view
+    rows = Membership.objects.filter(user=user).select_related("team").order_by("team__name")
+    return JsonResponse(
+        {"results": [{"id": m.team_id, "name": m.team.name, "slug": m.team.slug, "role": m.role} for m in rows]}
+    )
+
+
+@api_view("GET", "POST")
+def team_members(request: HttpRequest, pk: int) -> HttpResponse:
+    team, _ = team_for(request.user, pk, role=Role.ADMIN if request.method == "POST" else Role.VIEWER)
+    if request.method == "POST":
+        body = _json_object(request)
+        username, role = body.get("username"), body.get("role", Role.MEMBER)
+        if not isinstance(username, str) or not username:
+            raise ApiError(400, "username must be a user's name", field="username")
+        if role not in Role.values:
+            raise ApiError(400, f"unknown role {role!r}; valid: {', '.join(Role.values)}", field="role")
+        try:
+            added = team_service.member_add(team=team, actor=request.user, username=username, role=role)
+        except ServiceError as exc:
+            raise ApiError(400, str(exc), field="username") from None
+        return JsonResponse(_member_json(added), status=201)
+    rows = team.memberships.select_related("user").order_by("user__username")
+    return JsonResponse({"team": team.pk, "results": [_member_json(m) for m in rows]})
+
+
+@api_view("POST", "DELETE")
+def team_member(request: HttpRequest, pk: int, member_id: int) -> HttpResponse:
+    team, mine = team_for(request.user, pk)
+    membership = Membership.objects.select_related("user").filter(team=team, pk=member_id).first()
+    if membership is None:
+        raise ApiError(404, "not found")
+    leaving = request.method == "DELETE" and membership.pk == mine.pk
+    if not leaving and not mine.can(Role.ADMIN):
+        raise PermissionDenied(f"your role on {team} is {mine.role}; this needs {Role.ADMIN}")
+    try:
+        if request.method == "DELETE":
+            team_service.member_remove(membership=membership, actor=request.user)
+            return HttpResponse(status=204)
+        role = _json_object(request).get("role")
+        if role not in Role.values:
+            raise ApiError(400, f"unknown role {role!r}; valid: {', '.join(Role.values)}", field="role")
+        changed = team_service.member_set_role(membership=membership, actor=request.user, role=str(role))
+    except ServiceError as exc:
+        raise ApiError(409, str(exc)) from None
+    return JsonResponse(_member_json(changed))
+
+
+
+
 @csrf_exempt  # a POST to a wrong path is a 404, not a CSRF 403 (API clients send no CSRF token)
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     # This catch-all also swallows APPEND_SLASH's redirect, so point at the slashed path instead.
@@ -410,5 +471,8 @@ urlpatterns = [
     path("runs/<int:pk>/samples/", run_samples, name="api-run-samples"),
     path("runs/<int:pk>/logs/", run_log_lines, name="api-run-logs"),
     path("runs/<int:pk>/evaluations/", run_evaluations, name="api-run-evaluations"),
+    path("teams/", teams, name="api-teams"),
+    path("teams/<int:pk>/members/", team_members, name="api-team-members"),
+    path("teams/<int:pk>/members/<int:member_id>/", team_member, name="api-team-member"),
     re_path(r"^(?P<rest>.*)$", not_found),
 ]

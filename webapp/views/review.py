@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -25,7 +26,7 @@ from django.views.decorators.http import require_POST
 
 from webapp import services
 from webapp.access import can, project_for, require, run_for, sample_for, study_for
-from webapp.models import Comment, Project, Role, Run, Sample, Study, Tag, Verdict, VerdictChoice
+from webapp.models import Activity, Comment, Project, Role, Run, Sample, Study, Tag, Verdict, VerdictChoice
 from webapp.sample_selectors import prompt_turns, question_text
 from webapp.views.side_by_side import Card, heat_pieces, side_by_side_url
 
@@ -238,7 +239,12 @@ def sample_review(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def activity(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id)
-    items = project.activities.select_related("actor").order_by("-created_at", "-id")
+    # The project's own events and its team's (members, roles, invitations).
+    items = (
+        Activity.objects.filter(Q(project=project) | Q(team_id=project.team_id, project__isnull=True))
+        .select_related("actor")
+        .order_by("-created_at", "-id")
+    )
     page = Paginator(items, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "webapp/activity.html", {"project": project, "nav": "activity", "page": page})
 
