@@ -469,8 +469,10 @@ class Supervisor:
             final, error = RunStatus.SUCCEEDED, ""
         else:
             # The crash as the trainer printed it: its last traceback, else the end of its output.
-            cause = self.output.last_traceback or child_process.tail(self.output_log)
-            final, error = RunStatus.FAILED, f"trainer exited with code {returncode}\n\n{cause}"
+            traceback = self.output.last_traceback
+            cause = traceback or child_process.tail(self.output_log)
+            headline = f": {traceback.splitlines()[-1]}" if traceback else ""  # the exception, in view first
+            final, error = RunStatus.FAILED, f"trainer exited with code {returncode}{headline}\n\n{cause}"
         while True:
             try:
                 close_old_connections()
