@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import path
 from django.utils.cache import add_never_cache_headers
@@ -84,7 +84,7 @@ def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    ApiToken.objects.filter(user=request.user, pk=pk).delete()
+    get_object_or_404(ApiToken, user=request.user, pk=pk).delete()  # another user's token: 404 like any object
     return redirect("webapp-tokens")
 
 
