@@ -61,6 +61,39 @@ def env_secret(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+# Words of the placeholders people copy from examples (docker/.env.example's "change-me-…").
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "placeholder", "example", "insecure", "not-secret")
+SECRET_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+def check_secret_key(key: str, name: str = "SECRET_KEY") -> str:
+    """``key`` if it is fit to sign sessions: at least 50 characters, 5 distinct, no placeholder word,
+    not Django's ``django-insecure-`` prefix (the rules of Django's security.W009, enforced at start-up)."""
+    lowered = key.lower()
+    if lowered.startswith("django-insecure-") or any(word in lowered for word in PLACEHOLDER_WORDS):
+        raise ImproperlyConfigured(f"{name} is a placeholder, not a secret; {SECRET_KEY_HINT}")
+    if len(key) < 50 or len(set(key)) < 5:
+        raise ImproperlyConfigured(
+            f"{name} is too short or too regular (need 50+ random characters); {SECRET_KEY_HINT}"
+        )
+    return key
+
+
+def demo_secret_key(path: Path) -> str:
+    """The demo's SECRET_KEY: random, made once and kept in ``path`` (mode 0600) so that sessions
+    survive a restart; every process of the demo reads the same file."""
+    import secrets
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        key = secrets.token_urlsafe(50)
+        out.write(key)
+    return key
+
+
 def parse_database_url(url: str, *, name: str = "DATABASE_URL") -> dict[str, Any]:
     """Turn ``postgres://user:pass@host:5432/db`` or ``sqlite:///path`` into a Django DATABASES entry."""
     parts = urlsplit(url)

@@ -17,6 +17,8 @@ from trainer.data.benchmarks import BENCHMARK_NAMES
 from trainer.planner import pool_gpus
 from webapp.env import (
     check_broker_url,
+    check_secret_key,
+    demo_secret_key,
     env_bool,
     env_int,
     env_list,
@@ -37,7 +39,9 @@ SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
     if not (DEMO or DEBUG):
         raise ImproperlyConfigured("SECRET_KEY is required (or SECRET_KEY_FILE); set PSL_DEMO=1 for a local demo")
-    SECRET_KEY = "insecure-demo-key-do-not-use-in-production-" + "x" * 20
+    SECRET_KEY = demo_secret_key(VAR_DIR / "demo-secret-key")
+elif not DEBUG:
+    check_secret_key(SECRET_KEY)  # a placeholder copied from the example, or a short key, never signs sessions
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -132,16 +136,19 @@ except ImportError:  # pragma: no cover - plotly is in requirements.txt
 # Serve static files straight from the finders: no collectstatic step for the demo.
 WHITENOISE_USE_FINDERS = True
 
-# Production hardening: on unless DEBUG; HTTPS-only cookies when SECURE_COOKIES (default: not DEBUG/DEMO).
+# Production hardening, on unless DEBUG or the demo (SECURE_COOKIES): HTTPS-only cookies, a redirect of
+# plain HTTP to HTTPS and HSTS for a year; each can be set on its own.
 SECURE_COOKIES = env_bool("SECURE_COOKIES", not (DEBUG or DEMO))
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SECURE_COOKIES)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SECURE_COOKIES else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS")

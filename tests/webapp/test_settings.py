@@ -110,6 +110,60 @@ def test_it_passes_the_deploy_checks_with_production_like_variables() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+STRONG_KEY = "k" * 20 + "-Zq8#x1!fP0vR7sLm2@bW9yT4nC6hJ3dE5gA"
+
+
+def example_variables(tmp_path: Path) -> dict[str, str]:
+    """docker/.env.example's production values (empty ones left to their defaults), folders moved under tmp_path."""
+    values = {}
+    for line in (REPO / "docker" / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and value:
+            values[name] = str(tmp_path / value.lstrip("/")) if value.startswith("/data") else value
+    return values
+
+
+def test_the_example_files_placeholder_secret_key_is_refused_at_start_up(tmp_path: Path) -> None:
+    env = example_variables(tmp_path)
+    assert env["SECRET_KEY"] == "change-me-to-a-long-random-string"
+    out = _check(env)
+    assert out.returncode != 0
+    assert "SECRET_KEY is a placeholder" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "key", ["short-but-random-Zq8#x1!fP0vR7", "k" * 64, "django-insecure-" + "Zq8#x1!fP0vR7sLm2@bW9yT4nC6hJ3dE5gA"]
+)
+def test_a_short_or_regular_secret_key_is_refused_unless_debug(key: str) -> None:
+    out = _check({"SECRET_KEY": key})
+    assert out.returncode != 0 and "SECRET_KEY is" in out.stderr
+    assert _check({"SECRET_KEY": key, "DEBUG": "1"}).returncode == 0
+
+
+def test_the_production_example_passes_the_deploy_checks_with_a_real_key(tmp_path: Path) -> None:
+    env = example_variables(tmp_path) | {"SECRET_KEY": STRONG_KEY}
+    out = _check(env, "--deploy", "--fail-level", "WARNING")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_without_debug_https_is_the_default(tmp_path: Path) -> None:
+    env = {"SECRET_KEY": STRONG_KEY}
+    out = _check(env, "--deploy", "--fail-level", "WARNING")  # nothing set by hand: no HSTS/SSL warnings
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_demo_signs_with_a_random_key_kept_in_its_var_folder(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    env = {"PSL_DEMO": "1", "PSL_VAR_DIR": str(var)}
+    printed = [
+        _check(env, "-c", "from django.conf import settings; print(settings.SECRET_KEY)", command="shell")
+        for _ in range(2)
+    ]
+    keys = {p.stdout.strip() for p in printed}
+    assert len(keys) == 1 and len(keys.pop()) >= 50
+    assert (var / "demo-secret-key").stat().st_mode & 0o077 == 0
+
+
 def test_it_rejects_an_unknown_final_evaluation_benchmark_naming_the_variable() -> None:
     out = _check({"PSL_DEMO": "1", "PSL_EVAL_FINAL_BENCHMARKS": "arith,math5000"})
     assert out.returncode != 0

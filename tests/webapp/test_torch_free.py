@@ -25,7 +25,7 @@ def test_it_loads_the_url_conf_without_torch_or_transformers(tmp_path: Path) -> 
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
-        "SECRET_KEY": "k" * 64,
+        "SECRET_KEY": "k" * 20 + "-Zq8#x1!fP0vR7sLm2@bW9yT4nC6hJ3dE5gA",
         "PSL_DEMO": "0",
         "DEBUG": "0",
         "PSL_VAR_DIR": str(tmp_path),

@@ -448,8 +448,6 @@ def team_member(request: HttpRequest, pk: int, member_id: int) -> HttpResponse:
     return JsonResponse(_member_json(changed))
 
 
-
-
 @csrf_exempt  # a POST to a wrong path is a 404, not a CSRF 403 (API clients send no CSRF token)
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     # This catch-all also swallows APPEND_SLASH's redirect, so point at the slashed path instead.
