@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-vllm lint typecheck venv models worker web bench services-start services-stop clean
+.PHONY: demo test test-fast test-vllm lint typecheck venv models worker web dispatcher bench services-start services-stop clean
 
 $(STAMP): requirements-web.txt requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +47,10 @@ web: $(STAMP)
 QUEUES ?= cpu
 worker: $(STAMP)
 	$(BIN)/celery -A webapp worker --pool=solo --concurrency=1 -Q $(QUEUES) -n $(QUEUES)@%h -l info
+
+# The lost-run sweep and the dispatch of queued runs (messages a broker lost); one per deployment.
+dispatcher: $(STAMP)
+	$(BIN)/python manage.py dispatcher
 
 bench: $(STAMP)
 	bin/bench
