@@ -34,6 +34,12 @@ def team_activity(*, team: Team, actor: Any, verb: str, target: str) -> Activity
     return Activity.objects.create(team=team, actor=actor, verb=verb, target=target[:300], url=url)
 
 
+def record_password_change(*, user: Any) -> None:
+    """A password change shows in the feed of each of the user's teams (who changed it, never what to)."""
+    for team in Team.objects.filter(memberships__user=user):
+        team_activity(team=team, actor=user, verb="changed their password", target=user.username)
+
+
 def team_create(*, user: Any, name: str) -> Team:
     """A new team with ``user`` as its admin."""
     name = name.strip()

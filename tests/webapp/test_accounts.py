@@ -11,6 +11,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from webapp.models import Activity
+
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/login/"
@@ -98,3 +100,5 @@ def test_a_password_change_keeps_this_session_and_ends_the_others(client_for: Ca
     assert get_user_model().objects.get(pk=bob.pk).check_password(new)
     assert client.get(reverse("webapp-home")).status_code == 200
     assert other.get(reverse("webapp-home")).status_code == 302  # signed out
+    (event,) = Activity.objects.filter(team__memberships__user=bob)
+    assert (event.actor, event.verb) == (bob, "changed their password")

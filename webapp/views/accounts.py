@@ -44,6 +44,13 @@ class PasswordChange(auth_views.PasswordChangeView):
     template_name = "webapp/password_change.html"
     success_url = reverse_lazy("webapp-password-changed")
 
+    def form_valid(self, form: Any) -> HttpResponse:
+        from webapp.teams import record_password_change
+
+        response = super().form_valid(form)
+        record_password_change(user=self.request.user)
+        return response
+
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="webapp/login.html"), name="login"),
