@@ -1,7 +1,7 @@
 """A GPU check prepared for a short lease: Policy Split and GRPO steps of a Qwen3-1.7B-shaped model
 at a long response length, with per-phase time, throughput and peak memory next to the planner.
 
-    python bench/gpu_check.py                 # one GPU: about 5 minutes on an H200 (--budget-s 420)
+    python bench/gpu_check.py                 # one GPU: expected ~5 minutes on an H200 (--budget-s 420)
     python bench/gpu_check.py --smoke         # CPU, a tiny shape, the same code, a minute or two
     python bench/gpu_check.py --response-tokens 4096 --steps 3
 
