@@ -16,7 +16,6 @@ from trainer.config import TrainConfig
 from trainer.planner import GpuType, MemoryPlan, ModelShape, gpu_type_from_inventory, model_shape, plan_memory
 from trainer.references import parse_model
 from webapp.models import Worker
-from webapp.references import source_model_name
 
 
 def pool_hardware(queue: str) -> tuple[GpuType, int] | None:
@@ -33,10 +32,11 @@ def pool_hardware(queue: str) -> tuple[GpuType, int] | None:
 
 
 def web_model_shape(config: TrainConfig) -> ModelShape | None:
-    """The shape of the config's model as the web host knows it: registry names and known hub ids
-    (a ``run:`` checkpoint has its source run's); never read from this host's filesystem, which is
-    not where the worker's files are (and must not answer questions about paths)."""
-    ref = parse_model(source_model_name(config))
+    """The shape of the config's model as the web host knows it: registry names and known hub ids.
+    Never read from this host's filesystem (not where the worker's files are, and it must not answer
+    questions about paths), and nothing for a ``run:`` checkpoint (the planner has no user to check
+    the source run against, so an estimate would tell whether another team's run id exists)."""
+    ref = parse_model(config.model)
     if ref is None or ref.kind not in ("builtin", "hub"):
         return None
     return model_shape(ref.name)

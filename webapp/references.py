@@ -40,20 +40,6 @@ def source_checkpoint(*, project: Project, user: Any, run_id: int, step: int) ->
     return Checkpoint.objects.filter(run__in=runs, run_id=run_id, step=step).select_related("run").first()
 
 
-def source_model_name(config: TrainConfig) -> str:
-    """The base model a config trains: for a ``run:`` checkpoint, the model its run started from."""
-    name = config.model
-    for _ in range(8):  # a checkpoint of a run that started from a checkpoint …
-        ref = parse_model(name)
-        if ref is None or ref.kind != "run":
-            return name
-        found = Run.objects.filter(pk=ref.run_id).values_list("model_name", flat=True).first()
-        if found is None:
-            return name
-        name = found
-    return name
-
-
 def team_roots(team: Team) -> dict[str, str]:
     """The environment of a worker's child for a run of ``team``: its roots, team folders first."""
     team_dir = settings.PSL_TEAMS_DIR / team.slug

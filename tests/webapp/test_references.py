@@ -120,3 +120,14 @@ def test_the_web_host_plans_without_reading_its_own_files(tmp_path: Path) -> Non
     (folder / "config.json").write_text('{"hidden_size": 64}')
     assert run_plan(TrainConfig(model=str(folder)), "cpu") is None
     assert run_plan(TrainConfig(model="tiny-random"), "cpu") is not None
+
+
+def test_a_checkpoint_of_another_teams_run_gets_no_estimate_that_would_tell_it_exists(
+    make_run: Callable[..., Run], client_for: Callable[[Any], Any], eve: Any, other_project: Any
+) -> None:
+    lab_run = make_run(status="succeeded", model="smollm2-135m")
+    for model in (f"run:{lab_run.pk}@2", f"run:{lab_run.pk + 1000}@2"):
+        assert run_plan(TrainConfig(model=model), "cpu") is None
+        url = reverse("webapp-run-create", args=[other_project.pk])
+        response = client_for(eve).post(url, form_data(model=model))
+        assert response.status_code == 400 and response.context["form"].plan is None
