@@ -19,6 +19,10 @@ ALGORITHMS: tuple[str, ...] = (
 )
 """Policy Split and the baselines of docs/method.md §10."""
 
+ENTROPY_GRAD_ALGORITHMS: frozenset[str] = frozenset({"entropy_reg"})
+"""The losses that differentiate the token entropy (docs/method.md §10.6); every other loss reads
+the entropy as a number, so the update computes it without gradient (no saved tensors)."""
+
 MODES: tuple[str, ...] = ("normal", "he")
 """The two modes of one Policy Split model: normal and high-entropy (the HE system turn)."""
 

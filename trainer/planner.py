@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from trainer.choices import ENTROPY_GRAD_ALGORITHMS
 from trainer.config import TrainConfig
 
 GiB = 1024**3
@@ -53,23 +54,15 @@ ACT_MASK_BYTES = 1
 layer call and saves it for backward; the boolean mask itself (1 byte) is shared."""
 LOGIT_COPIES_GRAD = 5.25
 """(B, C, V) float32 tensors alive at once while one checkpointed log-prob chunk is recomputed and
-back-propagated (trainer/rl/scoring.py: logits/T, log-softmax, p, p·log p and their gradients, and
-the boolean p == 0 mask at a quarter). Measured 5.2-5.3 on CPU (tiny-random, one chunk = the whole
-response, and the intercept of the peak over chunks; docs/results/2026-12-03-gpu-hosts.md)."""
+back-propagated when the loss differentiates the entropy (entropy_reg; trainer/rl/scoring.py:
+logits/T, log-softmax, p, p·log p and their gradients, and the boolean p == 0 mask at a quarter).
+Measured 5.2-5.3 on CPU (tiny-random; docs/results/2026-12-03-gpu-hosts.md)."""
+LOGIT_COPIES_GRAD_NO_ENTROPY = 5.0
+"""The same for every other loss, whose entropy is computed without gradient (nothing of its branch
+is saved, so nothing is left over from the chunks already back-propagated). Measured 4.55-5.04 on
+CPU (tiny-random, 1-4 micro-batches, with and without checkpointing)."""
 LOGIT_COPIES_NOGRAD = 5
 """The same chunk without gradient (scoring pass): logits/T, log-softmax, p, masked log p, p·log p."""
-LOGIT_ENTROPY_LEFTOVER_COPIES = 2.25
-"""(B, T - C, V) float32 per micro-batch, the response less the chunk being back-propagated: when the
-loss does not differentiate the entropy (every algorithm but entropy_reg), the recomputation of each
-checkpointed chunk re-saves the entropy branch's tensors (p, masked log p, the p == 0 mask) and
-backward never unpacks them, so those of every chunk already back-propagated live until the
-micro-batch's backward ends (the last chunk's are among its LOGIT_COPIES_GRAD). With several
-micro-batches per optimizer step, one more chunk's worth (the previous micro-batch's) is alive too.
-Measured 2.30 on CPU (slope of the peak over max_new_tokens at a fixed chunk; +2.25 C from two micro-
-batches on); drop this term once the engine computes the entropy without gradient where the loss
-does not need it."""
-ENTROPY_GRAD_ALGORITHMS = ("entropy_reg",)
-"""Losses that differentiate the entropy (trainer/rl/algorithms.py)."""
 LOGIT_ROWS_OUT = 2
 """(B, T) float32 log-prob and entropy outputs per scored row and position (kept for the step)."""
 
@@ -405,13 +398,8 @@ def plan_memory(
     activations += hidden + rows * length * length * ACT_MASK_BYTES  # embedding output + boolean mask
     chunk = cfg.logprob_chunk_tokens or cfg.max_new_tokens
     chunk = min(chunk, cfg.max_new_tokens)
-    logprob_chunk = int(rows * chunk * shape.vocab_size * 4 * LOGIT_COPIES_GRAD)
-    if cfg.algorithm not in ENTROPY_GRAD_ALGORITHMS:
-        # the chunks back-propagated before the last one; after the first micro-batch of an
-        # optimizer step also the previous micro-batch's last chunk (measured: +2.25 C, not more)
-        passes = math.ceil(cfg.rows_per_mini_batch / max(1, rows))
-        done = cfg.max_new_tokens - (chunk if passes == 1 else 0)
-        logprob_chunk += int(rows * done * shape.vocab_size * 4 * LOGIT_ENTROPY_LEFTOVER_COPIES)
+    copies = LOGIT_COPIES_GRAD if cfg.algorithm in ENTROPY_GRAD_ALGORITHMS else LOGIT_COPIES_GRAD_NO_ENTROPY
+    logprob_chunk = int(rows * chunk * shape.vocab_size * 4 * copies)
     logprob_chunk += rows * cfg.max_new_tokens * (shape.hidden_size * d + 4 * LOGIT_ROWS_OUT)
 
     score_pass = (

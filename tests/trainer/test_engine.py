@@ -145,6 +145,48 @@ def test_gradients_through_checkpointed_chunks_equal_those_of_one_chunk() -> Non
     assert _relative_error(grads[0], grads[1]) < 1e-5
 
 
+def test_an_entropy_without_gradient_has_the_same_values_and_leaves_the_log_prob_gradients_alone() -> None:
+    packed = pack([[5, 6, 7], [8, 9]], [[11, 12, 13, 14, 15], [16, 17]], pad_id=0)
+    out = []
+    for entropy_grad in (True, False):
+        model = load_model("tiny-random")
+        logp, entropy = token_logprob_entropy(
+            model, packed, temperature=0.7, chunk_tokens=2, grad=True, entropy_grad=entropy_grad
+        )
+        assert entropy.requires_grad == entropy_grad
+        (logp * packed.response_mask).sum().backward()
+        out.append((logp.detach(), entropy.detach(), torch.cat([p.grad.reshape(-1) for p in model.parameters()])))
+    (lp0, en0, g0), (lp1, en1, g1) = out
+    assert_close(lp1, lp0) and assert_close(en1, en0)
+    assert g0.abs().sum() > 0 and _relative_error(g1, g0) < 1e-6
+
+
+def test_the_updates_log_prob_memory_does_not_grow_with_the_response_beyond_its_activations() -> None:
+    # Before the entropy was computed without gradient, each checkpointed chunk's recomputation
+    # left 2.25 (rows, chunk, V) float32 copies behind until the backward ended: +2.3 logit rows
+    # per extra response position (measured 589 of them from 256 to 512 tokens at chunk 64).
+    from trainer.memprobe import measure
+
+    extra = []
+    for response in (256, 512):
+        cfg = TrainConfig(
+            model="tiny-random",
+            algorithm="grpo",
+            n=2,
+            questions_per_step=1,
+            samples_per_step=1,
+            micro_batch_size=2,
+            max_prompt_length=32,
+            max_new_tokens=response,
+            logprob_chunk_tokens=64,
+            parallelism="none",
+        )
+        peaks = measure(cfg)
+        extra.append(peaks.update - peaks.state)
+    logit_row = 2 * 49152 * 4  # rows × vocabulary × float32, one position
+    assert (extra[1] - extra[0]) / logit_row < 64  # was ≈ 2.3 × 256 = 589
+
+
 def test_rows_that_share_a_prompt_score_and_train_as_if_each_had_its_own_copy() -> None:
     # Three responses continue prompt A, two continue prompt B (shorter, so it is left-padded).
     prompts = [[5, 6, 7, 8]] * 3 + [[9, 10]] * 2

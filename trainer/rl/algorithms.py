@@ -27,7 +27,7 @@ class LossInputs:
     """What a policy loss sees of one micro-batch; every tensor is (B, T)."""
 
     logp: Tensor  # current log-probs of the response tokens, with gradient
-    entropy: Tensor  # current full-vocabulary entropies (nats), with gradient
+    entropy: Tensor  # current full-vocabulary entropies (nats); with gradient for ENTROPY_GRAD_ALGORITHMS only
     old_logp: Tensor
     advantages: Tensor
     mask: Tensor

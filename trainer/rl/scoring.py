@@ -18,6 +18,7 @@ gradient, each chunk is recomputed in the backward pass instead of being stored.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -211,29 +212,45 @@ def shared_response_hidden(model: Any, sp: SharedPacked) -> torch.Tensor:
 
 
 def chunk_logprob_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor, temperature: float
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    temperature: float,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log-prob of ``targets`` and full-vocabulary entropy (nats) under softmax((h·Wᵀ + b) / T).
 
     hidden (B, C, H), weight (V, H), bias (V,) or None, targets (B, C) long -> two (B, C) float32 tensors.
+    Without ``entropy_grad`` the entropy is a plain number: its branch saves nothing for backward
+    (under a checkpointed chunk those tensors, p, masked log p and the p == 0 mask, would be
+    recomputed in the backward pass and never used: 2.25 (B, C, V) float32 copies per chunk).
     """
     z = torch.nn.functional.linear(hidden, weight, bias).float() / temperature  # (B, C, V), fp32 softmax
     logp_all = torch.log_softmax(z, dim=-1)
     logp = torch.gather(logp_all, -1, targets.unsqueeze(-1)).squeeze(-1)
-    p = logp_all.exp()
-    # p = 0 where a logit is -inf: 0·(-inf) would be NaN and its true contribution is 0.
-    entropy = -(p * logp_all.masked_fill(p == 0, 0.0)).sum(-1)
+    with contextlib.nullcontext() if entropy_grad else torch.no_grad():
+        p = logp_all.exp()
+        # p = 0 where a logit is -inf: 0·(-inf) would be NaN and its true contribution is 0.
+        entropy = -(p * logp_all.masked_fill(p == 0, 0.0)).sum(-1)
     return logp, entropy
 
 
 def token_logprob_entropy(
-    model: Any, packed: Packed | SharedPacked, *, temperature: float, chunk_tokens: int, grad: bool
+    model: Any,
+    packed: Packed | SharedPacked,
+    *,
+    temperature: float,
+    chunk_tokens: int,
+    grad: bool,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log π(y_t | c, y_<t) and H_t of every response position: two (B, T) float32 tensors.
 
     ``chunk_tokens`` positions at a time (0 = all at once). With ``grad`` each chunk goes through
     ``torch.utils.checkpoint``: its (B, C, V) logits are freed after the forward and recomputed in
-    the backward, so memory holds one chunk's logits at a time in both directions.
+    the backward, so memory holds one chunk's logits at a time in both directions. ``entropy_grad``
+    False: the entropy comes without gradient (losses that only read it).
     """
     if isinstance(packed, SharedPacked):
         hidden = shared_response_hidden(model, packed)  # (B, T, H)
@@ -249,9 +266,11 @@ def token_logprob_entropy(
     for start in range(0, t, step):
         h, y = hidden[:, start : start + step], targets[:, start : start + step]
         if grad and torch.is_grad_enabled():
-            lp, en = checkpoint(chunk_logprob_entropy, h, weight, bias, y, temperature, use_reentrant=False)
+            lp, en = checkpoint(
+                chunk_logprob_entropy, h, weight, bias, y, temperature, entropy_grad, use_reentrant=False
+            )
         else:
-            lp, en = chunk_logprob_entropy(h, weight, bias, y, temperature)
+            lp, en = chunk_logprob_entropy(h, weight, bias, y, temperature, entropy_grad)
         logps.append(lp)
         ents.append(en)
     return torch.cat(logps, dim=1), torch.cat(ents, dim=1)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from trainer.choices import ENTROPY_GRAD_ALGORITHMS
 from trainer.config import TrainConfig
 from trainer.metrics import MetricAverager
 from trainer.rl import algos
@@ -115,7 +116,12 @@ def _micro_step(
         share_prompts=can_share_prompts(model, grad=True),
     )
     logp, entropy = token_logprob_entropy(
-        model, packed, temperature=cfg.temperature, chunk_tokens=cfg.logprob_chunk_tokens, grad=True
+        model,
+        packed,
+        temperature=cfg.temperature,
+        chunk_tokens=cfg.logprob_chunk_tokens,
+        grad=True,
+        entropy_grad=cfg.algorithm in ENTROPY_GRAD_ALGORITHMS,
     )  # (B, t) each, t = this pass's longest response
     t, device = logp.shape[1], logp.device
     old = logp.detach() if rows.old_logp is None else rows.old_logp[idx, :t].to(device)
