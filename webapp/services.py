@@ -215,8 +215,9 @@ def runs_dispatch(*, pools: Iterable[str] | None = None) -> dict[str, int]:
     on its queue (a message wakes a worker for the pool's first queued run, whichever run it
     names). Messages lost by the broker (a restart without persistence) or never sent (a submit
     while it was down) are made up here. Idempotent: a duplicate finds nothing to claim and is
-    dropped by the worker, since the claim is a compare-and-set. Evaluation messages waiting on
-    the same queue are counted too, so after a loss behind them the rest follows once they are taken.
+    dropped by the worker, since the claim is a compare-and-set. Only run messages count (an
+    evaluation's message waits on the same queue), except on brokers that cannot be read without
+    consuming, where every waiting message counts.
     """
     if dispatch.eager():
         return {}
@@ -226,7 +227,11 @@ def runs_dispatch(*, pools: Iterable[str] | None = None) -> dict[str, int]:
     sent: dict[str, int] = {}
     for pool in pools if pools is not None else settings.PSL_QUEUES:
         queued = queued_runs(pool).filter(settled)
-        missing = queued.count() - (dispatch.waiting(pool) if queued.exists() else 0)
+        if not queued.exists():
+            continue
+        messages = dispatch.waiting(pool)
+        have = dispatch.depth(pool) if messages is None else sum(m.task == dispatch.EXECUTE_RUN for m in messages)
+        missing = queued.count() - have
         if missing <= 0:
             continue
         for pk, attempt in queued.values_list("pk", "attempt")[:missing]:

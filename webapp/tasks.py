@@ -11,6 +11,7 @@ from django.conf import settings
 
 from webapp import dispatch, execution
 from webapp.evaluations.runner import evaluations_execute
+from webapp.evaluations.services import evaluations_dispatch
 from webapp.models import Run
 from webapp.services import runs_dispatch
 
@@ -74,6 +75,7 @@ class _Heartbeat(threading.Thread):
                 log.warning("worker heartbeat failed", exc_info=True)
             try:
                 runs_dispatch(pools=self.queues)
+                evaluations_dispatch(pools=self.queues)
             except Exception as exc:  # the broker may be away; the next beat retries
                 log.warning("dispatch from the heartbeat failed: %s", exc)
             self.stopped.wait(settings.PSL_HEARTBEAT_SECONDS)

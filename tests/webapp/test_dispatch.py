@@ -27,7 +27,8 @@ from tests.webapp.test_execution import _config, _status, _wait
 from tests.workers import REPO, Broker, DispatcherProcess, WebProcess, WorkerProcess, free_port, process_env
 from webapp import dispatch, services
 from webapp.celery import app
-from webapp.models import ApiToken, Run, RunStatus
+from webapp.evaluations.services import evaluations_dispatch
+from webapp.models import ApiToken, Evaluation, Run, RunStatus
 from webapp.services import run_create
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -60,6 +61,45 @@ def test_the_dispatch_sends_only_the_messages_missing_for_queued_runs_and_is_ide
     assert sorted(m.args[0] for m in messages) == sorted([first.pk, first.pk, second.pk])
     assert all(m.task == dispatch.EXECUTE_RUN for m in messages)
     assert services.runs_dispatch() == {"cpu": 3}  # the broker lost them all: all three again
+
+
+def test_only_run_messages_count_for_queued_runs(project: Any, alice: Any, broker: Broker) -> None:
+    _queued(project, alice, 1)
+    dispatch.send(dispatch.EVALUATE_CHECKPOINT, args=[[12345]], queue="cpu")  # an evaluation's message waits
+    assert services.runs_dispatch() == {"cpu": 1}
+    tasks = sorted(m.task for m in broker.messages("cpu"))
+    assert tasks == sorted([dispatch.EXECUTE_RUN, dispatch.EVALUATE_CHECKPOINT])
+
+
+def test_queued_evaluations_without_a_waiting_message_are_published_again(make_run: Any, broker: Broker) -> None:
+    run = make_run(status="succeeded")
+    lost = [
+        Evaluation.objects.create(run=run, step=2, benchmark="arith", mode=m, settings={}) for m in ("normal", "he")
+    ]
+    kept = Evaluation.objects.create(run=run, step=4, benchmark="arith", mode="normal", settings={})
+    Evaluation.objects.update(created_at=timezone.now() - timedelta(minutes=1))
+    dispatch.send(dispatch.EVALUATE_CHECKPOINT, args=[[kept.pk]], queue="cpu")  # step 4's message survived
+
+    assert evaluations_dispatch() == {"cpu": 1}
+    assert evaluations_dispatch() == {}  # idempotent
+    messages = broker.messages("cpu")
+    assert sorted(m.args[0] for m in messages) == sorted([[kept.pk], [e.pk for e in lost]])
+
+
+def test_the_messages_waiting_on_the_filesystem_broker_are_read_without_taking_them(
+    project: Any, alice: Any, tmp_path: Path
+) -> None:
+    options = {k: str(tmp_path) for k in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")}
+    with Connection("filesystem://", transport_options=options) as conn:
+        app.send_task(dispatch.EXECUTE_RUN, args=[7, 1], queue="cpu", connection=conn)
+        app.send_task(dispatch.EVALUATE_CHECKPOINT, args=[[3, 4]], queue="cpu", connection=conn)
+        app.send_task(dispatch.EXECUTE_RUN, args=[8, 0], queue="gpu-a100", connection=conn)
+    waiting = [dispatch._waiting(raw) for raw in dispatch._filesystem_messages(tmp_path, "cpu")]
+    assert sorted((w.task, w.args) for w in waiting if w) == [
+        (dispatch.EVALUATE_CHECKPOINT, [[3, 4]]),
+        (dispatch.EXECUTE_RUN, [7, 1]),
+    ]
+    assert len(list(tmp_path.glob("*.msg"))) == 3  # still there
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_probl
 from webapp import dispatch
 from webapp.evaluations.selectors import checkpoint_steps, is_model_folder
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run, RunStatus
-from webapp.services import ServiceError, activity_record
+from webapp.services import DISPATCH_GRACE, ServiceError, activity_record
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,38 @@ def evaluations_enqueue(*, evaluations: Sequence[Evaluation]) -> None:
 
     def send() -> None:
         for key, ids in groups.items():
-            dispatch.send(dispatch.EVALUATE_CHECKPOINT, args=[ids], queue=queues[key])
+            try:
+                dispatch.send(dispatch.EVALUATE_CHECKPOINT, args=[ids], queue=queues[key])
+            except Exception as exc:  # the broker is down: evaluations_dispatch sends it later
+                log.warning("evaluations %s: could not publish (%s); they will be dispatched later", ids, exc)
 
     transaction.on_commit(send)
+
+
+def evaluations_dispatch(*, pools: Iterable[str] | None = None) -> dict[str, int]:
+    """Publish a message for every (run, step) of queued evaluations that has none waiting (a
+    broker restart lost it, or it was never sent); returns {pool: messages sent}. Idempotent: the
+    runner claims each evaluation with a compare-and-set, so a duplicate finds nothing to claim.
+    Brokers that cannot be read without consuming are left alone."""
+    if dispatch.eager():
+        return {}
+    settled = timezone.now() - DISPATCH_GRACE  # a group committed this instant has its message on the way
+    sent: dict[str, int] = {}
+    for pool in pools if pools is not None else settings.PSL_QUEUES:
+        queued = Evaluation.objects.filter(status=EvalStatus.QUEUED, run__queue=pool, created_at__lte=settled)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for pk, run_id, step in queued.order_by("pk").values_list("pk", "run_id", "step"):
+            groups[(run_id, step)].append(pk)
+        if not groups or (messages := dispatch.waiting(pool)) is None:
+            continue
+        waiting = {pk for m in messages if m.task == dispatch.EVALUATE_CHECKPOINT for pk in m.args[0]}
+        missing = [ids for ids in groups.values() if not waiting.intersection(ids)]
+        for ids in missing:
+            dispatch.send(dispatch.EVALUATE_CHECKPOINT, args=[ids], queue=pool)
+        if missing:
+            log.info("%s: published %s missing evaluation message(s)", pool, len(missing))
+            sent[pool] = len(missing)
+    return sent
 
 
 def evaluations_schedule_final(run: Run, *, user: Any = None) -> list[Evaluation]:

@@ -1,7 +1,8 @@
 """``manage.py dispatcher``: the process that keeps the database's queue and the broker in step.
 
 Every ``PSL_DISPATCH_SECONDS`` it marks runs whose heartbeat went stale as lost and publishes the
-messages missing for queued runs (``services.runs_dispatch``). It needs neither a worker nor the
+messages missing for queued runs and evaluations (``services.runs_dispatch``,
+``evaluations.services.evaluations_dispatch``). It needs neither a worker nor the
 broker to be up: a run whose only worker was killed is still marked lost, and the runs submitted
 or lost while the broker was away are dispatched within one period of its return. Run one per
 deployment (compose's ``dispatcher`` service; ``make demo`` starts it); two are harmless.
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from webapp.evaluations.services import evaluations_dispatch
 from webapp.execution import sweep_lost_runs
 from webapp.services import runs_dispatch
 
@@ -34,6 +36,7 @@ def dispatch_once() -> None:
         log.warning("lost-run sweep failed", exc_info=True)
     try:
         runs_dispatch()
+        evaluations_dispatch()
     except Exception as exc:  # the broker (or the database) is away; the next round retries
         log.warning("dispatch failed: %s", exc)
 
