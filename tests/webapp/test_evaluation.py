@@ -193,6 +193,15 @@ def test_a_finished_run_is_evaluated_on_its_task_at_the_last_checkpoint(
     assert service.evaluations_schedule_final(run) == []  # idempotent
 
 
+def test_a_run_trained_on_arith_add_is_evaluated_on_ariths_held_out_split(
+    run: Run, django_capture_on_commit_callbacks: Any
+) -> None:
+    run.config = {**run.config, "task": "arith-add"}
+    with django_capture_on_commit_callbacks(execute=False):
+        evals = service.evaluations_schedule_final(run)
+    assert sorted((e.benchmark, e.mode) for e in evals) == [("arith", "he"), ("arith", "normal")]
+
+
 def test_unfinished_runs_and_runs_without_a_benchmark_task_are_not_evaluated(run: Run, settings: Any) -> None:
     run.status = "failed"
     assert service.evaluations_schedule_final(run) == []

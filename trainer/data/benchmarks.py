@@ -115,6 +115,8 @@ BENCHMARKS: Mapping[str, BenchmarkSpec] = {
     "creative": BenchmarkSpec("creative", "Creative", "creative"),
 }
 BENCHMARK_NAMES: tuple[str, ...] = tuple(BENCHMARKS)
+TASK_BENCHMARKS: Mapping[str, str] = {**{name: name for name in BENCHMARKS}, "arith-add": "arith"}
+"""The held-out benchmark of a training task (arith-add, arith's level 1, is judged on arith's test split)."""
 
 
 def benchmark_title(name: str) -> str:

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from trainer.choices import MODES
 from trainer.config import EVAL_SAMPLING
-from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem
+from trainer.data.benchmarks import BENCHMARK_NAMES, TASK_BENCHMARKS, benchmark_problem
 from webapp import dispatch
 from webapp.evaluations.selectors import checkpoint_steps, is_model_folder
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run, RunStatus
@@ -205,7 +205,8 @@ def evaluations_schedule_final(run: Run, *, user: Any = None) -> list[Evaluation
         return []
     cfg = {**FINAL_DEFAULTS, **{k: v for k, v in settings.PSL_EVAL_FINAL.items() if v is not None}}
     task = str(run.config.get("task", ""))
-    names = cfg["benchmarks"] if cfg["benchmarks"] is not None else ([task] if task in BENCHMARKS else [])
+    own = [TASK_BENCHMARKS[task]] if task in TASK_BENCHMARKS else []
+    names = cfg["benchmarks"] if cfg["benchmarks"] is not None else own
     names = [b for b in names if benchmark_problem(b, settings.PSL_DATA_DIR) is None]
     trained = [s for s in checkpoint_steps(run) if s > 0]
     if not names or not trained:
