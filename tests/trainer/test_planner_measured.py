@@ -16,8 +16,6 @@ def assert_planned_within_tolerance(model: str, case: str) -> None:
     phases = compare(config(model, case))
     for phase, (planned, measured) in phases.items():
         assert abs(planned / measured - 1) <= TOLERANCE, f"{phase}: planned {planned:,} B, measured {measured:,} B"
-    assert phases["update"][1] > phases["score"][1]  # the update needs the most, as planned
-    assert phases["update"][0] > phases["score"][0]
 
 
 @pytest.mark.parametrize("case", CASES["tiny-random"])
