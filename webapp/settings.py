@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "webapp.health.health_middleware",  # first: container healthchecks skip host checks and redirects
     "webapp.api_errors.api_json_errors",  # every error under /api/ as JSON, the inner layers' too
     "django.middleware.security.SecurityMiddleware",
+    "webapp.security.security_headers",  # Content-Security-Policy, Permissions-Policy
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -151,6 +152,26 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Served on every response by webapp.security: scripts from this origin only (no inline script, no eval:
+# plotly.js and every page script are static files), fonts, images and data from here, no plugins, no
+# framing, forms post here only. Styles: our templates carry no inline style (tests/webapp/
+# test_security_headers.py), but plotly.js writes style attributes and a <style> element of its own as
+# it draws, so inline styles are allowed (they cannot run code).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS")
 
 # --- Celery (every option is a CELERY_* setting; see webapp/celery.py) ---------------------------
