@@ -131,6 +131,7 @@ def test_final_metrics_show_group_means_and_deltas_against_the_baseline_group(
     assert 'class="mt-delta delta-pos">+0.2</div>' in content
     assert "Δ vs <strong>GRPO</strong>" in content
     assert "Final metrics (mean of the last 5 logged steps of each run, mean ± std across seeds)" in content
+    assert "{#" not in content and "summary_links" not in content  # template comments stay comments
 
 
 @pytest.mark.parametrize(
