@@ -1,7 +1,8 @@
 """The training engine in one process: precision, chunked scoring, micro-batching, wasted passes.
 
 Every update test here trains rows with non-zero advantages (±1), so its gradient is non-zero by
-construction, and each first checks that the weights moved.
+construction, and each first checks that the weights moved (without weight decay, so only the
+gradient can move them).
 """
 
 from __future__ import annotations
@@ -52,8 +53,15 @@ def _update(rows: TrainRows, *, sgd: bool = False, **cfg_overrides: Any) -> tupl
     ``sgd``: plain SGD (lr 1), so the change is minus the gradient itself; AdamW's first step,
     ±lr·g/(|g|+ε), would magnify float noise on gradients near ε into visible differences.
     """
+    # No weight decay: a weight that changed at all then changed through the gradient.
     base: dict[str, Any] = dict(
-        model="tiny-random", algorithm="grpo", n=len(rows), questions_per_step=1, samples_per_step=1, lr=3e-6
+        model="tiny-random",
+        algorithm="grpo",
+        n=len(rows),
+        questions_per_step=1,
+        samples_per_step=1,
+        lr=3e-6,
+        weight_decay=0.0,
     )
     cfg = TrainConfig(**{**base, **cfg_overrides})
     torch.manual_seed(0)

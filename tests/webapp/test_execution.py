@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def _config(**overrides: Any) -> TrainConfig:
     base: dict[str, Any] = dict(
         model="tiny-random",
+        task="sanity",  # a reward tiny-random earns half of the time: every step's update is non-zero
         algorithm="policy_split",
         steps=6,
         n=2,
@@ -88,6 +89,8 @@ def test_a_submitted_run_executes_on_a_worker_and_its_metrics_and_samples_appear
     assert run.step == 3 and run.host.startswith("w1@")
     per_key = MetricPoint.objects.filter(run=run, key="train/reward").values_list("step", flat=True)
     assert sorted(per_key) == [1, 2, 3]
+    grad_norms = MetricPoint.objects.filter(run=run, key="actor/grad_norm").values_list("value", flat=True)
+    assert len(grad_norms) == 3 and min(grad_norms) > 0  # a real update at every step
     assert set(Sample.objects.filter(run=run).values_list("mode", flat=True)) == {"normal", "he"}
     assert run.summary["normal/entropy"] > 0
     assert Checkpoint.objects.filter(run=run, step=3).exists()
