@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,11 +15,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from trainer.data.prompts import HE_SYSTEM_PROMPT
+from webapp import ingest
 from webapp.models import Comment, Run, Sample, Verdict
 from webapp.sample_selectors import prompt_turns, question_text
 from webapp.templatetags.psl import SURPRISAL_EDGES, auto_edges, surprisal_bucket
 from webapp.views.side_by_side import ViewState
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NORMAL_PROMPT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
 HE_PROMPT = "<|im_start|>system\n" + HE_SYSTEM_PROMPT + "<|im_end|>\n" + NORMAL_PROMPT
 
@@ -560,3 +564,20 @@ def test_without_the_heatmap_the_token_data_brings_the_auto_scale(
     assert page.context["tokens_url"].endswith("&scale=auto")
     data = client.get(page.context["tokens_url"]).json()
     assert list(data["edges"]) == list(auto_edges(data[str(s.pk)][1]))
+
+
+def test_a_real_smollm2_sample_shows_no_control_tokens_in_text_heatmap_count_or_api(
+    client_for: Any, alice: Any, run: Any
+) -> None:
+    # What the trainer emitted for SmolLM2-135M-Instruct (tests/trainer/test_samples.py makes it live):
+    # 21 generated ids, the last one <|im_end|>, shown as 20 tokens.
+    sample = json.loads((FIXTURES / "smollm2_sample.json").read_text())
+    ingest.samples_record(run.pk, 1, [sample])
+    page = client_for(alice).get(url(run)).content.decode()
+    cards = page[page.index('class="response') :]
+    assert "<|im_end|>" not in sample["response"] and "&lt;|im_end|&gt;" not in cards and "<|im_end|>" not in cards
+    assert f"{sample['num_tokens']} tok" in page and sample["num_tokens"] == 20
+    assert page.count('<span class="tok h') == 20  # every shown token coloured, the control token not
+    api = client_for(alice).get(reverse("api-run-samples", args=[run.pk]), {"tokens": "1"}).json()["results"][0]
+    assert api["length"] == 20 and len(api["tokens"]) == 20 and "<|im_end|>" not in "".join(api["tokens"])
+    assert "".join(api["tokens"]) == api["response"] == sample["response"]
