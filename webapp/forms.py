@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -289,25 +289,37 @@ def _typed(name: str, raw: str) -> Any:
     return value
 
 
-def parse_factor_lines(text: str) -> tuple[dict[str, list[Any]], list[str]]:
-    """``name = v1, v2`` lines into {name: [typed values]}, plus one message per bad line."""
-    factors: dict[str, list[Any]] = {}
-    errors: list[str] = []
+def _field_lines(text: str, errors: list[str], *, expected: str, repeated: str) -> Iterator[tuple[int, str, str]]:
+    """(line number, field, raw right-hand side) of each ``field = …`` line of a grid or search box.
+
+    Blank and ``#`` lines are skipped; a malformed line, an unknown field or a field named twice
+    adds its message to ``errors`` instead (``expected`` and ``repeated`` word those messages).
+    """
+    seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         match = FACTOR_LINE.match(line)
         if not match:
-            errors.append(f"Line {number}: expected “field = value, value, …”, got “{line.strip()}”.")
+            errors.append(f"Line {number}: expected “{expected}”, got “{line.strip()}”.")
             continue
-        name, raw_values = match.groups()
+        name, raw = match.groups()
         if name not in CONFIG_FIELDS or name in NOT_IN_FORM:
             errors.append(f"Line {number}: “{name}” is not a config field.")
-        elif name in factors:
-            errors.append(f"Line {number}: “{name}” is already varied on an earlier line.")
+        elif name in seen:
+            errors.append(f"Line {number}: “{name}” is already {repeated} on an earlier line.")
         else:
-            values = [_typed(name, v.strip()) for v in raw_values.split(",") if v.strip()]
-            factors[name] = list(dict.fromkeys(values)) if all(_hashable(v) for v in values) else values
+            seen.add(name)
+            yield number, name, raw
+
+
+def parse_factor_lines(text: str) -> tuple[dict[str, list[Any]], list[str]]:
+    """``name = v1, v2`` lines into {name: [typed values]}, plus one message per bad line."""
+    factors: dict[str, list[Any]] = {}
+    errors: list[str] = []
+    for _, name, raw_values in _field_lines(text, errors, expected="field = value, value, …", repeated="varied"):
+        values = [_typed(name, v.strip()) for v in raw_values.split(",") if v.strip()]
+        factors[name] = list(dict.fromkeys(values)) if all(_hashable(v) for v in values) else values
     return factors, errors
 
 
@@ -315,28 +327,17 @@ def parse_space_lines(text: str) -> tuple[dict[str, Distribution], list[str]]:
     """``name = loguniform(1e-6, 1e-4)`` (or ``name = v1, v2``) lines into a random-search space."""
     space: dict[str, Distribution] = {}
     errors: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    expected = "field = uniform(low, high)” or “field = value, value, …"
+    for number, name, raw in _field_lines(text, errors, expected=expected, repeated="searched"):
+        try:
+            dist = parse_distribution(raw)
+        except SearchError as exc:
+            errors.append(f"Line {number}: {name}: {exc}")
             continue
-        match = FACTOR_LINE.match(line)
-        if not match:
-            errors.append(f"Line {number}: expected “field = uniform(low, high)” or values, got “{line.strip()}”.")
-            continue
-        name, raw = match.groups()
-        if name not in CONFIG_FIELDS or name in NOT_IN_FORM:
-            errors.append(f"Line {number}: “{name}” is not a config field.")
-        elif name in space:
-            errors.append(f"Line {number}: “{name}” is already searched on an earlier line.")
-        else:
-            try:
-                dist = parse_distribution(raw)
-            except SearchError as exc:
-                errors.append(f"Line {number}: {name}: {exc}")
-                continue
-            if dist.kind == "choice":  # values typed as the field's type, as on a grid line
-                inner = raw[raw.index("(") + 1 : raw.rindex(")")] if "(" in raw else raw
-                dist = Distribution("choice", tuple(_typed(name, v.strip()) for v in inner.split(",") if v.strip()))
-            space[name] = dist
+        if dist.kind == "choice":  # values typed as the field's type, as on a grid line
+            inner = raw[raw.index("(") + 1 : raw.rindex(")")] if "(" in raw else raw
+            dist = Distribution("choice", tuple(_typed(name, v.strip()) for v in inner.split(",") if v.strip()))
+        space[name] = dist
     return space, errors
 
 
