@@ -1,9 +1,10 @@
 """Data parallel training under torchrun, on CPU with the gloo backend and two processes.
 
 The update must be non-zero for a comparison to mean anything: tiny-random never earns a reward
-on arith (every GRPO advantage is 0), so these runs use ``entropy_reg`` with ``entropy_coef=1``,
-whose entropy term gives every step a dense gradient, and each test first checks that the
-weights moved by far more than weight decay alone would move them.
+on arith (every GRPO advantage is 0), so these runs train Policy Split on the ``sanity`` task,
+whose reward it earns about half of the time, and each test first checks that the weights moved
+beyond what weight decay alone would move them. The direction tests check that the update under
+torchrun also moves the policy the right way (tests/trainer/learning.py).
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.trainer.learning import LEARNING, STEPS, Direction, assert_learns, weights_beyond_decay
+from tests.trainer.test_learning import measure_run
+from trainer.config import TrainConfig
+from trainer.registry import resolve
+
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("fsdp_shards_probe.py")
+LEARNING_PROBE = Path(__file__).with_name("learning_probe.py")
 pytestmark = pytest.mark.slow
 
-DENSE = ["algorithm=entropy_reg", "entropy_coef=1", "lr=1e-3"]
+DENSE = ["task=sanity", "algorithm=policy_split", "lr=1e-3"]
+LR, WD = 1e-3, TrainConfig().weight_decay
 SMALL = ["model=tiny-random", "n=2", "questions_per_step=2", "max_new_tokens=8", "samples_per_step=1"]
 
 
@@ -53,8 +61,6 @@ def weights(out: Path, step: int) -> dict[str, torch.Tensor]:
 
 
 def initial_weights() -> dict[str, torch.Tensor]:
-    from trainer.registry import resolve
-
     return load_file(Path(resolve("tiny-random")) / "model.safetensors")
 
 
@@ -81,7 +87,7 @@ def test_the_fsdp_update_equals_the_ddp_update_at_the_same_seed(tmp_path: Path, 
     train(tmp_path / "fsdp", "steps=2", "checkpoint_every=0", *sharding, *DENSE)
     ddp, fsdp = weights(tmp_path / "ddp", 2), weights(tmp_path / "fsdp", 2)
     # Adam moves every weight with a non-zero gradient by ~lr per step; weight decay alone by lr·wd·|w|.
-    assert max_diff(ddp, initial_weights()) > 1e-3
+    assert weights_beyond_decay(initial_weights(), ddp, lr=LR, wd=WD, steps=2) > 1e-4
     assert max_diff(fsdp, ddp) < 1e-5
 
 
@@ -94,7 +100,9 @@ def test_a_sharded_checkpoint_written_by_two_ranks_resumes_exactly_and_exports_f
     train(resumed, "steps=2", *common)
     assert (resumed / "checkpoints" / "step_000002" / "distcp" / ".metadata").is_file()  # shards of every rank
     train(resumed, "steps=3", *common, resume=True)
-    assert max_diff(weights(straight, 3), weights(straight, 2)) > 1e-4  # step 3 did move the weights
+    assert (
+        weights_beyond_decay(weights(straight, 2), weights(straight, 3), lr=LR, wd=WD, steps=1) > 1e-4
+    )  # step 3 moved
     assert max_diff(weights(resumed, 3), weights(straight, 3)) < 1e-6
 
     from transformers import AutoModelForCausalLM
@@ -115,3 +123,42 @@ def test_every_fsdp_rank_holds_only_its_shard_of_the_parameters_and_optimizer_st
     for r in reports:
         assert r["local_numel"] <= 0.55 * total  # about half each (dim-0 shards round up)
         assert r["optimizer_state_numel"] == 2 * r["local_numel"]  # AdamW exp_avg + exp_avg_sq of the shard
+
+
+def test_every_algorithm_under_torchrun_raises_the_log_probability_of_each_ranks_rewarded_responses(
+    tmp_path: Path,
+) -> None:
+    torchrun([str(LEARNING_PROBE), str(tmp_path)], sets=[])
+    reports = [
+        json.loads(line) for rank in (0, 1) for line in (tmp_path / f"rank{rank}.jsonl").read_text().splitlines()
+    ]
+    from tests.trainer.learning_probe import RUNS
+
+    assert sorted((r["case"], r["rank"]) for r in reports) == sorted((case, rank) for case in RUNS for rank in (0, 1))
+    for r in reports:
+        assert min(r["grad_norms"]) > 0, r
+        directions = {m: Direction(d["per_step"], d["p_value"]) for m, d in r["directions"].items()}
+        modes = ("normal", "he") if r["case"].startswith("policy_split") else ("normal",)
+        try:
+            assert_learns(directions, modes)
+        except AssertionError as exc:
+            raise AssertionError(f"{r['case']}, rank {r['rank']}: {exc}") from None
+
+
+def test_policy_split_trained_by_the_cli_under_torchrun_raises_the_log_probability_of_rewarded_responses(
+    tmp_path: Path,
+) -> None:
+    out, events = tmp_path / "out", tmp_path / "events.jsonl"
+    sets = [f"{k}={v}" for k, v in LEARNING.items()] + ["algorithm=policy_split", "parallelism=ddp"]
+    train(out, *sets, "lr=1e-3", "checkpoint_every=1", f"keep_checkpoints={STEPS}", events=events)
+    cfg = TrainConfig(
+        model="tiny-random",
+        algorithm="policy_split",
+        max_new_tokens=8,
+        samples_per_step=1,
+        lr=1e-3,
+        output_dir=str(out),
+        **LEARNING,
+    )
+    assert weights_beyond_decay(initial_weights(), weights(out, STEPS), lr=LR, wd=WD, steps=STEPS) > 1e-4
+    assert_learns(measure_run(cfg, events, world_size=2).result(), cfg.modes)
