@@ -265,6 +265,14 @@ WANDB_MODE = env_str("WANDB_MODE", "online" if WANDB_API_KEY else "offline")
 if WANDB_MODE not in ("online", "offline", "disabled"):
     raise ImproperlyConfigured(f"WANDB_MODE must be online, offline or disabled, got {WANDB_MODE!r}")
 
+# Mail for team invitations (the admin always sees the link too). Without EMAIL_HOST no mail is sent.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Policy Split Lab <noreply@localhost>")
+
 JUDGE_API_URL = env_str("JUDGE_API_URL")
 JUDGE_API_KEY = env_secret("JUDGE_API_KEY")
 JUDGE_MODEL = env_str("JUDGE_MODEL", "gpt-4o")

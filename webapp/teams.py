@@ -78,6 +78,24 @@ def invitation_create(*, team: Team, actor: Any, email: str, role: str) -> tuple
     return invitation, raw
 
 
+def invitation_send(*, invitation: Invitation, url: str) -> bool:
+    """Mail the link to the invited address when mail is configured (EMAIL_HOST); True if sent."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    if not settings.EMAIL_HOST:
+        return False
+    inviter = invitation.created_by.username if invitation.created_by else "An admin"
+    body = (
+        f"{inviter} invited you to the team {invitation.team.name} on Policy Split Lab as {invitation.role}.\n\n"
+        f"Sign in (or ask for an account), then open this link within {Invitation.INVITATION_DAYS} days; "
+        f"it works once:\n\n{url}\n"
+    )
+    name = " ".join(invitation.team.name.split())  # a header holds no line break
+    send_mail(f"Join {name} on Policy Split Lab", body, None, [invitation.email])
+    return True
+
+
 def invitation_for(raw: str) -> Invitation | None:
     """The open invitation whose secret is ``raw``; None for an unknown, used or expired one."""
     invitation = Invitation.objects.select_related("team").filter(digest=ApiToken.hash(raw)).first()

@@ -78,6 +78,17 @@ def test_an_email_invitation_is_a_link_shown_once_that_works_once(
     assert feed(team)[0] == "carol joined (member) by the invitation to carol@lab.org"
 
 
+def test_with_mail_configured_the_invitation_link_is_mailed(
+    client_for: Callable[[Any], Any], alice: Any, team: Team, settings: Any, mailoutbox: list[Any]
+) -> None:
+    settings.EMAIL_HOST = "smtp.lab.org"
+    admin = client_for(alice)
+    admin.post(reverse("webapp-team-invite", args=[team.pk]), {"who": "dan@lab.org", "role": "viewer"})
+    link = admin.get(reverse("webapp-team", args=[team.pk])).context["invitation_url"]
+    (mail,) = mailoutbox
+    assert mail.to == ["dan@lab.org"] and link in mail.body and "as viewer" in mail.body
+
+
 def test_an_admin_removes_a_member_and_anyone_may_leave(
     client_for: Callable[[Any], Any], alice: Any, bob: Any, vera: Any, team: Team
 ) -> None:

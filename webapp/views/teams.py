@@ -81,9 +81,12 @@ def team_invite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     try:
         if "@" in who:
             forms.EmailField().clean(who)
-            _, raw = service.invitation_create(team=team, actor=request.user, email=who, role=role)
+            invitation, raw = service.invitation_create(team=team, actor=request.user, email=who, role=role)
             request.session[NEW_INVITATION_KEY] = raw  # post/redirect/get: the link is shown once
-            messages.success(request, f"Invitation for {who} created: send them the link below (shown once).")
+            url = request.build_absolute_uri(reverse("webapp-invitation", args=[raw]))
+            sent = service.invitation_send(invitation=invitation, url=url)
+            how = f"mailed to {who}; the link is also below" if sent else "send them the link below"
+            messages.success(request, f"Invitation for {who} created: {how} (shown once).")
         else:
             service.member_add(team=team, actor=request.user, username=who, role=role)
             messages.success(request, f"Added {who} as {role}.")
