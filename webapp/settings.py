@@ -271,6 +271,7 @@ EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10  # seconds: an unreachable mail server must not hold the invite page
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Policy Split Lab <noreply@localhost>")
 
 JUDGE_API_URL = env_str("JUDGE_API_URL")

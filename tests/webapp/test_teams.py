@@ -89,6 +89,18 @@ def test_with_mail_configured_the_invitation_link_is_mailed(
     assert mail.to == ["dan@lab.org"] and link in mail.body and "as viewer" in mail.body
 
 
+def test_a_mail_server_that_fails_leaves_the_link_on_the_page(
+    client_for: Callable[[Any], Any], alice: Any, team: Team, settings: Any
+) -> None:
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_PORT = 9  # nothing listens there: connection refused
+    admin = client_for(alice)
+    response = admin.post(reverse("webapp-team-invite", args=[team.pk]), {"who": "dan@lab.org", "role": "viewer"})
+    assert response.status_code == 302
+    assert admin.get(reverse("webapp-team", args=[team.pk])).context["invitation_url"]
+
+
 def test_an_admin_removes_a_member_and_anyone_may_leave(
     client_for: Callable[[Any], Any], alice: Any, bob: Any, vera: Any, team: Team
 ) -> None:
