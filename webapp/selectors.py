@@ -268,6 +268,12 @@ def run_logs(run: Run, *, level: str = "debug", attempt: int | None = None) -> Q
     return qs.order_by("attempt", "id")
 
 
+def dropped_output_lines(run: Run) -> dict[int, int]:
+    """Per attempt, how many of its first output lines the rotating window dropped (the lowest seq kept)."""
+    rows = run.logs.filter(source="output").values("attempt").annotate(first=Min("seq"))
+    return {row["attempt"]: row["first"] for row in rows if row["first"]}
+
+
 def recent_logs(run: Run, *, limit: int = 200, level: str = "debug") -> list[RunLog]:
     """The newest ``limit`` lines of :func:`run_logs`, oldest first (the page shows the newest at the bottom)."""
     rows = list(run_logs(run, level=level).reverse()[:limit])

@@ -79,6 +79,7 @@ def test_the_log_keeps_a_rotating_window_of_output_lines_per_attempt(make_run: A
 
     kept = [line.message for line in selectors.run_logs(run).filter(source="output")]
     assert kept == [f"line {i}" for i in range(290, 300)]
+    assert selectors.dropped_output_lines(run) == {0: 290}  # the download says so
     assert RunLog.objects.filter(run=run, source="trainer").count() == 10  # the trainer's events are not trimmed
 
 

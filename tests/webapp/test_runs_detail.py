@@ -312,3 +312,15 @@ def test_a_gpu_run_gets_utilisation_and_memory_charts_per_gpu(make_run: Callable
         ["system/gpu0/utilization_percent", "system/gpu1/utilization_percent"],
         ["system/gpu0/memory_used_mb", "system/gpu1/memory_used_mb"],
     ]
+
+
+def test_the_download_says_how_many_output_lines_the_window_dropped(
+    client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
+) -> None:
+    run = make_run(status="running")
+    RunLog.objects.bulk_create([RunLog(run=run, source="output", seq=s, message=f"line {s}") for s in (7, 8)])
+
+    text = b"".join(client_for(alice).get(url("webapp-run-logs", run)).streaming_content).decode()
+
+    assert text.splitlines()[0] == "[attempt 0] … its first 7 output lines were dropped (PSL_LOG_MAX_LINES)"
+    assert text.splitlines()[1].endswith("line 7")

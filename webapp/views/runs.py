@@ -663,7 +663,13 @@ def run_logs(request: HttpRequest, pk: int) -> HttpResponse | StreamingHttpRespo
 
 
 def _log_lines(run: Run, level: str) -> Iterator[str]:
+    dropped = selectors.dropped_output_lines(run)
+    attempt = None
     for row in selectors.run_logs(run, level=level).iterator(chunk_size=2000):
+        if row.attempt != attempt:
+            attempt = row.attempt
+            if n := dropped.get(attempt):
+                yield f"[attempt {attempt}] … its first {n} output lines were dropped (PSL_LOG_MAX_LINES)\n"
         when = f"{row.created_at:%Y-%m-%d %H:%M:%S}"
         yield f"{when} [attempt {row.attempt}] {row.level.upper():7} {row.message}\n"
 
