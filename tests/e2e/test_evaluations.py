@@ -405,7 +405,12 @@ def _study(make_run: Callable[..., Run], project: Any, user: Any) -> Study:
 
 
 def _cells(row: Locator) -> Locator:
+    """A row's accuracy/entropy cells; each benchmark cell also states its n (tested on its own)."""
     return row.locator("td.pt-cell")
+
+
+def _n_per_cell(row: Locator) -> Locator:
+    return row.locator("td.pt-cell .pt-n")
 
 
 def _download(page: Page, link: Locator) -> tuple[str, str]:
@@ -430,7 +435,7 @@ def test_a_study_of_grpo_and_policy_split_seeds_reads_as_the_papers_table_with_s
     page.get_by_role("link", name="GRPO vs Policy Split").click()
     expect(page.get_by_role("heading", name="GRPO vs Policy Split")).to_be_visible()
     assert page.url.endswith(f"/studies/{study.pk}/")
-    expect(page.locator(".page-head")).to_contain_text("4 runs in 2 groups")
+    expect(page.locator(".page-head")).to_contain_text("4 runs counted in 2 groups")
 
     # Without a baseline: Acc / Ent per benchmark (seeds averaged) and the average, no tests.
     results = page.locator("#results")
@@ -442,9 +447,10 @@ def test_a_study_of_grpo_and_policy_split_seeds_reads_as_the_papers_table_with_s
         ["GRPO 2 seeds · step 20", "Policy Split 2 seeds · step 20", "+ HE prompt 2 seeds · step 20"]
     )
     expect(rows.nth(2)).to_have_class(re.compile(r"\bpt-he\b"))  # only Policy Split gets the HE row
-    expect(_cells(rows.nth(0))).to_have_text(["50.00/0.32", "25.00/0.42", "37.50/0.37"])
-    expect(_cells(rows.nth(1))).to_have_text(["75.00/0.52", "50.00/0.62", "62.50/0.57"])
-    expect(_cells(rows.nth(2))).to_have_text(["62.50/0.82", "25.00/0.92", "43.75/0.87"])
+    expect(_cells(rows.nth(0))).to_have_text(["50.00/0.32n=2", "25.00/0.42n=2", "37.50/0.37"])
+    expect(_cells(rows.nth(1))).to_have_text(["75.00/0.52n=2", "50.00/0.62n=2", "62.50/0.57"])
+    expect(_cells(rows.nth(2))).to_have_text(["62.50/0.82n=2", "25.00/0.92n=2", "43.75/0.87"])
+    expect(_n_per_cell(rows.nth(0))).to_have_text(["n=2", "n=2"])  # two seeds per cell, both evaluated
     expect(table.locator("td.pt-best")).to_have_count(1)
     expect(rows.nth(1).locator("td.pt-best")).to_have_count(1)  # the best average is Policy Split's
     expect(table.locator("sup.sig")).to_have_text([""] * 9)
@@ -465,8 +471,8 @@ def test_a_study_of_grpo_and_policy_split_seeds_reads_as_the_papers_table_with_s
     expect(rows.nth(0).locator(".badge-baseline")).to_have_text("baseline")
     # Permutation test (the default), stratified by benchmark: Policy Split is better on all 40 questions
     # (Monte Carlo p = 1/5001); HE only on 10 MATH-500 questions (p ≈ 2/2^10) and tied on AIME (p = 1).
-    expect(_cells(rows.nth(1))).to_have_text(["75.00‡/0.52", "50.00‡/0.62", "62.50‡/0.57"])
-    expect(_cells(rows.nth(2))).to_have_text(["62.50‡/0.82", "25.00/0.92", "43.75‡/0.87"])
+    expect(_cells(rows.nth(1))).to_have_text(["75.00‡/0.52n=2", "50.00‡/0.62n=2", "62.50‡/0.57"])
+    expect(_cells(rows.nth(2))).to_have_text(["62.50‡/0.82n=2", "25.00/0.92n=2", "43.75‡/0.87"])
     expect(rows.locator("td.pt-num")).to_have_text(
         [
             "–",
@@ -493,7 +499,11 @@ def test_a_study_of_grpo_and_policy_split_seeds_reads_as_the_papers_table_with_s
     name, markdown = _download(page, results.locator(".seg[aria-label=Export]").get_by_role("link", name="Markdown"))
     assert name == "grpo-vs-policy-split-paper.md"
     lines = markdown.splitlines()
-    assert lines[0] == "**GRPO vs Policy Split: Evaluation results (Acc / Ent)**"
+    # The export names its summary: which evaluation each run contributes.
+    assert lines[0] == (
+        "**GRPO vs Policy Split: Evaluation results "
+        "(Acc / Ent; held-out evaluation of each run's latest evaluated checkpoint)**"
+    )
     assert "| Method | MATH-500 | AIME-24/25 | Average | Δ Acc [95% CI] | p |" in lines
     assert "| GRPO (2 seeds) | 50.00 / 0.32 | 25.00 / 0.42 | 37.50 / 0.37 | baseline | – |" in lines
     policy_split = re.compile(
@@ -613,7 +623,7 @@ def test_the_workers_page_shows_every_heartbeat_and_the_activity_feed_lists_what
     expect(gpu.locator(".tag")).to_have_text(["gpu", "eval"])
     expect(rival.locator("td").nth(1)).to_have_text("online")
     expect(rival.locator("td").nth(5)).to_have_text("busy (another team)")  # never the other team's run name
-    expect(rival.get_by_role("link")).to_have_count(0)
+    expect(rival.locator("a[href*='/runs/']")).to_have_count(0)  # its queue links, never to the run
     expect(cpu.locator("td").nth(1)).to_have_text("offline")
     expect(cpu.locator("td").nth(3)).to_have_text("CPU only")
     expect(cpu.locator("td").nth(5)).to_have_text("idle")

@@ -36,7 +36,9 @@ def test_a_trained_checkpoint_is_evaluated_in_both_modes_and_shows_up_in_the_stu
     assert result.steps_done == 2 and result.checkpoint
 
     run = make_run(
-        name="ps tiny e2e", status="succeeded", **{k: v for k, v in cfg.to_dict().items() if k not in ("output_dir",)}
+        name="ps tiny e2e",
+        status="succeeded",
+        **{k: v for k, v in cfg.to_dict().items() if k not in ("output_dir", "schema_version")},
     )
     Checkpoint.objects.create(run=run, step=2, path=result.checkpoint)
     MetricPoint.objects.bulk_create(
