@@ -102,6 +102,10 @@
       }
       traces.push(trace);
     }, this);
+    if (!stacked) window.PSLPlot.markCoinciding(traces);  // stacked areas never hide one another
+    traces.forEach(function (t) {  // dashed over the first; the hover says why (the name stays the label)
+      if (t.coincidesWith) t.hovertemplate = t.hovertemplate.replace("</extra>", " (same points as " + t.coincidesWith + ")</extra>");
+    });
     return traces;
   };
 
@@ -139,6 +143,7 @@
     if (!this.plotted) {
       this.plotted = true;
       this.el.on("plotly_relayout", this.onRelayout.bind(this));
+      window.PSLPlot.integerSteps(this.el);
     }
   };
 

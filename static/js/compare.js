@@ -14,11 +14,15 @@
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
-  // Per group: an invisible lower edge, the filled upper edge, then the mean line on top.
+  // Per group: an invisible lower edge, the filled upper edge, then the mean line on top. A mean
+  // line with the same points as an earlier one is dashed over it, and its name says so.
   function traces(chart) {
     const out = [];
-    chart.traces.forEach(function (t) {
-      const name = plain(t.name);
+    const means = chart.traces.map(function (t) { return { x: t.steps, y: t.values, name: t.name, line: {} }; });
+    window.PSLPlot.markCoinciding(means);
+    chart.traces.forEach(function (t, i) {
+      const same = means[i].coincidesWith;
+      const name = plain(t.name) + (same ? " (same points as " + plain(same) + ")" : "");
       const meta = { group: t.group };
       if (t.band) {
         out.push({ x: t.steps, y: t.band.low, mode: "lines", line: { width: 0, color: t.color }, hoverinfo: "skip",
@@ -28,7 +32,7 @@
       }
       out.push({
         x: t.steps, y: t.values, mode: "lines", name: name, meta: meta, type: "scatter",
-        line: { color: t.color, width: 1.8 }, customdata: t.n || null,
+        line: Object.assign({ color: t.color, width: 1.8 }, same ? means[i].line : {}), customdata: t.n || null,
         hovertemplate: t.n ? "%{y:.4g} <span style='color:#868e96'>(n=%{customdata})</span><extra>" + name + "</extra>"
                            : "%{y:.4g}<extra>" + name + "</extra>",
       });
@@ -60,10 +64,23 @@
       const lines = traces(chart);
       el.pslRaw = lines.map(function (t) { return t.y; });
       Plotly.newPlot(el, lines, layout(), config);
+      window.PSLPlot.integerSteps(el);
+      noteCoinciding(el, lines);
       plots.push(el);
     });
     syncZoom(plots);
     return plots;
+  }
+
+  // Under the chart, in words: which lines lie on top of one another (drawn dashed over the first).
+  function noteCoinciding(el, lines) {
+    const notes = lines.filter(function (t) { return t.line && t.line.dash && t.line.dash !== "solid"; });
+    if (!notes.length) return;
+    const p = document.createElement("p");
+    p.className = "chart-note subtle";
+    p.textContent = notes.map(function (t) { return t.name.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&"); })
+      .join("; ") + ": drawn dashed, since the lines coincide.";
+    el.insertAdjacentElement("afterend", p);
   }
 
   // Zooming one chart zooms all of them to the same steps (double-click resets all).

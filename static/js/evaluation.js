@@ -59,6 +59,7 @@
     });
     if (!traces.length) { empty(el, emptyText); return; }
     plot(el, traces, layout("step", yTitle));
+    if (window.Plotly && window.PSLPlot) window.PSLPlot.integerSteps(el);  // steps: no tick at 1.5
   }
 
   function passkCharts(charts) {
