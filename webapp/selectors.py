@@ -718,6 +718,8 @@ def last_k_means(runs: Sequence[Run], keys: Sequence[str], k: int) -> dict[tuple
     numbered newest first per (run, key) through the (run, key, step) index."""
     if not runs or not keys or k < 1:
         return {}
+    if connection.vendor == "postgresql":
+        return _pg_last_k_means([r.pk for r in runs], list(keys), k)
     newest_first = Window(RowNumber(), partition_by=[F("run_id"), F("key")], order_by=F("step").desc())
     rows = (
         MetricPoint.objects.filter(run__in=[r.pk for r in runs], key__in=list(keys))
@@ -728,4 +730,23 @@ def last_k_means(runs: Sequence[Run], keys: Sequence[str], k: int) -> dict[tuple
     sums: dict[tuple[int, str], list[float]] = {}
     for run_id, key, value in rows:
         sums.setdefault((run_id, key), []).append(value)
+    return {rk: sum(vs) / len(vs) for rk, vs in sums.items()}
+
+
+def _pg_last_k_means(run_ids: list[int], keys: list[str], k: int) -> dict[tuple[int, str], float]:
+    # Per (run, key) a backward scan of the (run, key, step) index that stops after k points: the
+    # cost grows with runs × keys × k, not with the lines' lengths (a window over every point did).
+    sql = f"""
+        SELECT r.run_id, q.key, p.value
+        FROM unnest(%s::bigint[]) AS r(run_id) CROSS JOIN unnest(%s::varchar[]) AS q(key)
+        CROSS JOIN LATERAL (
+            SELECT value FROM {MetricPoint._meta.db_table}
+            WHERE run_id = r.run_id AND key = q.key ORDER BY step DESC LIMIT %s
+        ) AS p
+    """
+    sums: dict[tuple[int, str], list[float]] = {}
+    with connection.cursor() as cur:
+        cur.execute(sql, [run_ids, keys, k])
+        for run_id, key, value in cur.fetchall():
+            sums.setdefault((run_id, key), []).append(value)
     return {rk: sum(vs) / len(vs) for rk, vs in sums.items()}
