@@ -425,8 +425,19 @@ def plan_memory(
         "rollout_engine": engine_asleep,
         "runtime": runtime,
     }
+    # The update frees the previous step's gradients first. With one pass per optimizer step, its
+    # log-prob/activation peak comes at the start of the backward, when only the LM head's gradient
+    # exists; from a second pass on, the first pass's gradients are all there.
+    passes = math.ceil(cfg.rows_per_mini_batch / max(1, rows))
+    grads_at_peak = gradients if passes > 1 else gradients * shape.embedding_params // n
     update = int(
-        (static + max(compute_weights + activations + logprob_chunk, optimizer_temp)) * frag + engine_asleep + runtime
+        max(
+            weights + optimizer + grads_at_peak + compute_weights + activations + logprob_chunk,
+            static + optimizer_temp,
+        )
+        * frag
+        + engine_asleep
+        + runtime
     )
     score = int((static + score_pass + (compute_weights if not fsdp else 0)) * frag + engine_asleep + runtime)
     generate = int((static + gen_extra) * frag + engine_awake + runtime)
