@@ -27,9 +27,64 @@
     select.disabled = !outcomes.length;
   }
 
+  // plotly's parcoords draws with WebGL; without it (a browser with WebGL off, headless Chromium
+  // with --disable-gpu) the same axes are drawn as SVG lines: one per run, each axis scaled to its
+  // own range, coloured by the outcome (no brushing, the rest is the same).
+  function hasWebGL() {
+    try {
+      const canvas = document.createElement("canvas");
+      return !!(window.WebGLRenderingContext && (canvas.getContext("webgl") || canvas.getContext("experimental-webgl")));
+    } catch (e) { return false; }
+  }
+
+  function colourAt(t) {  // t in [0, 1] along SCALE (red, amber, green)
+    const stops = SCALE.map(function (s) { return [s[0], parseInt(s[1].slice(1), 16)]; });
+    let i = 0;
+    while (i < stops.length - 2 && t > stops[i + 1][0]) i++;
+    const [t0, c0] = stops[i], [t1, c1] = stops[i + 1];
+    const f = t1 > t0 ? Math.min(1, Math.max(0, (t - t0) / (t1 - t0))) : 0;
+    const mix = function (shift) { return Math.round(((c0 >> shift) & 255) * (1 - f) + ((c1 >> shift) & 255) * f); };
+    return "rgb(" + mix(16) + "," + mix(8) + "," + mix(0) + ")";
+  }
+
+  function drawSvg(el, data, lowerIsBetter) {
+    const dims = data.dimensions;
+    const scaled = dims.map(function (d) {
+      const lo = Math.min.apply(null, d.values), hi = Math.max.apply(null, d.values);
+      return { lo: lo, hi: hi, at: function (v) { return hi > lo ? (v - lo) / (hi - lo) : 0.5; } };
+    });
+    const out = scaled[scaled.length - 1];
+    const traces = data.runs.map(function (name, i) {
+      const score = out.at(dims[dims.length - 1].values[i]);
+      return {
+        type: "scatter", mode: "lines+markers", name: name, showlegend: false,
+        x: dims.map(function (_, j) { return j; }), y: dims.map(function (d, j) { return scaled[j].at(d.values[i]); }),
+        text: dims.map(function (d) { return d.label + " = " + (d.ticktext ? d.ticktext[d.values[i]] : d.values[i]); }),
+        hovertemplate: "%{text}<extra></extra>",
+        line: { color: colourAt(lowerIsBetter ? 1 - score : score), width: 2 }, marker: { size: 6 },
+      };
+    });
+    const annotations = [];
+    dims.forEach(function (d, j) {
+      const label = function (v) { return d.ticktext ? d.ticktext[v] : String(Number(v.toPrecision(4))); };
+      annotations.push({ x: j, y: 1.04, text: label(scaled[j].hi), showarrow: false, font: { size: 10 } });
+      if (scaled[j].hi > scaled[j].lo) {
+        annotations.push({ x: j, y: -0.06, text: label(scaled[j].lo), showarrow: false, font: { size: 10 } });
+      }
+    });
+    el.replaceChildren();
+    Plotly.newPlot(el, traces, {
+      font: FONT, margin: { l: 40, r: 40, t: 20, b: 40 }, hovermode: "closest", annotations: annotations,
+      xaxis: { tickvals: dims.map(function (_, j) { return j; }), ticktext: dims.map(function (d) { return d.label; }),
+               showgrid: true, gridcolor: "#adb5bd", zeroline: false, range: [-0.3, dims.length - 0.7] },
+      yaxis: { visible: false, range: [-0.12, 1.1] },
+    }, { displaylogo: false, responsive: true });
+  }
+
   function draw(el, data, lowerIsBetter) {
     if (typeof Plotly === "undefined") { message(el, "Charts need plotly (static/vendor/plotly)."); return; }
     if (!data.n) { message(el, "No counted run has logged " + (data.outcome || "a metric") + " yet."); return; }
+    if (!hasWebGL()) { drawSvg(el, data, lowerIsBetter); return; }
     const outcome = data.dimensions[data.dimensions.length - 1].values;
     const dims = data.dimensions.map(function (d) {
       const dim = { label: d.label, values: d.values };
@@ -44,7 +99,15 @@
     };
     el.replaceChildren();
     Plotly.newPlot(el, [trace], { font: FONT, margin: { l: 60, r: 90, t: 40, b: 24 } },
-                   { displaylogo: false, responsive: true });
+                   { displaylogo: false, responsive: true })
+      .then(function () {
+        // A context that could be created but not used for drawing: plotly then only shows a notice.
+        if (/WebGL is not supported/.test(el.textContent) || document.querySelector(".no-webgl")) {
+          document.querySelectorAll(".no-webgl").forEach(function (n) { n.remove(); });
+          Plotly.purge(el);
+          drawSvg(el, data, lowerIsBetter);
+        }
+      });
   }
 
   function load(el, select, outcome) {
