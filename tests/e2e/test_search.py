@@ -1,0 +1,115 @@
+"""Search beyond grids in the browser: a random search with successive halving launched as a study,
+trained by a real worker that stops the losing draw at the rung, then the study's factors against
+the outcome as parallel coordinates."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import login
+from tests.workers import WorkerProcess
+from trainer.search import halving_stops
+from webapp.halving import value_at
+from webapp.models import ACTIVE_STATUSES, Run, Study
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RUNS_TIMEOUT_S = 300
+# Seed 4 draws max_new_tokens 4, 16, 4 (trainer.search.sample_space): the 16-token draw answers
+# longer than the first run did at the rung, so successive halving on normal/length (lower is
+# better) stops it; the third draw continues unless it answers longer than the first.
+SPACE = "max_new_tokens = choice(4, 16)\nlr = loguniform(1e-6, 1e-4)"
+
+
+def _fill_search_form(page: Page) -> None:
+    page.get_by_label("Search:", exact=True).select_option("random")
+    page.get_by_label("Factors:", exact=True).fill(SPACE)
+    page.get_by_label("Samples:", exact=True).fill("3")
+    page.get_by_label("Search seed:", exact=True).fill("4")
+    page.get_by_text("Successive halving", exact=True).first.click()  # opens the section
+    page.get_by_label("Successive halving", exact=True).check()
+    page.get_by_label("Halving metric:", exact=True).fill("normal/length")
+    page.get_by_label("Better is:", exact=True).select_option("min")
+    page.get_by_label("Rungs (steps):", exact=True).fill("1")
+    page.get_by_label("Study name:", exact=True).fill("length search")
+    page.get_by_label("Model:", exact=True).fill("tiny-random")
+    page.get_by_label("Algorithm:", exact=True).select_option(label="GRPO")
+    page.get_by_label("Rollouts per mode (n):", exact=True).fill("2")
+    page.get_by_label("Questions per step:", exact=True).fill("2")
+    page.get_by_label("Steps:", exact=True).fill("16")  # tiny steps: room for the stop to land mid-run
+
+
+def _wait_for_runs(study: Study, worker: WorkerProcess) -> list[Run]:
+    deadline = time.monotonic() + RUNS_TIMEOUT_S
+    while Run.objects.filter(study=study, status__in=ACTIVE_STATUSES).exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the study's runs did not finish\nworker output:\n{worker.output()}")
+        time.sleep(1)
+    return list(Run.objects.filter(study=study).order_by("id"))
+
+
+def test_a_random_search_with_successive_halving_stops_the_losing_draw_and_plots_factors_against_the_outcome(
+    page: Page,
+    shot: Callable[[str], Any],
+    start_worker: Callable[[str], WorkerProcess],
+    project: Any,
+    alice: Any,
+) -> None:
+    login(page, alice)
+    page.goto(f"/projects/{project.pk}/grid/")
+    _fill_search_form(page)
+    page.get_by_role("button", name="Preview").click()
+    preview = page.locator("#grid-preview")
+    expect(preview.get_by_role("heading")).to_have_text("Preview: 3 runs")
+    cells = [preview.locator("tbody tr").nth(i).locator("td.mono").first.inner_text() for i in range(3)]
+    assert cells == ["4", "16", "4"], cells
+    shot("random-search-preview")
+    page.get_by_role("button", name="Launch 3 runs").click()
+    expect(page.get_by_role("heading", name="length search")).to_be_visible()
+    expect(page.get_by_test_id("study-search")).to_contain_text("max_new_tokens ~ choice(4, 16)")
+    expect(page.get_by_test_id("study-search")).to_contain_text("successive halving on normal/length")
+    study = Study.objects.get(name="length search")
+
+    worker = start_worker("e2e")
+    runs = _wait_for_runs(study, worker)
+    # Replay the rule over the runs in the order they trained: exactly the judged ones were stopped.
+    at_rung = value_at([r.pk for r in runs], "normal/length", 1)
+    expected = [
+        halving_stops(at_rung[r.pk], [at_rung[o.pk] for o in runs[:i]], reduction=2, mode="min")[0]
+        for i, r in enumerate(runs)
+    ]
+    assert [r.status == "cancelled" for r in runs] == expected, [(r.status, at_rung.get(r.pk)) for r in runs]
+    assert expected[:2] == [False, True], at_rung  # 16-token answers lose to the first run's 4
+    assert [r.status for r in runs] == ["cancelled" if stop else "succeeded" for stop in expected]
+    assert runs[1].step < 16  # stopped early, not trained to the end
+    counted = expected.count(False)
+    assert "worse than the best 1/2 of 1 earlier run: stopped" in runs[1].logs.get(source="web").message
+
+    page.reload()
+    stopped = page.locator(f"table.study-runs tr[data-run='{runs[1].pk}']")
+    expect(stopped.locator(".sr-counted")).to_contain_text("excluded: cancelled")
+    chart = page.locator("#study-parcoords")
+    expect(chart).to_have_class(re.compile(r"\bjs-plotly-plot\b"))
+    # plotly's WebGL parcoords, or (headless Chromium has no WebGL) the same axes as one SVG line per run.
+    kind = page.evaluate("() => document.getElementById('study-parcoords').data.map(t => t.type)")
+    assert kind == ["parcoords"] or kind == ["scatter"] * counted, kind
+    assert "WebGL is not supported" not in chart.inner_text()
+    expect(page.locator("#parcoords-outcome")).to_have_value("normal/length")
+    expect(page.locator("#parcoords-n")).to_have_text(f"{counted} run{'s' if counted != 1 else ''} counted")
+    chart.scroll_into_view_if_needed()
+    shot("study-parallel-coordinates")
+
+    page.locator("#parcoords-outcome").select_option("train/reward")
+    expect(page).to_have_url(f"{page.url.split('?')[0]}?outcome=train%2Freward")
+    expect(page.locator("#parcoords-n")).to_have_text(f"{counted} run{'s' if counted != 1 else ''} counted")
+    axes = """() => { const el = document.getElementById('study-parcoords'), t = el.data[0];
+      return t.type === 'parcoords' ? t.dimensions.map(d => d.label) : el.layout.xaxis.ticktext; }"""
+    dims = page.evaluate(axes)
+    assert sorted(dims[:-1]) == ["lr", "max_new_tokens"] and dims[-1] == "train/reward", dims  # the outcome last
+    shot("study-parallel-coordinates-reward")
