@@ -38,3 +38,24 @@ def test_a_shared_prefill_still_samples_different_responses_per_prompt(smol: tup
     assert [len(per_prompt) for per_prompt in out.responses] == [4, 4, 4]
     # Repeating the cache must not repeat the sample: a prompt's four responses are not one response four times.
     assert all(len({tuple(r) for r in per_prompt}) > 1 for per_prompt in out.responses)
+
+
+def test_the_shared_prefill_cache_continues_each_prompt_exactly_like_a_full_forward(smol: tuple[Any, Any]) -> None:
+    import torch
+
+    model, tok = smol
+    prompts = _prompts(tok)
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])  # left padding
+    att = (torch.arange(width) >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    positions = (att.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        cache = TransformersBackend(model, tok)._shared_prefill(ids, att, 2)
+        last = model(
+            input_ids=ids.repeat_interleave(2, 0)[:, -1:],
+            attention_mask=att.repeat_interleave(2, 0),
+            position_ids=positions.repeat_interleave(2, 0)[:, -1:],
+            past_key_values=cache,
+        ).logits[:, -1]
+        full = model(input_ids=ids, attention_mask=att, position_ids=positions).logits[:, -1]
+    assert torch.allclose(last, full.repeat_interleave(2, 0), atol=1e-4)
