@@ -108,8 +108,10 @@ def test_a_random_search_with_successive_halving_stops_the_losing_draw_and_plots
     page.locator("#parcoords-outcome").select_option("train/reward")
     expect(page).to_have_url(f"{page.url.split('?')[0]}?outcome=train%2Freward")
     expect(page.locator("#parcoords-n")).to_have_text(f"{counted} run{'s' if counted != 1 else ''} counted")
-    axes = """() => { const el = document.getElementById('study-parcoords'), t = el.data[0];
-      return t.type === 'parcoords' ? t.dimensions.map(d => d.label) : el.layout.xaxis.ticktext; }"""
+    axes = """() => { const el = document.getElementById('study-parcoords'), t = el.data && el.data[0];
+      return !t ? [] : t.type === 'parcoords' ? t.dimensions.map(d => d.label) : el.layout.xaxis.ticktext; }"""
+    # The count reads the same for both outcomes, so wait for the redraw itself, not for the count.
+    page.wait_for_function(f"() => ({axes})().slice(-1)[0] === 'train/reward'")
     dims = page.evaluate(axes)
     assert sorted(dims[:-1]) == ["lr", "max_new_tokens"] and dims[-1] == "train/reward", dims  # the outcome last
     shot("study-parallel-coordinates-reward")
