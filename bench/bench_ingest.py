@@ -78,9 +78,9 @@ def rate(n: int, seconds: float) -> str:
 
 
 def bench_points(steps: int, mlflow_db: str | None, folder: Path) -> None:
-    from webapp import ingest
-    from webapp.execution import EventPump
     from webapp.models import MetricPoint, Run
+    from webapp.worker import ingest
+    from webapp.worker.execution import EventPump
 
     events = step_events(steps, written=0.0)
     path = folder / "events.jsonl"
@@ -141,7 +141,7 @@ def bench_points(steps: int, mlflow_db: str | None, folder: Path) -> None:
 
 def bench_latency(seconds: float, folder: Path) -> None:
     """A live writer (one step every 0.1 s) and the worker's poll loop; write → commit latency."""
-    from webapp.execution import EventPump, Supervisor
+    from webapp.worker.execution import EventPump, Supervisor
 
     run = make_run("live")
     path = folder / "live.jsonl"
@@ -219,8 +219,8 @@ def bench_samples(n: int, mlflow_db: str | None, folder: Path) -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from webapp import ingest
     from webapp.models import Membership, Sample
+    from webapp.worker import ingest
 
     rng = random.Random(1)
     batch = 256  # one step's samples in a realistic run are a few dozen to a few hundred

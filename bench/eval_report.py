@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from webapp.stats import permutation_test  # noqa: E402  (numpy only, no Django)
+from webapp.review.stats import permutation_test  # noqa: E402  (numpy only, no Django)
 
 MODEL = "smollm2-135m"
 MODES = ("normal", "he")

@@ -153,7 +153,7 @@ def test_the_web_tier_services_use_the_web_image() -> None:
 USED_WITHOUT_IMPORT = {
     "gunicorn": "the web server (Dockerfile CMD, make web)",
     "redis": "celery's Redis transport",
-    "psycopg": "Django's PostgreSQL driver (its COPY in webapp/ingest.py)",
+    "psycopg": "Django's PostgreSQL driver (its COPY in webapp/worker/ingest.py)",
     "whitenoise": "a middleware named in settings",
     "django-axes": "an app, a middleware and an authentication backend named in settings",
     "accelerate": "transformers loads SmolLM2's GGUF file through it",

@@ -58,7 +58,7 @@ METRICS: dict[str, str] = {
 
 SYSTEM_PREFIX = "system/"
 SYSTEM_METRICS: dict[str, str] = {
-    # Sampled by the worker (webapp.system_metrics), not the trainer; their "step" is the second of
+    # Sampled by the worker (webapp.worker.system_metrics), not the trainer; their "step" is the second of
     # the run's training time at which they were sampled (attempts follow one another).
     "system/cpu_percent": "CPU use of the trainer's processes (100 = one core busy)",
     "system/rss_mb": "resident memory of the trainer's processes (MB)",

@@ -108,7 +108,7 @@ class RunQuerySet(models.QuerySet["Run"]):
 
 
 class SummaryKind(models.TextChoices):
-    """How a run's curve becomes the one number of a final-metrics table (webapp.reports.SummaryRule)."""
+    """How a run's curve becomes the one number of a final-metrics table (webapp.review.reports.SummaryRule)."""
 
     MEAN_LAST = "mean_last", "Mean of the last k logged steps"
     LAST = "last", "Last logged value"
@@ -493,7 +493,7 @@ class RunLog(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     level = models.CharField(max_length=10, default="info")
     # trainer.choices.LOG_SOURCES: the trainer's log events, or its captured stdout/stderr
-    # (webapp.run_output); each source numbers its lines of an attempt from 0.
+    # (webapp.worker.run_output); each source numbers its lines of an attempt from 0.
     source = models.CharField(max_length=10, default="trainer")
     message = models.TextField()
 

@@ -33,7 +33,7 @@ from webapp.models import (
     RunStatus,
     Study,
 )
-from webapp.run_output import levels_from
+from webapp.worker.run_output import levels_from
 
 CONFIG_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 NUMERIC_TYPES = ("int", "float")
@@ -99,7 +99,7 @@ def queued_runs(pool: str) -> QuerySet[Run]:
 
     Priority first (high, normal, low: trainer.choices.PRIORITIES), then the queue rank (the order
     they were queued in, unless someone moved them), then id. Workers claim by it
-    (``webapp.execution.claim_next``) and the queue page and run page show it.
+    (``webapp.worker.execution.claim_next``) and the queue page and run page show it.
     """
     return Run.objects.filter(status=RunStatus.QUEUED, queue=pool).order_by("priority", "queue_rank", "id")
 
@@ -714,7 +714,7 @@ def study_included_runs(study: Study) -> list[Run]:
 
 def last_k_means(runs: Sequence[Run], keys: Sequence[str], k: int) -> dict[tuple[int, str], float]:
     """{(run id, key): mean of the run's last ``k`` logged values of the key} (fewer when it logged
-    fewer): the default summary of a final-metrics table (webapp.reports.SummaryRule). One query,
+    fewer): the default summary of a final-metrics table (webapp.review.reports.SummaryRule). One query,
     numbered newest first per (run, key) through the (run, key, step) index."""
     if not runs or not keys or k < 1:
         return {}

@@ -39,7 +39,7 @@ from webapp.models import (
     Tag,
     Verdict,
 )
-from webapp.reports import MAX_SUMMARY_K, SummaryRule
+from webapp.review.reports import MAX_SUMMARY_K, SummaryRule
 from webapp.selectors import default_included, display, queued_runs
 
 log = logging.getLogger(__name__)
@@ -523,7 +523,7 @@ def study_set_baseline(*, study: Study, run: Run, user: Any) -> Study:
 
 def study_set_summary(*, study: Study, kind: str, k: int, user: Any) -> Study:
     """How the study's final-metrics table summarises each run's curve: the mean of its last ``k``
-    logged steps, or its last logged value (webapp.reports.SummaryRule)."""
+    logged steps, or its last logged value (webapp.review.reports.SummaryRule)."""
     if kind not in SummaryKind.values:
         raise ServiceError(f"unknown summary {kind!r}; valid: {', '.join(SummaryKind.values)}")
     if not 1 <= k <= MAX_SUMMARY_K:

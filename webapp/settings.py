@@ -60,10 +60,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "webapp.health.health_middleware",  # first: container healthchecks skip host checks and redirects
-    "webapp.api_errors.api_json_errors",  # every error under /api/ as JSON, the inner layers' too
+    "webapp.http.health.health_middleware",  # first: container healthchecks skip host checks and redirects
+    "webapp.http.api_errors.api_json_errors",  # every error under /api/ as JSON, the inner layers' too
     "django.middleware.security.SecurityMiddleware",
-    "webapp.security.security_headers",  # Content-Security-Policy, Permissions-Policy
+    "webapp.http.security.security_headers",  # Content-Security-Policy, Permissions-Policy
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,7 +71,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "webapp.navigation.remember_project",  # the project the navigation of global pages links to
+    "webapp.http.navigation.remember_project",  # the project the navigation of global pages links to
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -89,7 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "webapp.navigation.nav_project",
+                "webapp.http.navigation.nav_project",
             ],
         },
     },
@@ -152,7 +152,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-# Served on every response by webapp.security: scripts from this origin only (no inline script, no eval:
+# Served on every response by webapp.http.security: scripts from this origin only (no inline script, no eval:
 # plotly.js and every page script are static files), fonts, images and data from here, no plugins, no
 # framing, forms post here only. Styles: our templates carry no inline style (tests/webapp/
 # test_security_headers.py), but plotly.js writes style attributes and a <style> element of its own as
@@ -224,11 +224,11 @@ PSL_DISPATCH_SECONDS = env_int("PSL_DISPATCH_SECONDS", 10, minimum=1)
 PSL_CANCEL_GRACE_SECONDS = env_int("PSL_CANCEL_GRACE_SECONDS", 5, minimum=1)
 # A trainer that acknowledged a cancel may finish its current update for this long before SIGTERM.
 PSL_CANCEL_MAX_SECONDS = env_int("PSL_CANCEL_MAX_SECONDS", 300, minimum=1)
-# The trainer's captured stdout/stderr (webapp.run_output): output lines kept per attempt in the
+# The trainer's captured stdout/stderr (webapp.worker.run_output): output lines kept per attempt in the
 # database (the oldest are dropped beyond it), and the size at which the attempt's log file rotates.
 PSL_LOG_MAX_LINES = env_int("PSL_LOG_MAX_LINES", 5000, minimum=10)
 PSL_LOG_FILE_MAX_BYTES = env_int("PSL_LOG_FILE_MAX_BYTES", 32 << 20, minimum=1024)
-# Seconds between two samples of a running trainer's CPU, memory and GPUs (webapp.system_metrics).
+# Seconds between two samples of a running trainer's CPU, memory and GPUs (webapp.worker.system_metrics).
 PSL_SYSTEM_METRICS_SECONDS = env_int("PSL_SYSTEM_METRICS_SECONDS", 5, minimum=1)
 PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
 # What a run may name besides built-ins (trainer.references): data:<name> under the team's data folder,

@@ -9,11 +9,12 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
-from webapp import dispatch, execution
+from webapp import dispatch
 from webapp.evaluations.runner import evaluations_execute
 from webapp.evaluations.services import evaluations_dispatch
 from webapp.models import Run
 from webapp.services import runs_dispatch
+from webapp.worker import execution
 
 log = logging.getLogger(__name__)
 _current_run: dict[str, int | None] = {"id": None}

@@ -15,4 +15,4 @@ urlpatterns = [
     path("api/", include("webapp.views.api")),
 ]
 
-handler500 = "webapp.api_errors.server_error"
+handler500 = "webapp.http.api_errors.server_error"

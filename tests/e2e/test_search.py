@@ -15,8 +15,8 @@ from playwright.sync_api import Page, expect
 from tests.e2e.helpers import login
 from tests.workers import WorkerProcess
 from trainer.search import halving_stops
-from webapp.halving import value_at
 from webapp.models import ACTIVE_STATUSES, Run, Study
+from webapp.worker.halving import value_at
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -69,7 +69,7 @@ def test_webapp_has_no_import_circle_not_even_through_lazy_imports() -> None:
 
 def test_services_and_views_never_import_the_worker_side() -> None:
     graph = import_graph()
-    worker_side = {"webapp.tasks", "webapp.execution", "webapp.evaluations.runner"}
+    worker_side = {"webapp.tasks", "webapp.worker.execution", "webapp.evaluations.runner"}
     for name in ("webapp.services", "webapp.evaluations.services", "webapp.dispatch"):
         assert not graph[name] & worker_side, name
     for name in (n for n in graph if n.startswith("webapp.views")):
@@ -124,7 +124,7 @@ def test_booleans_are_spelled_in_one_word_list() -> None:
 
 
 def test_query_parameters_are_read_by_one_set_of_helpers() -> None:
-    assert _where(_defines("int_param", "int_or_none", "bool_param"), home="webapp/params.py") == []
+    assert _where(_defines("int_param", "int_or_none", "bool_param"), home="webapp/http/params.py") == []
 
 
 def _filters_bookkeeping(node: ast.AST) -> bool:

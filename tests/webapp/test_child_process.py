@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp import child_process
+from webapp.worker import child_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def test_a_child_dies_with_its_worker(tmp_path: Path) -> None:
         import django, os, sys, time
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings_test")
         django.setup()
-        from webapp import child_process
+        from webapp.worker import child_process
         with open(os.devnull, "ab") as log:
             child = child_process.spawn(["sleep", "60"], log=log, env=child_process.child_env())
             open({str(pid_file)!r}, "w").write(str(child.pid))

@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
-from webapp import ingest
 from webapp.models import Run
+from webapp.worker import ingest
 
 pytestmark = pytest.mark.django_db
 

@@ -16,11 +16,11 @@ from tests.workers import Broker
 from trainer.registry import resolve
 from webapp.evaluations import runner, selectors
 from webapp.evaluations import services as service
-from webapp.execution import run_dir, worker_identity
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run
-from webapp.reports import question_accuracy
+from webapp.review.reports import question_accuracy
 from webapp.services import ServiceError
 from webapp.tasks import evaluate_run_checkpoint
+from webapp.worker.execution import run_dir, worker_identity
 
 pytestmark = pytest.mark.django_db
 

@@ -19,9 +19,9 @@ from django.db.models import Count
 
 from tests.workers import WorkerProcess
 from trainer.config import TrainConfig
-from webapp import execution
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, MetricPoint, Run, RunStatus, Sample, Worker
 from webapp.services import run_cancel, run_create, run_resume
+from webapp.worker import execution
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -15,9 +15,9 @@ import pytest
 
 from tests.webapp.test_execution import _config, _status, _wait
 from tests.workers import REPO, WorkerProcess
-from webapp import execution
 from webapp.models import MetricPoint, Run, RunLog, RunStatus
 from webapp.services import run_create, run_resume
+from webapp.worker import execution
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

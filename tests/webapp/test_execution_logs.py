@@ -13,9 +13,10 @@ from django.test import override_settings
 
 from tests.webapp.test_execution import _config, _status, _wait
 from tests.workers import WorkerProcess
-from webapp import ingest, selectors
+from webapp import selectors
 from webapp.models import MetricPoint, RunLog, RunStatus
 from webapp.services import run_create
+from webapp.worker import ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -84,7 +85,7 @@ def test_the_log_keeps_a_rotating_window_of_output_lines_per_attempt(make_run: A
 
 
 def test_a_redelivered_attempt_continues_its_output_lines_after_the_stored_ones(make_run: Any, tmp_path: Path) -> None:
-    from webapp.execution import Supervisor
+    from webapp.worker.execution import Supervisor
 
     with override_settings(PSL_RUNS_DIR=tmp_path):
         run = make_run(status="running")

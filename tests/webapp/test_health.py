@@ -21,12 +21,12 @@ def test_it_answers_over_plain_http_on_localhost_in_production_settings() -> Non
 
 @pytest.mark.django_db
 def test_it_is_unhealthy_while_the_database_is_down() -> None:
-    with mock.patch("webapp.health.connection.ensure_connection", side_effect=OperationalError("down")):
+    with mock.patch("webapp.http.health.connection.ensure_connection", side_effect=OperationalError("down")):
         response = Client().get("/healthz")
     assert response.status_code == 503
 
 
 def test_it_needs_no_login_or_session() -> None:
-    with mock.patch("webapp.health.connection.ensure_connection"):
+    with mock.patch("webapp.http.health.connection.ensure_connection"):
         response = Client().get("/healthz")
     assert response.status_code == 200 and "Set-Cookie" not in response.headers

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from webapp import ingest
-from webapp.execution import EventPump
 from webapp.models import Checkpoint, MetricPoint, Run, RunLog, Sample
+from webapp.worker import ingest
+from webapp.worker.execution import EventPump
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 from django.template import Context, Template
 
-from webapp.markdown import render_markdown
+from webapp.review.markdown import render_markdown
 
 
 def test_it_renders_bold_code_and_lists() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.http import QueryDict
 
-from webapp.params import ParamError, bool_param, int_param, or_default
+from webapp.http.params import ParamError, bool_param, int_param, or_default
 
 
 def test_an_absent_or_empty_integer_is_the_default() -> None:

@@ -19,9 +19,9 @@ from django.urls import reverse
 from tests.webapp.test_forms import form_data
 from trainer.config import TrainConfig
 from trainer.references import TASK_REFUSED
-from webapp.execution import run_dir, trainer_env
 from webapp.models import ApiToken, Checkpoint, Run
 from webapp.planning import run_plan
+from webapp.worker.execution import run_dir, trainer_env
 
 pytestmark = pytest.mark.django_db
 

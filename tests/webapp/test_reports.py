@@ -1,4 +1,4 @@
-"""webapp.reports: grouping, seed bands, the final-metrics table and the CSV / Markdown / LaTeX exports.
+"""webapp.review.reports: grouping, seed bands, the final-metrics table and the CSV / Markdown / LaTeX exports.
 
 Tables are built by hand from unsaved runs, so none of these tests needs the database.
 """
@@ -12,7 +12,7 @@ import pytest
 
 from trainer.config import TrainConfig
 from webapp.models import Run, SummaryKind
-from webapp.reports import (
+from webapp.review.reports import (
     ExportTable,
     PaperCell,
     PaperRow,
@@ -33,7 +33,7 @@ from webapp.reports import (
     to_markdown,
     varied_fields,
 )
-from webapp.stats import PairedResult
+from webapp.review.stats import PairedResult
 
 LAST = SummaryRule(SummaryKind.LAST)  # Run.summary: these tables need no database
 

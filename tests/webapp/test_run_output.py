@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp.run_output import MAX_ENTRY_CHARS, OutputParser, OutputTail, levels_from, line_level
+from webapp.worker.run_output import MAX_ENTRY_CHARS, OutputParser, OutputTail, levels_from, line_level
 
 TRACEBACK = """Traceback (most recent call last):
   File "/x/trainer/cli.py", line 10, in main

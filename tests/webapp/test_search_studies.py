@@ -12,8 +12,8 @@ from django.urls import reverse
 from tests.webapp.test_forms import form_data
 from trainer.search import Halving
 from webapp.forms import GridForm
-from webapp.halving import HalvingWatcher
 from webapp.models import Activity, MetricPoint, Run, Study
+from webapp.worker.halving import HalvingWatcher
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from webapp import ingest, selectors
+from webapp import selectors
 from webapp.models import Run, Tag
 from webapp.selectors import RunFilters, bucket_min_max, metric_series, metric_series_many, runs_for_list
+from webapp.worker import ingest
 
 pytestmark = pytest.mark.django_db
 

@@ -15,11 +15,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from trainer.data.prompts import HE_SYSTEM_PROMPT
-from webapp import ingest
 from webapp.models import Comment, Run, Sample, Verdict
 from webapp.sample_selectors import prompt_turns, question_text
 from webapp.templatetags.psl import SURPRISAL_EDGES, auto_edges, surprisal_bucket
 from webapp.views.side_by_side import ViewState
+from webapp.worker import ingest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NORMAL_PROMPT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"

@@ -1,4 +1,4 @@
-"""webapp.stats: exact McNemar, the sign-flip permutation test and its bootstrap CI, on hand-made data."""
+"""webapp.review.stats: exact McNemar, the sign-flip permutation test and its bootstrap CI, on hand-made data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from webapp.stats import (
+from webapp.review.stats import (
     MCNEMAR,
     PERMUTATION,
     bootstrap_ci,

@@ -436,7 +436,7 @@ def test_the_study_charts_run_the_same_queries_for_any_number_of_runs_and_keys(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from webapp import ingest
+    from webapp.worker import ingest
 
     keys = ["normal/accuracy", "he/accuracy", "train/reward", "normal/entropy", "he/entropy"]
     runs = [

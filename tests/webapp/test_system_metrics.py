@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from trainer.metrics import SYSTEM_METRICS
-from webapp import ingest
 from webapp.models import MetricPoint
-from webapp.system_metrics import Nvml, SystemSampler
+from webapp.worker import ingest
+from webapp.worker.system_metrics import Nvml, SystemSampler
 
 BUSY = "import time\nt = time.time()\nwhile time.time() - t < 30: pass\n"
 

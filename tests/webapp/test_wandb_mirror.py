@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from webapp.models import Run, RunLog
-from webapp.wandb_mirror import WandbMirror
+from webapp.worker.wandb_mirror import WandbMirror
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -1,5 +1,5 @@
 """The worker side of evaluations: claim the queued rows, run the evaluator once for all of them
-as a child process (``webapp.child_process``: an out-of-memory crash kills the child, never the
+as a child process (``webapp.worker.child_process``: an out-of-memory crash kills the child, never the
 worker; a timeout kills its process group), then store each report or the reason it failed.
 """
 
@@ -17,12 +17,12 @@ from django.conf import settings
 from trainer.choices import MODES
 from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES
-from webapp import child_process
 from webapp.evaluations.services import evaluation_store, evaluations_fail, model_for_step
-from webapp.execution import run_dir
 from webapp.models import EvalStatus, Evaluation, Run
 from webapp.references import team_roots
 from webapp.services import ServiceError
+from webapp.worker import child_process
+from webapp.worker.execution import run_dir
 
 log = logging.getLogger(__name__)
 

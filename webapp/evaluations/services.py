@@ -7,7 +7,7 @@ each (benchmark, mode) report here: aggregate metrics in ``Evaluation.metrics`` 
 a fraction, ``accuracy_ci``, ``entropy_bits``, ``pass_at_k``, ``unique_correct``, ``kl_to_other``,
 creative diversity and judge scores; see ``trainer.evaluation.evaluate``) and one EvalResult per
 sample (score 1/0, creative samples 0 with ``metrics["graded"] = False``). The study table
-(``webapp.reports``) reads exactly these: ``accuracy``, ``entropy_bits`` and per-question
+(``webapp.review.reports``) reads exactly these: ``accuracy``, ``entropy_bits`` and per-question
 correctness (score > 0.5) of the EvalResult rows.
 
 Step 0 is the untrained base model (``run.model_name``); any other step must be a checkpoint of

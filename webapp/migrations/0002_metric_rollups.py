@@ -1,7 +1,7 @@
 """Metric rollups (the min/max envelope per bucket of steps), a covering point index, the runs-list index.
 
 On PostgreSQL the (run, key, step) unique index becomes ``INCLUDE (value)`` so raw reads are
-index-only scans, statement triggers keep the rollups equal to the points (webapp.ingest), and the
+index-only scans, statement triggers keep the rollups equal to the points (webapp.worker.ingest), and the
 rollups of the points already stored are built once.
 """
 
@@ -29,7 +29,7 @@ def _on_postgresql(sql):
 def build_rollups(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    from webapp.ingest import rollups_rebuild, rollups_triggers_sql
+    from webapp.worker.ingest import rollups_rebuild, rollups_triggers_sql
 
     for sql in rollups_triggers_sql():
         schema_editor.execute(sql)

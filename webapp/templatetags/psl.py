@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from django import template
 from django.utils.safestring import SafeString
 
-from webapp.markdown import render_markdown
+from webapp.review.markdown import render_markdown
 
 register = template.Library()
 

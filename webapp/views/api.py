@@ -1,6 +1,6 @@
 """The JSON API under /api/ (docs/api.md): projects, runs, metrics, samples and evaluations.
 
-Authentication and JSON errors come from ``webapp.api_auth.api_view``; access goes through the
+Authentication and JSON errors come from ``webapp.http.api_auth.api_view``; access goes through the
 same helpers as the pages (other teams' objects are 404, viewers get 403 on writes).
 """
 
@@ -21,8 +21,9 @@ from django.views.decorators.csrf import csrf_exempt
 from trainer.choices import ALGORITHMS, LOG_LEVELS, PRIORITIES
 from trainer.config import MAX_BIGINT, ConfigError, TrainConfig
 from webapp import teams as team_service
-from webapp.access import project_for, require, run_for, team_for
-from webapp.api_auth import ApiError, api_view, error_response
+from webapp.http.access import project_for, require, run_for, team_for
+from webapp.http.api_auth import ApiError, api_view, error_response
+from webapp.http.params import bool_param, check_text, int_param
 from webapp.models import (
     SAMPLE_VALUE_FIELDS,
     Evaluation,
@@ -37,7 +38,6 @@ from webapp.models import (
     Study,
     Tag,
 )
-from webapp.params import bool_param, check_text, int_param
 from webapp.selectors import MAX_SERIES_POINTS, metric_series, run_logs
 from webapp.services import FieldError, IdempotencyConflict, ServiceError, run_cancel, run_create, run_create_once
 

@@ -26,10 +26,10 @@ from trainer.choices import MODES
 from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS, benchmark_problem, load_benchmark
 from trainer.evaluation.diversity import LN2
-from webapp.access import can, require, run_for
 from webapp.evaluations.presentation import evaluation_tables, pass_at_k_charts
 from webapp.evaluations.selectors import checkpoint_steps, one_mode_only
 from webapp.evaluations.services import ACTIVE, MAX_K, EvalRequest, evaluations_create, judge_configured
+from webapp.http.access import can, require, run_for
 from webapp.models import EvalResult, Evaluation, Mode, Role, Run
 from webapp.selectors import metric_series
 from webapp.services import ServiceError

@@ -14,7 +14,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from webapp.access import AuthenticatedHttpRequest
+from webapp.http.access import AuthenticatedHttpRequest
 from webapp.models import ApiToken, Membership, Project, Role, RunStatus, Team, Worker
 
 # The session key that carries a new token's secret from the POST to the one GET that shows it.

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from trainer.choices import PRIORITIES
 from webapp import selectors
-from webapp.access import AuthenticatedHttpRequest, can, require, run_for
+from webapp.http.access import AuthenticatedHttpRequest, can, require, run_for
 from webapp.models import Membership, Role, Run
 from webapp.services import ServiceError, run_queue_move, run_set_priority
 from webapp.views.runs import human_duration, starts_in_text

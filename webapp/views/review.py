@@ -25,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from webapp import services
-from webapp.access import can, project_for, require, run_for, sample_for, study_for
+from webapp.http.access import can, project_for, require, run_for, sample_for, study_for
 from webapp.models import Activity, Comment, Project, Role, Run, Sample, Study, Tag, Verdict, VerdictChoice
 from webapp.sample_selectors import prompt_turns, question_text
 from webapp.views.side_by_side import Card, heat_pieces, side_by_side_url

@@ -34,10 +34,10 @@ from trainer.metrics import expand
 from trainer.planner import MemoryPlan
 from trainer.presets import Preset, all_presets, load_preset
 from webapp import selectors
-from webapp.access import can, project_for, require, run_for
 from webapp.forms import GridForm, RunForm, RunListForm
+from webapp.http.access import can, project_for, require, run_for
+from webapp.http.params import ParamError, choice_param, int_param
 from webapp.models import ACTIVE_STATUSES, Project, Role, Run
-from webapp.params import ParamError, choice_param, int_param
 from webapp.planning import run_plan
 from webapp.services import (
     FieldError,

@@ -21,9 +21,9 @@ from django.shortcuts import render
 from django.urls import path, reverse
 
 from trainer.choices import MODES
-from webapp.access import run_for
+from webapp.http.access import run_for
+from webapp.http.params import bool_param, int_param, or_default
 from webapp.models import Mode, Run, Sample
-from webapp.params import bool_param, int_param, or_default
 from webapp.sample_selectors import (
     MODE_LABELS,
     QuestionRow,

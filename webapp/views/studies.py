@@ -1,7 +1,7 @@
 """Compare runs (overlay charts, seed bands, final metrics) and studies (ablations with a paper-style table).
 
 Every piece of page state lives in the query string, so any view is a permalink. Table building
-and export are in ``webapp.reports``; significance tests in ``webapp.stats``.
+and export are in ``webapp.review.reports``; significance tests in ``webapp.review.stats``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from webapp import selectors
-from webapp.access import can, project_for, require, study_for
+from webapp.http.access import can, project_for, require, study_for
 from webapp.models import Project, Role, Run, Study, SummaryKind
-from webapp.reports import (
+from webapp.review.reports import (
     CONFIG_FIELD_NAMES,
     EXPORT_FORMATS,
     FIELD_SYMBOLS,
@@ -46,8 +46,8 @@ from webapp.reports import (
     study_group_fields,
     varied_fields,
 )
+from webapp.review.stats import DEFAULT_TEST, TEST_LABELS, TESTS
 from webapp.services import ServiceError, study_set_baseline, study_set_included, study_set_summary
-from webapp.stats import DEFAULT_TEST, TEST_LABELS, TESTS
 
 MAX_RUNS = 24
 MAX_KEYS = 12

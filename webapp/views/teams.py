@@ -12,7 +12,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
 from webapp import teams as service
-from webapp.access import AuthenticatedHttpRequest, team_for
+from webapp.http.access import AuthenticatedHttpRequest, team_for
 from webapp.models import Activity, Invitation, Membership, Role, Team
 from webapp.services import ServiceError
 

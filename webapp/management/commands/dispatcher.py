@@ -20,8 +20,8 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from webapp.evaluations.services import evaluations_dispatch
-from webapp.execution import sweep_lost_runs
 from webapp.services import runs_dispatch
+from webapp.worker.execution import sweep_lost_runs
 
 log = logging.getLogger("webapp.dispatcher")
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from webapp.execution import sweep_lost_runs
+from webapp.worker.execution import sweep_lost_runs
 
 
 class Command(BaseCommand):

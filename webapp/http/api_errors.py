@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import defaults
 
-from webapp.api_auth import error_response
+from webapp.http.api_auth import error_response
 
 API_PREFIX = "/api/"
 RETRY_AFTER_SECONDS = 10

@@ -1,4 +1,4 @@
-"""Child processes of a worker: the trainer (``webapp.execution``) and the evaluator
+"""Child processes of a worker: the trainer (``webapp.worker.execution``) and the evaluator
 (``webapp.evaluation_runner``) both run through these helpers.
 
 A worker never runs torch in its own process: an out-of-memory or CUDA crash must kill the child,

@@ -1,6 +1,6 @@
 """A trainer's stdout/stderr on its way into the run's log.
 
-The child writes its output to ``attempt-N.log`` in the run folder (``webapp.child_process``);
+The child writes its output to ``attempt-N.log`` in the run folder (``webapp.worker.child_process``);
 the supervisor tails that file with :class:`OutputTail` and stores each entry as a ``RunLog`` row
 (source "output") next to the trainer's own log events. An entry is one line with a level read
 from its text, or a whole Python traceback (chained ones included) as one ``error`` entry, so a
@@ -10,7 +10,7 @@ Bounds: an entry is cut to ``MAX_ENTRY_CHARS``; the file is rotated once it pass
 ``PSL_LOG_FILE_MAX_BYTES`` (copied to ``attempt-N.log.1``, then truncated in place: the child's
 descriptor is in append mode, so it keeps writing at the new end; a line written between the copy
 and the truncation is lost, as with logrotate's copytruncate); the database keeps the newest
-``PSL_LOG_MAX_LINES`` output entries per attempt (``webapp.ingest.logs_trim``).
+``PSL_LOG_MAX_LINES`` output entries per attempt (``webapp.worker.ingest.logs_trim``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from django.db.models import Avg, Case, FloatField, Value, When
 from trainer.config import FIELD_SYMBOLS, TrainConfig
 from trainer.data.benchmarks import benchmark_title
 from webapp.models import DEFAULT_SUMMARY_K, EvalResult, EvalStatus, Evaluation, Mode, Run, SummaryKind
-from webapp.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_question_test
+from webapp.review.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_question_test
 
 # --- grouping ---------------------------------------------------------------------------------------
 

@@ -24,8 +24,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from webapp.http.params import ParamError, check_query
 from webapp.models import ApiToken
-from webapp.params import ParamError, check_query
 
 View = Callable[..., HttpResponse]
 SAFE_METHODS = ("GET", "HEAD")

@@ -38,16 +38,16 @@ from django.utils import timezone
 from trainer.config import migrate_config
 from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint, run_folder
-from webapp import child_process, ingest
 from webapp.evaluations.services import evaluations_schedule_final
-from webapp.halving import HalvingWatcher
 from webapp.models import MetricPoint, Run, RunLog, RunStatus, Worker
 from webapp.references import team_roots
-from webapp.run_output import OutputTail
 from webapp.selectors import queued_runs
 from webapp.services import run_enqueue, run_log_notice
-from webapp.system_metrics import SystemSampler
-from webapp.wandb_mirror import WandbMirror
+from webapp.worker import child_process, ingest
+from webapp.worker.halving import HalvingWatcher
+from webapp.worker.run_output import OutputTail
+from webapp.worker.system_metrics import SystemSampler
+from webapp.worker.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
 DB_ERRORS = (DatabaseError, InterfaceError)
@@ -438,7 +438,7 @@ class Supervisor:
         self._output_seq = 0 if last is None else last + 1
 
     def _pump_output(self, *, final: bool = False) -> bool:
-        """Store the trainer's new stdout/stderr entries (webapp.run_output); False while the database is away."""
+        """Store the trainer's new stdout/stderr entries (worker.run_output); False while the database is away."""
         self._output_pending.extend(self.output.read(final=final))
         if not self._output_pending:
             return True
