@@ -11,7 +11,6 @@ through ``Callbacks``; this module never touches a database.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from trainer.engine.checkpoint import load_checkpoint, save_checkpoint
 from trainer.engine.parallel import Engine, prepare
 from trainer.events import Callbacks, Sample
 from trainer.paths import checkpoint_dir, latest_checkpoint
-from trainer.registry import load_model, load_tokenizer, supports_thinking
+from trainer.registry import apply_thread_limit, load_model, load_tokenizer, supports_thinking
 from trainer.rl import algos
 from trainer.rl.algorithms import build_rows, needs_scoring_pass
 from trainer.rl.batch import ContextScores, StepRollouts, plan_micro_batches
@@ -120,8 +119,7 @@ def setup(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    if os.environ.get("PSL_TORCH_THREADS"):
-        torch.set_num_threads(int(os.environ["PSL_TORCH_THREADS"]))
+    apply_thread_limit()
     device = torch.device(dist.device if dist else ("cuda" if cfg.gpus and torch.cuda.is_available() else "cpu"))
     tokenizer = tokenizer or load_tokenizer(cfg.model)
     if model is None:

@@ -101,6 +101,22 @@ def load_tokenizer(name: str) -> Any:
     return tok
 
 
+def apply_thread_limit() -> None:
+    """Cap torch's CPU threads at ``PSL_TORCH_THREADS`` when it is set.
+
+    Why: a worker host (and the test suite) runs several trainers and evaluators at once, and torch
+    starts one thread per core in each, so they oversubscribe the cores and all run slower.
+    """
+    raw = os.environ.get("PSL_TORCH_THREADS", "").strip()
+    if not raw:
+        return
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"PSL_TORCH_THREADS must be a positive whole number of threads, not {raw!r}")
+    import torch
+
+    torch.set_num_threads(int(raw))
+
+
 def load_model(name: str, *, dtype: str = "float32", device: str = "cpu") -> Any:
     import torch
     from transformers import AutoModelForCausalLM

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -354,13 +353,11 @@ def evaluate(
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Load the model once and evaluate every benchmark; returns the JSON-ready results document."""
-    import torch
 
-    from trainer.registry import load_model, load_tokenizer
+    from trainer.registry import apply_thread_limit, load_model, load_tokenizer
 
     log = log or (lambda msg: None)
-    if os.environ.get("PSL_TORCH_THREADS"):
-        torch.set_num_threads(int(os.environ["PSL_TORCH_THREADS"]))
+    apply_thread_limit()
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name)
