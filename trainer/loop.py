@@ -107,7 +107,9 @@ def train(
     if state.step > 0 and state.last_checkpoint_step != state.step:  # the same decision on every rank
         _checkpoint(state, cb)
     last_ckpt = str(checkpoint_dir(cfg.output_dir, state.step)) if state.step > 0 else None
-    cb.on_log("info", f"{'stopped' if stopped else 'finished'} at step {state.step}; last checkpoint {last_ckpt}")
+    # Logs reach the web app's users: steps only, never the checkpoint's path on this host.
+    saved = f"last checkpoint at step {state.step}" if last_ckpt else "no checkpoint"
+    cb.on_log("info", f"{'stopped' if stopped else 'finished'} at step {state.step}; {saved}")
     return TrainResult(state.step, stopped, metrics, last_ckpt)
 
 
@@ -480,7 +482,7 @@ def _restore(state: TrainState, cb: Callbacks) -> None:
     state.step = load_checkpoint(path, state.model, state.optimizer, engine=state.engine)
     state.last_checkpoint_step = state.step
     state.backend.sync_weights(state.engine.unwrap(state.model))
-    cb.on_log("info", f"resumed from {path} at step {state.step}")
+    cb.on_log("info", f"resumed from the checkpoint of step {state.step}")
 
 
 def _step_seed(cfg: TrainConfig, step: int) -> int:

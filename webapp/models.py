@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from trainer.choices import PRIORITIES
+from trainer.references import run_ref
 
 
 class Role(models.TextChoices):
@@ -485,6 +486,11 @@ class Checkpoint(models.Model):
     def __str__(self) -> str:
         return f"run {self.run_id} step {self.step}"
 
+    @property
+    def reference(self) -> str:
+        """How a user names this checkpoint (as a model, in evaluations): never its path on the worker."""
+        return run_ref(self.run_id, self.step)
+
 
 class RunLog(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
@@ -515,6 +521,10 @@ class EvalStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# What the evaluation runner records in Evaluation.settings for itself: server paths, never shown.
+EVAL_WORKER_SETTINGS = frozenset({"model", "folder"})
+
+
 class Evaluation(models.Model):
     """One benchmark evaluated on one checkpoint of a run, in one mode."""
 
@@ -537,6 +547,16 @@ class Evaluation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.benchmark} ({self.mode}) @ step {self.step}"
+
+    @property
+    def model_reference(self) -> str:
+        """The model evaluated, as a user names it: the run's base model at step 0, else its checkpoint."""
+        return self.run.model_name if self.step == 0 else run_ref(self.run_id, self.step)
+
+    @property
+    def shown_settings(self) -> dict[str, Any]:
+        """The settings a user may see: the worker's own records (server paths) left out."""
+        return {k: v for k, v in self.settings.items() if k not in EVAL_WORKER_SETTINGS}
 
 
 class EvalResult(models.Model):

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from webapp.models import ApiToken, EvalResult, Evaluation, MetricPoint, Run, RunLog, Sample, Study, Tag
+from webapp.models import ApiToken, Checkpoint, EvalResult, Evaluation, MetricPoint, Run, RunLog, Sample, Study, Tag
 
 pytestmark = pytest.mark.django_db
 
@@ -295,6 +295,19 @@ def test_run_detail_has_config_status_timestamps_progress_and_summary(api_for: A
     assert data["url"] == reverse("webapp-run-detail", args=[run.pk])
 
 
+def test_run_detail_names_checkpoints_by_reference_never_by_their_worker_path(
+    api_for: ApiFor, vera: Any, run: Run
+) -> None:
+    folder = f"/srv/psl-worker/var/runs/run-{run.pk}/checkpoints"
+    Checkpoint.objects.create(run=run, step=4, path=f"{folder}/step_000004")
+    Checkpoint.objects.create(run=run, step=8, path=f"{folder}/step_000008")
+    response = api_for(vera).get(reverse("api-run", args=[run.pk]))
+    checkpoints = response.json()["checkpoints"]
+    assert [(c["step"], c["reference"]) for c in checkpoints] == [(4, f"run:{run.pk}@4"), (8, f"run:{run.pk}@8")]
+    assert all(c["created_at"] for c in checkpoints)
+    assert "/srv/psl-worker" not in response.content.decode()
+
+
 def test_members_cancel_a_run(api_for: ApiFor, bob: Any, make_run: Callable[..., Run]) -> None:
     queued = make_run(status="queued")
     response = api_for(bob).post(reverse("api-run-cancel", args=[queued.pk]))
@@ -433,6 +446,22 @@ def test_evaluations_list_the_runs_evaluations(api_for: ApiFor, vera: Any, run: 
     (data,) = api_for(vera).get(reverse("api-run-evaluations", args=[run.pk])).json()["results"]
     assert (data["benchmark"], data["mode"], data["step"], data["n_results"]) == ("MATH-500", "he", 10, 1)
     assert data["metrics"]["accuracy_ci"] == [0.4, 0.6]
+
+
+def test_evaluations_name_the_model_evaluated_by_reference_never_by_the_runners_paths(
+    api_for: ApiFor, vera: Any, run: Run
+) -> None:
+    folder = f"/srv/psl-worker/var/runs/run-{run.pk}"
+    worker_record = {"model": f"{folder}/checkpoints/step_000010", "folder": f"{folder}/evaluations/step_000010-1"}
+    for step in (0, 10):
+        Evaluation.objects.create(
+            run=run, step=step, benchmark="math500", mode="normal", settings={"k": 4, "host": "w1", **worker_record}
+        )
+    response = api_for(vera).get(reverse("api-run-evaluations", args=[run.pk]))
+    base, trained = response.json()["results"]
+    assert (base["model"], trained["model"]) == (run.model_name, f"run:{run.pk}@10")
+    assert trained["settings"] == {"k": 4, "host": "w1"}
+    assert folder not in response.content.decode()
 
 
 # --- isolation -------------------------------------------------------------------------------------------

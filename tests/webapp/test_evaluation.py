@@ -141,8 +141,9 @@ def test_the_step_must_be_a_checkpoint_on_disk(client_for: Any, bob: Any, run: R
     assert response.status_code == 400 and not Evaluation.objects.exists()
     Path(run.checkpoints.get().path, "config.json").unlink()  # pruned
     assert selectors.checkpoint_steps(run) == [0]
-    with pytest.raises(ServiceError, match="no longer on disk"):
+    with pytest.raises(ServiceError, match="no longer on disk") as refused:
         service.model_for_step(run, 2)
+    assert f"run:{run.pk}@2" in str(refused.value) and run.checkpoints.get().path not in str(refused.value)
     assert service.model_for_step(run, 0) == "tiny-random"
 
 
@@ -438,6 +439,16 @@ def test_responses_are_escaped(client_for: Any, vera: Any, run: Run) -> None:
     assert response.status_code == 200
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "1/4 correct" in html
+
+
+def test_the_detail_page_names_the_checkpoint_evaluated_by_reference_not_by_path(
+    client_for: Any, vera: Any, run: Run
+) -> None:
+    ev = evaluated(run, "normal", [1])
+    path = run.checkpoints.get(step=ev.step).path
+    Evaluation.objects.filter(pk=ev.pk).update(settings={**ev.settings, "model": path, "folder": path + "-eval"})
+    html = client_for(vera).get(reverse("webapp-evaluation-detail", args=[run.pk, ev.pk])).content.decode()
+    assert f'model <span class="mono">run:{run.pk}@{ev.step}</span>' in html and path not in html
 
 
 def test_the_detail_page_filters_by_question_and_shows_the_prompt(client_for: Any, vera: Any, run: Run) -> None:

@@ -54,15 +54,23 @@ def test_it_shows_progress_eta_and_the_error(
     assert "The run failed" in body and "CUDA &lt;oom&gt;" in body
 
 
-def test_it_lists_logs_newest_at_the_bottom_and_checkpoints(
+WORKER_FOLDER = "/srv/psl-worker/var/runs"
+
+
+def test_it_lists_logs_newest_at_the_bottom_and_checkpoints_by_reference_never_by_path(
     client_for: Callable[..., Any], alice: Any, make_run: Callable[..., Any]
 ) -> None:
     run = make_run(status="running")
     RunLog.objects.bulk_create([RunLog(run=run, seq=i, message=f"line {i}") for i in range(3)])
-    Checkpoint.objects.create(run=run, step=5, path="/ckpt/step_5")
-    body = client_for(alice).get(url("webapp-run-detail", run)).content.decode()
+    for step in (5, 10):
+        Checkpoint.objects.create(run=run, step=step, path=f"{WORKER_FOLDER}/run-{run.pk}/checkpoints/step_{step:06d}")
+    client = client_for(alice)
+    body = client.get(url("webapp-run-detail", run)).content.decode()
     assert body.index("line 0") < body.index("line 1") < body.index("line 2")
-    assert "/ckpt/step_5" in body
+    assert f"run:{run.pk}@5" in body and f"run:{run.pk}@10" in body
+    assert WORKER_FOLDER not in body and "checkpoints/step_" not in body
+    polled = client.get(url("webapp-run-status", run)).json()["checkpoints_html"]  # the panel's live refresh
+    assert f"run:{run.pk}@10" in polled and WORKER_FOLDER not in polled
 
 
 def test_it_highlights_config_differences_from_the_parent(

@@ -87,7 +87,7 @@ def model_for_step(run: Run, step: int) -> str:
         raise ServiceError(f"run {run.pk} has no checkpoint at step {step}")
     if not is_model_folder(ckpt.path):
         raise ServiceError(
-            f"the checkpoint of step {step} is no longer on disk ({ckpt.path}); "
+            f"the checkpoint of step {step} ({ckpt.reference}) is no longer on disk; "
             "older checkpoints are pruned (keep_checkpoints)"
         )
     return ckpt.path

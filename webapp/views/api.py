@@ -26,6 +26,7 @@ from webapp.http.api_auth import ApiError, api_view, error_response
 from webapp.http.params import bool_param, check_text, int_param
 from webapp.models import (
     SAMPLE_VALUE_FIELDS,
+    Checkpoint,
     Evaluation,
     Membership,
     Mode,
@@ -162,11 +163,17 @@ def _run_json(run: Run, *, full: bool = False) -> dict[str, Any]:
                 "cancel_requested": run.cancel_requested,
                 "code_version": run.code_version,
                 "last_checkpoint_step": run.last_checkpoint_step,
+                "checkpoints": [_checkpoint_json(c) for c in run.checkpoints.all()],
                 "time_left_seconds": round(time_left.total_seconds()) if time_left else None,
                 "wandb_run_id": run.wandb_run_id or None,
             }
         )
     return data
+
+
+def _checkpoint_json(ckpt: Checkpoint) -> dict[str, Any]:
+    """A checkpoint by the reference a run's ``model`` or an evaluation names it with, never its path."""
+    return {"step": ckpt.step, "reference": ckpt.reference, "created_at": ckpt.created_at}
 
 
 SAMPLE_FIELDS = ("id", *SAMPLE_VALUE_FIELDS)
@@ -199,7 +206,8 @@ def _evaluation_json(ev: Evaluation) -> dict[str, Any]:
         "benchmark": ev.benchmark,
         "mode": ev.mode,
         "status": ev.status,
-        "settings": ev.settings,
+        "model": ev.model_reference,
+        "settings": ev.shown_settings,
         "metrics": ev.metrics,
         "error": ev.error,
         "n_results": getattr(ev, "n_results", None),
@@ -383,7 +391,8 @@ def run_log_lines(request: HttpRequest, pk: int) -> HttpResponse:
 @api_view("GET")
 def run_evaluations(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_for(request.user, pk)
-    qs = run.evaluations.annotate(n_results=Count("results")).order_by("step", "benchmark", "mode")
+    qs = run.evaluations.select_related("run").annotate(n_results=Count("results"))
+    qs = qs.order_by("step", "benchmark", "mode")
     if benchmark := request.GET.get("benchmark", ""):
         qs = qs.filter(benchmark=benchmark)
     if mode := _choice_param(request, "mode", Mode.values):
