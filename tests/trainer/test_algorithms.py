@@ -60,3 +60,54 @@ def test_forking_tokens_trains_only_the_highest_entropy_tokens() -> None:
     top = b.entropy.detach().reshape(-1).topk(2).indices  # ⌈0.2 · 10⌉ = 2 tokens
     has_grad = (b.logp.grad.reshape(-1) != 0).nonzero().squeeze(-1)
     assert sorted(has_grad.tolist()) == sorted(top.tolist())
+
+
+def _grads(cfg: TrainConfig, name: str, b: LossInputs) -> torch.Tensor:
+    logp = b.logp.detach().clone().requires_grad_()
+    loss, _ = policy_loss(name)(cfg, LossInputs(logp, b.entropy, b.old_logp, b.advantages, b.mask))
+    loss.backward()
+    assert logp.grad is not None
+    return logp.grad
+
+
+def _spread_inputs() -> LossInputs:
+    """Advantages ∓2 and log-probs spread over [-6, 0]: every Cov = (A − Ā)(logp − mean) is > 0, some lie in (1, 5)."""
+    logp = torch.linspace(-6.0, 0.0, 20).reshape(2, 10)
+    advantages = torch.tensor([[-2.0] * 10, [2.0] * 10])
+    return LossInputs(logp, torch.zeros(2, 10), logp.clone(), advantages, torch.ones(2, 10))
+
+
+def test_clip_cov_removes_the_gradient_of_a_fraction_of_the_tokens_inside_its_covariance_window() -> None:
+    cfg = TrainConfig(algorithm="clip_cov", cov_ratio=0.2, cov_lb=1.0, cov_ub=5.0)
+    b = _spread_inputs()
+    cov = (b.advantages - b.advantages.mean()) * (b.logp - b.logp.mean())
+    window = (cov > 1.0) & (cov < 5.0)
+    assert 4 <= int(window.sum()) < 20  # the case exercises the window, not every token
+    grpo, clip_cov = _grads(cfg, "grpo", b), _grads(cfg, "clip_cov", b)
+    detached = (clip_cov == 0) & (grpo != 0)
+    assert int(detached.sum()) == 4  # ⌊0.2 · 20⌋ tokens
+    assert bool(window[detached].all())  # every detached token was inside the window
+    torch.testing.assert_close(clip_cov[~detached], grpo[~detached])  # the rest train as under GRPO
+
+
+def test_kl_cov_penalises_the_highest_covariance_tokens_once_the_policy_has_moved() -> None:
+    cfg = TrainConfig(algorithm="kl_cov", cov_ratio=0.1, kl_cov_coef=1.0, loss_agg="token-mean")
+    b = _spread_inputs()
+    moved = LossInputs(b.logp, b.entropy, b.logp - 0.05, b.advantages, b.mask)  # ρ = e^0.05 everywhere
+    grpo, kl_cov = _grads(cfg, "grpo", moved), _grads(cfg, "kl_cov", moved)
+    cov = (b.advantages - b.advantages.mean()) * (b.logp - b.logp.mean())
+    top = torch.zeros(20, dtype=torch.bool)
+    top[cov.reshape(-1).topk(2).indices] = True  # ⌊0.1 · 20⌋ tokens
+    top = top.reshape(2, 10)
+    # +coef · |log ρ| adds coef · sign(log ρ) / N to those tokens' gradient; the others are plain −A·ρ
+    # (ρ = e^0.05 lies inside GRPO's clip range, so GRPO's gradient is the same −A·ρ / N there).
+    torch.testing.assert_close(kl_cov[top], grpo[top] + 1.0 / 20)
+    torch.testing.assert_close(kl_cov[~top], grpo[~top])
+
+
+def test_on_policy_kl_cov_trains_exactly_as_grpo() -> None:
+    """Why the learning tests cannot tell KL-Cov from GRPO at one optimizer step per training step:
+    at ρ = 1 the |log ρ| penalty has zero gradient, so only later mini-batches feel it."""
+    cfg = TrainConfig(algorithm="kl_cov", cov_ratio=0.1)
+    b = _spread_inputs()
+    torch.testing.assert_close(_grads(cfg, "kl_cov", b), _grads(cfg, "grpo", b))
