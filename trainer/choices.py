@@ -57,6 +57,7 @@ dataset file besides these (``trainer.references``)."""
 
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 """Priorities of a queued run, first served first; a pool serves its queued runs by priority, then by rank."""
+DEFAULT_PRIORITY = "normal"
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 """Levels of a run's log lines, least severe first (a filter at one level shows it and the ones after)."""

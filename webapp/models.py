@@ -18,7 +18,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from trainer.choices import PRIORITIES
+from trainer.choices import DEFAULT_PRIORITY, PRIORITIES
 from trainer.references import run_ref
 
 
@@ -202,7 +202,7 @@ class Run(models.Model):
     wandb_run_id = models.CharField(max_length=64, blank=True)
     # Queue order of record (webapp.selectors.queued_runs): priority (the index of its name in
     # trainer.choices.PRIORITIES, 0 = high), then queue_rank (set when queued, swapped to reorder).
-    priority = models.PositiveSmallIntegerField(default=PRIORITIES.index("normal"))
+    priority = models.PositiveSmallIntegerField(default=PRIORITIES.index(DEFAULT_PRIORITY))
     queue_rank = models.BigIntegerField(default=0)
     # An API client's Idempotency-Key and the SHA-256 of its request (docs/api.md): a retried POST
     # answers this run instead of creating another; the same key with another body is refused.
@@ -243,6 +243,10 @@ class Run(models.Model):
     @property
     def priority_name(self) -> str:
         return PRIORITIES[self.priority]
+
+    @property
+    def has_default_priority(self) -> bool:
+        return self.priority_name == DEFAULT_PRIORITY
 
     @property
     def is_active(self) -> bool:

@@ -59,11 +59,12 @@ PLAIN_SORTS = {
     "created": "created_at",
     "step": "step",
     "queue": "queue",
+    "priority": "priority",
     "creator": "created_by__username",
     "id": "id",
 }
-NOT_NULL_SORTS = {"name", "status", "algorithm", "model", "seed", "step", "queue", "id"}
-BASE_COLUMNS = ["name", "status", "algorithm", "model", "seed", "created", "queue", "creator", "step"]
+NOT_NULL_SORTS = {"name", "status", "algorithm", "model", "seed", "step", "queue", "priority", "id"}
+BASE_COLUMNS = ["name", "status", "algorithm", "model", "seed", "created", "queue", "priority", "creator", "step"]
 DEFAULT_COLUMNS = [
     "name",
     "status",
@@ -200,11 +201,20 @@ COLUMN_LABELS = {
     "seed": "Seed",
     "created": "Created",
     "queue": "Queue",
+    "priority": "Priority",
     "creator": "By",
     "step": "Step",
     **{f"cfg.{name}": symbol for name, symbol in FIELD_SYMBOLS.items()},
 }
-COLUMN_KINDS = {"name": "name", "status": "status", "seed": "num", "created": "date", "step": "step"}
+# Priority sorts by its index in PRIORITIES (ascending: high first, the order a pool serves them in).
+COLUMN_KINDS = {
+    "name": "name",
+    "status": "status",
+    "seed": "num",
+    "created": "date",
+    "step": "step",
+    "priority": "priority",
+}
 
 
 def column(column_id: str) -> Column:
@@ -237,6 +247,7 @@ def cell_value(run: Run, column_id: str) -> Any:
         "seed": run.seed,
         "created": run.created_at,
         "queue": run.queue,
+        "priority": run.priority_name,
         "step": run.step,
         "creator": run.created_by.username if run.created_by else "",
     }

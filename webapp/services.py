@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from trainer.choices import PRIORITIES
+from trainer.choices import DEFAULT_PRIORITY, PRIORITIES
 from trainer.config import ConfigError, StoredConfig, TrainConfig, config_values, migrate_config
 from trainer.config import config_errors as trainer_config_errors
 from webapp import dispatch, selectors
@@ -91,7 +91,7 @@ def run_create(
     wandb: bool = False,
     enqueue: bool = True,
     override_fit: bool = False,
-    priority: str = "normal",
+    priority: str = DEFAULT_PRIORITY,
     idempotency_key: str = "",
     idempotency_fingerprint: str = "",
 ) -> Run:
@@ -447,7 +447,7 @@ def study_create_grid(
     wandb: bool = False,
     tags: Iterable[str] = (),
     override_fit: bool = False,
-    priority: str = "normal",
+    priority: str = DEFAULT_PRIORITY,
     search: dict[str, Any] | None = None,
 ) -> Study:
     """One study and one run per cell (``grid_cells`` or ``config_cells``); refuses one with an invalid cell.

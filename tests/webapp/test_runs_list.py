@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from trainer.choices import PRIORITIES
 from webapp.models import Run, Tag
 
 pytestmark = pytest.mark.django_db
@@ -104,6 +105,39 @@ def test_it_sorts_by_a_config_field(
     make_run(name="a", eta=0.03)
     make_run(name="c", eta=1.0)
     assert names(client_for(alice).get(list_url(project, "sort=-cfg.eta"))) == ["c", "b", "a"]
+
+
+def prioritised(run: Run, name: str) -> Run:
+    Run.objects.filter(pk=run.pk).update(priority=PRIORITIES.index(name))
+    return run
+
+
+def test_it_badges_a_runs_non_default_priority_next_to_its_status(
+    client_for: Callable[..., Any], alice: Any, project: Any, make_run: Callable[..., Any]
+) -> None:
+    prioritised(make_run(name="urgent"), "high")
+    prioritised(make_run(name="whenever"), "low")
+    make_run(name="ordinary")
+    body = client_for(alice).get(list_url(project)).content.decode()
+    assert '<span class="badge priority-high" title="queue priority">high</span>' in body
+    assert '<span class="badge priority-low" title="queue priority">low</span>' in body
+    assert "priority-normal" not in body  # the default says nothing
+
+
+def test_it_shows_and_sorts_by_a_priority_column_in_serving_order(
+    client_for: Callable[..., Any], alice: Any, project: Any, make_run: Callable[..., Any]
+) -> None:
+    prioritised(make_run(name="low"), "low")
+    make_run(name="normal")
+    prioritised(make_run(name="high"), "high")
+    client = client_for(alice)
+    response = client.get(list_url(project, "cols=status,priority&sort=priority"))
+    assert names(response) == ["high", "normal", "low"]  # first click: the order a pool serves them in
+    assert [cells[2][1] for _, cells in response.context["rows"]] == ["high", "normal", "low"]
+    body = response.content.decode()
+    assert '<span class="badge priority-normal">normal</span>' in body
+    assert 'title="queue priority"' not in body  # the column says it; no badge twice
+    assert names(client.get(list_url(project, "cols=priority&sort=-priority"))) == ["low", "normal", "high"]
 
 
 def test_it_shows_the_default_columns(

@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, path, re_path, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from trainer.choices import ALGORITHMS, LOG_LEVELS, PRIORITIES
+from trainer.choices import ALGORITHMS, DEFAULT_PRIORITY, LOG_LEVELS, PRIORITIES
 from trainer.config import MAX_BIGINT, ConfigError, TrainConfig
 from webapp import teams as team_service
 from webapp.http.access import project_for, require, run_for, team_for
@@ -254,7 +254,7 @@ def _create_run(request: HttpRequest, project: Project) -> HttpResponse:
     fingerprint = hashlib.sha256(json.dumps([project.pk, body], sort_keys=True).encode()).hexdigest()
     meta = {k: body.pop(k) for k in RUN_META_FIELDS if k in body}
     name, queue, tags, wandb, study = _run_meta(meta, project)
-    priority = meta.get("priority", "normal")
+    priority = meta.get("priority", DEFAULT_PRIORITY)
     if priority not in PRIORITIES:
         raise ApiError(400, f"unknown priority {priority!r}; valid: {', '.join(PRIORITIES)}", field="priority")
     try:

@@ -88,6 +88,7 @@ def run_list(request: HttpRequest, project_id: int) -> HttpResponse:
             "sort": sort,
             "headers": _headers(columns, sort),
             "column_ids": ",".join(column_ids),
+            "priority_column": "priority" in column_ids,  # else non-default priorities show as badges
             "column_choices": _column_choices(column_ids, [run for run, _ in rows]),
             "tags": selectors.project_tags(project),
             "can_write": can(request.user, project, Role.MEMBER),
