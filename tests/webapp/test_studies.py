@@ -97,6 +97,27 @@ def test_the_list_shows_each_study_with_its_progress(client_for: Any, vera: Any,
     assert b"ps_vs_grpo 100%" in response.content and b"4/4 done" in response.content
 
 
+def test_the_list_counts_and_excludes_runs_as_the_study_page_does(client_for: Any, vera: Any, study: Study) -> None:
+    runs = runs_of(study)
+    Run.objects.filter(pk=runs["grpo s2"].pk).update(status="failed")  # excluded by default
+    Run.objects.filter(pk=runs["policy_split s2"].pk).update(status="cancelled")
+    study.run_choices = {str(runs["policy_split s2"].pk): "include", str(runs["policy_split s1"].pk): "exclude"}
+    study.save()
+    client = client_for(vera)
+    listed = client.get(reverse("webapp-study-list", args=[study.project_id]))
+    ((_, counts),) = listed.context["rows"]
+    assert (counts.counted, counts.excluded) == (2, 2)
+    assert "2 runs counted · <span" in listed.content.decode()
+    assert b'data-testid="excluded-count">2 excluded</span>' in listed.content
+    page = client.get(detail(study)).content.decode()
+    assert "2 runs counted in" in page and 'data-testid="excluded-count">2 excluded</span>' in page
+
+
+def test_the_list_says_nothing_is_excluded_when_every_run_counts(client_for: Any, vera: Any, study: Study) -> None:
+    body = client_for(vera).get(reverse("webapp-study-list", args=[study.project_id])).content.decode()
+    assert "4 runs counted" in body and "excluded" not in body
+
+
 def test_the_list_requires_login_and_hides_other_teams(client: Any, client_for: Any, eve: Any, study: Study) -> None:
     url = reverse("webapp-study-list", args=[study.project_id])
     assert client.get(url).status_code == 302

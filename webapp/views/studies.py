@@ -328,11 +328,13 @@ def _download(*, table_text: str, fmt: str, stem: str) -> HttpResponse:
 @login_required
 def study_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for(request.user, project_id)
-    studies = selectors.studies_with_counts(project)
+    studies = list(selectors.studies_with_counts(project))
+    counts = selectors.study_member_counts(studies)
     context = {
         "project": project,
         "nav": "studies",
         "studies": studies,
+        "rows": [(s, counts[s.pk]) for s in studies],
         "can_write": can(request.user, project, Role.MEMBER),
     }
     return render(request, "webapp/study_list.html", context)
