@@ -276,7 +276,7 @@ def run_algorithm(
     shape = ModelShape.from_config(spec.shape_name, {**spec.shape, "model_type": "qwen3"})
     gpu = _gpu_type() if spec.device == "cuda" else None
     plan = plan_memory(cfg, shape=shape, gpu=gpu, device=spec.device)
-    phases = " ".join(f"{p}_gib={plan.phases[p] / GiB:.3f}" for p in PHASES)
+    phases = " ".join(f"{p}_gib={plan.phases.get(p, 0) / GiB:.3f}" for p in PHASES)  # no score phase: 0
     out(f'plan algo={algorithm} {phases} peak_gib={plan.peak_bytes / GiB:.3f} verdict="{plan.summary()}"')
     if plan.fits is False:
         out(f'skip algo={algorithm} reason="the planner says it does not fit"')
@@ -307,7 +307,7 @@ def run_algorithm(
             out(
                 f"phase algo={algorithm} step={step} name={p} seconds={r.seconds:.3f} tokens={tokens[p]:.0f} "
                 f"tokens_per_s={rate:.1f} peak_gib={r.peak_bytes / GiB:.3f} reserved_gib={r.reserved_bytes / GiB:.3f} "
-                f"plan_gib={plan.phases[p] / GiB:.3f} ran={'yes' if r.calls else 'no'}"
+                f"plan_gib={plan.phases.get(p, 0) / GiB:.3f} ran={'yes' if r.calls else 'no'}"
             )
         peak = max(r.peak_bytes for r in rec.phases.values())
         out(

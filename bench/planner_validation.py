@@ -66,13 +66,15 @@ def config(model: str, case: str) -> Any:
 
 
 def compare(cfg: Any) -> dict[str, tuple[int, int]]:
-    """(planned, measured) bytes of the score and update phases."""
+    """(planned, measured) bytes of the score and update phases (the score phase only where the
+    plan has one: a step without a scoring pass does not run it)."""
     from trainer.memprobe import measure
     from trainer.planner import plan_memory
 
     measured = measure(cfg)
     plan = plan_memory(cfg, device="cpu")
-    return {phase: (plan.phases[phase], getattr(measured, phase)) for phase in ("score", "update")}
+    phases = [p for p in ("score", "update") if p in plan.phases]
+    return {phase: (plan.phases[phase], getattr(measured, phase)) for phase in phases}
 
 
 def main() -> None:

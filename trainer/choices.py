@@ -23,6 +23,11 @@ ENTROPY_GRAD_ALGORITHMS: frozenset[str] = frozenset({"entropy_reg"})
 """The losses that differentiate the token entropy (docs/method.md §10.6); every other loss reads
 the entropy as a number, so the update computes it without gradient (no saved tensors)."""
 
+SCORE_FREE_ALGORITHMS: frozenset[str] = frozenset({"grpo", "forking_tokens", "clip_cov", "kl_cov", "entropy_reg"})
+"""The algorithms whose advantages read only rewards and response masks: with one optimizer step per
+training step they need no old-log-prob (scoring) pass, because the update's own first forward is the
+old policy (``TrainConfig.needs_scoring_pass``, read by the loop and the memory planner alike)."""
+
 MODES: tuple[str, ...] = ("normal", "he")
 """The two modes of one Policy Split model: normal and high-entropy (the HE system turn)."""
 

@@ -28,6 +28,7 @@ from trainer.choices import (
     PARALLELISMS,
     Q4_CONTEXTS,
     ROLLOUT_BACKENDS,
+    SCORE_FREE_ALGORITHMS,
     TASKS,
     parse_bool,
 )
@@ -436,6 +437,12 @@ class TrainConfig:
     @property
     def optimizer_steps_per_step(self) -> int:
         return self.ppo_epochs * self.mini_batches
+
+    @property
+    def needs_scoring_pass(self) -> bool:
+        """Whether a step scores its rollouts (no grad) before the update: always, except for a
+        score-free algorithm updated once per step (on-policy), whose first forward is the old policy."""
+        return self.algorithm not in SCORE_FREE_ALGORITHMS or self.optimizer_steps_per_step != 1
 
     # --- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

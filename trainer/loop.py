@@ -28,7 +28,7 @@ from trainer.events import Callbacks, Sample
 from trainer.paths import checkpoint_dir, latest_checkpoint
 from trainer.registry import apply_thread_limit, load_model, load_tokenizer, supports_thinking
 from trainer.rl import algos
-from trainer.rl.algorithms import build_rows, needs_scoring_pass
+from trainer.rl.algorithms import build_rows
 from trainer.rl.batch import ContextScores, StepRollouts, plan_micro_batches
 from trainer.rl.scoring import check_head_reads_last_hidden, score
 from trainer.rl.update import UpdateResult, ppo_update
@@ -157,7 +157,7 @@ def train_step(state: TrainState, cb: Callbacks) -> dict[str, float]:
     rewards = grade(state.task, state.tokenizer, rollouts)  # (S, G)
     # The on-policy single-update case needs no separate old-log-prob pass: the update's own
     # first forward provides it (and the rollout metrics), as TRL does.
-    fused = not needs_scoring_pass(cfg)
+    fused = not cfg.needs_scoring_pass
     scores = response_masks(rollouts) if fused else score_contexts(state, rollouts)
     t_score = time.perf_counter()
     _safe_point(state, cb)

@@ -8,6 +8,8 @@ per-GPU bytes of each phase of a training step:
 - **generate**: trainer state (master weights, AdamW state, the gradients the last optimizer step
   left) + the rollout engine (vLLM's reserved fraction, or the transformers KV cache);
 - **score**: the no-grad forward (all hidden states are returned, then the LM head chunk by chunk);
+  absent when the step has no scoring pass (on-policy GRPO and the other score-free algorithms:
+  ``TrainConfig.needs_scoring_pass``);
 - **update**: the forward/backward of one micro-batch: saved activations (per layer, or only the
   layer inputs with gradient checkpointing plus one recomputed layer), the checkpointed log-prob
   chunk, the low-precision copy of the weights (autocast cache, or FSDP2's gathered units) and the
@@ -314,9 +316,7 @@ def step_tokens(cfg: TrainConfig) -> StepTokens:
         micro_rows = max(1, cfg.max_tokens_per_micro_batch // longest)
     else:
         micro_rows = min(cfg.micro_batch_size, cfg.rows_per_step)
-    scored_rows = gen_rows * len(cfg.modes)
-    if not _needs_scoring(cfg):
-        scored_rows = 0
+    scored_rows = gen_rows * len(cfg.modes) if cfg.needs_scoring_pass else 0
     return StepTokens(
         generated_rows=gen_rows,
         max_generated_tokens=gen_rows * cfg.max_new_tokens,
@@ -326,13 +326,6 @@ def step_tokens(cfg: TrainConfig) -> StepTokens:
         micro_batch_rows=micro_rows,
         micro_batch_tokens=micro_rows * longest,
     )
-
-
-def _needs_scoring(cfg: TrainConfig) -> bool:
-    # Mirrors trainer.rl.algorithms.needs_scoring_pass without importing torch: a single on-policy
-    # update of a score-free algorithm takes its old log-probs from the update's own first forward.
-    steps = getattr(cfg, "optimizer_steps_per_step", 1)
-    return cfg.is_policy_split or steps != 1 or cfg.algorithm not in ("grpo", "entropy_reg", "entropy_adv")
 
 
 def layer_activation_bytes(shape: ModelShape, dtype_bytes: int, rows: int, length: int) -> int:
@@ -441,12 +434,16 @@ def plan_memory(
     )
     score = int((static + score_pass + (compute_weights if not fsdp else 0)) * frag + engine_asleep + runtime)
     generate = int((static + gen_extra) * frag + engine_awake + runtime)
+    # A step without a scoring pass (TrainConfig.needs_scoring_pass, the loop's own rule) has no score phase.
+    phases = {"generate": generate, "score": score, "update": update}
+    if not cfg.needs_scoring_pass:
+        del phases["score"]
     plan = MemoryPlan(
         device=device,
         gpu=gpu,
         gpus=world,
         components=components,
-        phases={"generate": generate, "score": score, "update": update},
+        phases=phases,
         tokens=tokens,
         sharded=fsdp,
         notes=notes,

@@ -181,3 +181,26 @@ def test_the_cli_plans_a_preset_with_overrides() -> None:
         [*cmd, "--set", "parallelism=ddp"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
     assert bad.returncode == 1 and "use fsdp or more GPUs" in bad.stdout
+
+
+def _cpu_plan(algorithm: str, **changes: object) -> set[str]:
+    cfg = load_preset("ps-smollm2-cpu").config(algorithm=algorithm, **changes)
+    return set(plan_memory(cfg).phases)
+
+
+def test_an_on_policy_grpo_plan_has_no_score_phase() -> None:
+    # The loop fuses GRPO's old log-probs into its single update's first forward (no scoring pass).
+    plan = plan_memory(load_preset("grpo-qwen3-8b").config(), gpu=H100)
+    assert set(plan.phases) == {"generate", "update"}
+    assert plan.tokens.scored_tokens == 0 and plan.step_seconds["score"] == 0
+    assert _cpu_plan("grpo") == _cpu_plan("forking_tokens") == _cpu_plan("entropy_reg") == {"generate", "update"}
+
+
+def test_policy_split_and_off_policy_updates_keep_the_score_phase() -> None:
+    plan = plan_memory(load_preset("ps-qwen3-8b").config(), gpu=H100)
+    assert set(plan.phases) == {"generate", "score", "update"} and plan.tokens.scored_tokens > 0
+    # advantages that read the old policy's log-probs or entropies need the pass at one update too
+    assert _cpu_plan("eda") == _cpu_plan("entropy_adv") == {"generate", "score", "update"}
+    # a second epoch or mini-batch updates from rollouts of an older policy: GRPO scores them first
+    assert _cpu_plan("grpo", ppo_epochs=2) == {"generate", "score", "update"}
+    assert _cpu_plan("grpo", mini_batches=2) == {"generate", "score", "update"}

@@ -75,16 +75,6 @@ def policy_loss(name: str) -> PolicyLoss:
     return POLICY_LOSSES[name]
 
 
-# Advantage steps that read only rewards and response masks: with one optimizer step per training
-# step they need no old-log-prob pass at all (the update's first forward is the old policy).
-SCORE_FREE = frozenset({"grpo", "forking_tokens", "clip_cov", "kl_cov", "entropy_reg"})
-
-
-def needs_scoring_pass(cfg: TrainConfig) -> bool:
-    """Whether a step must score its rollouts (no grad) before the update."""
-    return cfg.algorithm not in SCORE_FREE or cfg.optimizer_steps_per_step != 1
-
-
 def build_rows(
     cfg: TrainConfig, ro: StepRollouts, sc: ContextScores, rewards: Tensor
 ) -> tuple[TrainRows, dict[str, float]]:
