@@ -541,11 +541,20 @@ class Evaluation(models.Model):
     metrics = models.JSONField(default=dict, blank=True)  # accuracy, ci, entropy_bits, pass@k, …
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set by the worker that claims it (webapp.evaluations.runner): its name, and a heartbeat while
+    # the evaluator child runs; the lost-work sweep fails a running one whose heartbeat went stale.
+    host = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["run", "step", "benchmark", "mode"], name="unique_evaluation"),
+        ]
+        indexes = [
+            # The lost-work sweep scans running evaluations by heartbeat.
+            models.Index(fields=["status", "heartbeat_at"], name="evaluation_status_heartbeat"),
         ]
         ordering = ["benchmark", "mode"]
 

@@ -216,7 +216,8 @@ except ValueError as _exc:
     raise ImproperlyConfigured(str(_exc)) from None
 PSL_RUNS_DIR = Path(env_str("PSL_RUNS_DIR", str(VAR_DIR / "runs")))
 PSL_HEARTBEAT_SECONDS = env_int("PSL_HEARTBEAT_SECONDS", 10, minimum=1)
-# A running run whose heartbeat is older than this is marked lost by the periodic sweep.
+# A running run whose heartbeat is older than this is marked lost by the periodic sweep (a running
+# evaluation is marked failed, with the reason).
 PSL_LOST_AFTER_SECONDS = env_int("PSL_LOST_AFTER_SECONDS", 90, minimum=5)
 # The dispatcher (manage.py dispatcher; every worker's heartbeat too) sweeps lost runs and sends
 # the messages missing for queued runs this often: the bound on both after a worker or broker loss.

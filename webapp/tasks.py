@@ -11,13 +11,14 @@ from django.conf import settings
 
 from webapp import dispatch
 from webapp.evaluations.runner import evaluations_execute
-from webapp.evaluations.services import evaluations_dispatch
+from webapp.evaluations.services import evaluations_dispatch, evaluations_sweep_lost
 from webapp.models import Run
 from webapp.services import runs_dispatch
 from webapp.worker import execution
 
 log = logging.getLogger(__name__)
 _current_run: dict[str, int | None] = {"id": None}
+_current_evaluations: list[int] = []  # what this worker evaluates now: its own sweep leaves them alone
 
 
 # A run message wakes a worker of the run's pool, which starts the first queued run of that pool
@@ -54,7 +55,7 @@ def ping(value: str) -> str:
 
 
 class _Heartbeat(threading.Thread):
-    """Advertises this worker, sweeps lost runs and sends the messages missing for the queued runs
+    """Advertises this worker, sweeps lost runs and evaluations and sends the messages missing for the queued runs
     of its own pools (services.runs_dispatch, as the dispatcher does) every PSL_HEARTBEAT_SECONDS."""
 
     def __init__(self, queues: list[str]) -> None:
@@ -72,6 +73,7 @@ class _Heartbeat(threading.Thread):
                     name=execution.worker_identity(), queues=self.queues, current_run_id=_current_run["id"]
                 )
                 execution.sweep_lost_runs(exclude=_current_run["id"])
+                evaluations_sweep_lost(exclude=list(_current_evaluations))
             except Exception:  # the database may be briefly away; the next beat retries
                 log.warning("worker heartbeat failed", exc_info=True)
             try:
@@ -110,4 +112,8 @@ def _stop_heartbeat(**kwargs: object) -> None:
 @shared_task(name=dispatch.EVALUATE_CHECKPOINT, acks_late=True, ignore_result=True)
 def evaluate_run_checkpoint(evaluation_ids: list[int]) -> str:
     """Evaluate one checkpoint (rows of one run and step) in a child process; see webapp.evaluations."""
-    return evaluations_execute(evaluation_ids, host=execution.worker_identity())
+    _current_evaluations[:] = evaluation_ids
+    try:
+        return evaluations_execute(evaluation_ids, host=execution.worker_identity())
+    finally:
+        _current_evaluations.clear()

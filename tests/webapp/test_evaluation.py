@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.workers import Broker
 from trainer.registry import resolve
@@ -339,6 +342,71 @@ def test_a_redelivered_task_skips_claimed_evaluations(run: Run) -> None:
     assert runner.evaluations_execute([e.pk for e in evals]) == "skipped"
     assert not (run_dir(run.pk) / "evaluations").exists()  # no evaluator was started
     assert set(Evaluation.objects.values_list("status", flat=True)) == {EvalStatus.RUNNING}
+
+
+def test_the_claim_records_the_worker_and_a_first_heartbeat(run: Run) -> None:
+    evals = queued(run)
+    assert service.evaluations_claim([e.pk for e in evals], host="w1@host") == [e.pk for e in evals]
+    assert service.evaluations_claim([e.pk for e in evals], host="w2@host") == []  # a duplicate wins nothing
+    for ev in Evaluation.objects.all():
+        assert (ev.status, ev.host) == (EvalStatus.RUNNING, "w1@host")
+        assert ev.started_at is not None and ev.heartbeat_at == ev.started_at
+
+
+def test_the_sweep_fails_running_evaluations_whose_heartbeat_went_stale(run: Run, settings: Any) -> None:
+    settings.PSL_LOST_AFTER_SECONDS = 30
+    stale, fresh = queued(run)
+    service.evaluations_claim([stale.pk, fresh.pk], host="w1@host")
+    Evaluation.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=31))
+
+    assert service.evaluations_sweep_lost(exclude=[stale.pk]) == []  # the caller runs it itself
+    assert service.evaluations_sweep_lost() == [stale.pk]
+    stale.refresh_from_db()
+    assert stale.status == EvalStatus.FAILED and stale.finished_at is not None
+    assert stale.error.startswith("lost: the worker w1@host stopped sending heartbeats")
+    assert Evaluation.objects.get(pk=fresh.pk).status == EvalStatus.RUNNING
+
+
+def test_a_running_evaluation_from_before_heartbeats_counts_from_its_creation(run: Run, settings: Any) -> None:
+    settings.PSL_LOST_AFTER_SECONDS = 30
+    (old, _) = queued(run)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Evaluation.objects.filter(pk=old.pk).update(status=EvalStatus.RUNNING, created_at=an_hour_ago)
+    assert service.evaluations_sweep_lost() == [old.pk]
+
+
+def test_a_heartbeat_takes_back_an_evaluation_swept_while_its_worker_could_not_reach_the_database(
+    run: Run, settings: Any
+) -> None:
+    settings.PSL_LOST_AFTER_SECONDS = 30
+    evals = queued(run)
+    ids = [e.pk for e in evals]
+    service.evaluations_claim(ids, host="w1@host")
+    Evaluation.objects.update(heartbeat_at=timezone.now() - timedelta(seconds=31))
+    assert service.evaluations_sweep_lost() == ids
+
+    service.evaluations_beat(ids, host="w2@host")  # not its worker: stays failed
+    assert set(Evaluation.objects.values_list("status", flat=True)) == {EvalStatus.FAILED}
+    service.evaluations_beat(ids, host="w1@host")
+    assert set(Evaluation.objects.values_list("status", "error")) == {(EvalStatus.RUNNING, "")}
+    assert service.evaluations_sweep_lost() == []
+
+
+@pytest.mark.slow
+def test_the_runner_beats_while_the_evaluator_runs(run: Run, model_checkpoint: Path, settings: Any) -> None:
+    settings.PSL_HEARTBEAT_SECONDS = 1
+    beats: list[int] = []
+    real_beat = runner.evaluations_beat
+
+    def beat(ids: list[int], *, host: str) -> None:
+        beats.append(len(ids))
+        real_beat(ids, host=host)
+
+    evals = queued(run)
+    with mock.patch.object(runner, "evaluations_beat", beat):
+        assert runner.evaluations_execute([e.pk for e in evals], host="w1@host") == "succeeded"
+    assert beats and set(beats) == {2}  # the evaluator takes seconds to load: at least one beat, for both rows
+    assert {ev.host for ev in Evaluation.objects.all()} == {"w1@host"}
 
 
 def test_the_celery_task_fails_evaluations_whose_checkpoint_was_pruned_meanwhile(run: Run) -> None:

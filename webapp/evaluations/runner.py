@@ -1,6 +1,10 @@
 """The worker side of evaluations: claim the queued rows, run the evaluator once for all of them
 as a child process (``webapp.worker.child_process``: an out-of-memory crash kills the child, never the
 worker; a timeout kills its process group), then store each report or the reason it failed.
+
+The claim records the worker on the rows and the rows carry its heartbeat while the evaluator
+runs, so a worker that is SIGKILLed mid-evaluation (its child dies with it) leaves them to the
+lost-work sweep (``services.evaluations_sweep_lost``), never ``running`` forever.
 """
 
 from __future__ import annotations
@@ -17,8 +21,14 @@ from django.conf import settings
 from trainer.choices import MODES
 from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES
-from webapp.evaluations.services import evaluation_store, evaluations_fail, model_for_step
-from webapp.models import EvalStatus, Evaluation, Run
+from webapp.evaluations.services import (
+    evaluation_store,
+    evaluations_beat,
+    evaluations_claim,
+    evaluations_fail,
+    model_for_step,
+)
+from webapp.models import Evaluation, Run
 from webapp.references import team_roots
 from webapp.services import ServiceError
 from webapp.worker import child_process
@@ -29,11 +39,7 @@ log = logging.getLogger(__name__)
 
 def evaluations_execute(evaluation_ids: Sequence[int], *, host: str = "") -> str:
     """Claim the queued rows, run the evaluator child process once for all of them, store the results."""
-    claimed = [
-        pk
-        for pk in evaluation_ids
-        if Evaluation.objects.filter(pk=pk, status=EvalStatus.QUEUED).update(status=EvalStatus.RUNNING)
-    ]
+    claimed = evaluations_claim(evaluation_ids, host=host)
     if not claimed:
         return "skipped"
     evals = list(Evaluation.objects.filter(pk__in=claimed).select_related("run").order_by("pk"))
@@ -68,6 +74,8 @@ def _execute(evals: list[Evaluation], *, host: str) -> str:
         env=evaluator_env(judge=bool(opts.get("judge")), run=run),
         timeout=float(settings.PSL_EVAL_TIMEOUT_SECONDS),
         timeout_setting="PSL_EVAL_TIMEOUT_SECONDS",
+        beat=lambda: evaluations_beat([ev.pk for ev in evals], host=host),
+        beat_seconds=min(2.0, settings.PSL_HEARTBEAT_SECONDS),  # as often as a run's
     )
     doc = json.loads(out.read_text()) if out.is_file() else {"benchmarks": {}}
     failed, log_tail = 0, child_process.tail(log_path)

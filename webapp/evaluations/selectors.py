@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from django.db.models import Case, Count, IntegerField, Sum, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Sum, When
+from django.utils import timezone
 
 from trainer.choices import MODES
 from webapp.models import EvalResult, EvalStatus, Evaluation, Run
@@ -23,6 +25,15 @@ def checkpoint_steps(run: Run) -> list[int]:
 def is_model_folder(path: str) -> bool:
     """Whether a checkpoint folder is still on disk (older ones are pruned)."""
     return bool(path) and (Path(path) / "config.json").is_file()
+
+
+def stale_evaluations(*, older_than: timedelta) -> QuerySet[Evaluation]:
+    """Running evaluations whose worker stopped sending heartbeats (the lost-work sweep reads them).
+
+    One claimed before evaluations had a heartbeat has none: it counts from its creation."""
+    cutoff = timezone.now() - older_than
+    beat_stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    return Evaluation.objects.filter(beat_stale, status=EvalStatus.RUNNING)
 
 
 def question_counts(evaluation_ids: Sequence[int]) -> dict[int, dict[str, tuple[int, int]]]:

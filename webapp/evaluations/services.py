@@ -1,4 +1,5 @@
-"""Evaluation workflows: create, enqueue, schedule after training, store a report, fail.
+"""Evaluation workflows: create, enqueue, schedule after training, store a report, fail; the
+worker's claim and heartbeat, and the sweep that fails an evaluation whose worker died.
 
 One Evaluation row is one (run, checkpoint step, benchmark, mode). Rows created together share
 their settings and go to the worker as one task (``webapp.evaluations.runner``), which runs
@@ -16,27 +17,32 @@ the run that is still on disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from trainer.choices import MODES
 from trainer.config import EVAL_SAMPLING
 from trainer.data.benchmarks import BENCHMARK_NAMES, TASK_BENCHMARKS, benchmark_problem
 from webapp import dispatch
-from webapp.evaluations.selectors import checkpoint_steps, is_model_folder
+from webapp.evaluations.selectors import checkpoint_steps, is_model_folder, stale_evaluations
 from webapp.models import Checkpoint, EvalResult, EvalStatus, Evaluation, Run, RunStatus
 from webapp.services import DISPATCH_GRACE, ServiceError, activity_record
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (EvalStatus.QUEUED, EvalStatus.RUNNING)
+# The error of an evaluation whose worker died while it ran (evaluations_sweep_lost).
+LOST_PREFIX = "lost: "
 MAX_K = 64
 # What a run gets when it succeeds (evaluations_schedule_final); settings.PSL_EVAL_FINAL overrides keys.
 FINAL_DEFAULTS: dict[str, Any] = {
@@ -285,3 +291,59 @@ def evaluations_fail(evaluation_ids: Iterable[int], error: str) -> None:
     Evaluation.objects.filter(pk__in=list(evaluation_ids)).update(
         status=EvalStatus.FAILED, error=error[-5000:], finished_at=timezone.now()
     )
+
+
+# --- the worker's claim, its heartbeat, and the sweep of lost evaluations ---------------------------
+
+
+def evaluations_claim(evaluation_ids: Iterable[int], *, host: str) -> list[int]:
+    """Compare-and-set queued → running for each row, recording the worker and a first heartbeat;
+    returns the ids this worker won (a duplicate delivery wins none)."""
+    now = timezone.now()
+    return [
+        pk
+        for pk in evaluation_ids
+        if Evaluation.objects.filter(pk=pk, status=EvalStatus.QUEUED).update(
+            status=EvalStatus.RUNNING, host=host, started_at=now, heartbeat_at=now, error=""
+        )
+    ]
+
+
+def evaluations_beat(evaluation_ids: Iterable[int], *, host: str) -> None:
+    """Refresh the heartbeat of the evaluations ``host`` runs; best effort (the next beat retries).
+
+    Like a run's heartbeat, it takes back an evaluation that a sweep failed as lost while this
+    worker could not reach the database: it is alive."""
+    mine = Evaluation.objects.filter(pk__in=list(evaluation_ids), host=host).filter(
+        Q(status=EvalStatus.RUNNING) | Q(status=EvalStatus.FAILED, error__startswith=LOST_PREFIX)
+    )
+    try:
+        mine.update(status=EvalStatus.RUNNING, heartbeat_at=timezone.now(), error="", finished_at=None)
+    except (DatabaseError, InterfaceError):
+        with contextlib.suppress(DatabaseError, InterfaceError):
+            connection.close()  # the next beat reconnects
+
+
+def evaluations_sweep_lost(*, exclude: Iterable[int] = ()) -> list[int]:
+    """Fail the running evaluations whose heartbeat went stale (``PSL_LOST_AFTER_SECONDS``, as for
+    runs): their worker was killed, crashed or lost its network, and its evaluator child died with
+    it. They are failed, not requeued, as a killed run is ``lost`` and not retried by itself: what
+    killed the worker (the host ran out of memory, say) would kill the next one too. Queue the
+    evaluation again from the page (a finished one is replaced). ``exclude``: the evaluations the
+    calling worker runs itself (it knows they are alive)."""
+    older_than = timedelta(seconds=settings.PSL_LOST_AFTER_SECONDS)
+    stale = stale_evaluations(older_than=older_than).exclude(pk__in=list(exclude))
+    failed = []
+    for pk, host in stale.order_by("pk").values_list("pk", "host"):
+        reason = (
+            f"{LOST_PREFIX}the worker {host or '(unknown)'} stopped sending heartbeats while it evaluated "
+            "(killed, crashed or lost its network); queue the evaluation again"
+        )
+        # Compare-and-set: a heartbeat that arrived since the read keeps it running.
+        if (
+            stale_evaluations(older_than=older_than)
+            .filter(pk=pk)
+            .update(status=EvalStatus.FAILED, error=reason, finished_at=timezone.now())
+        ):
+            failed.append(pk)
+    return failed

@@ -1,5 +1,5 @@
 """Child processes of a worker: the trainer (``webapp.worker.execution``) and the evaluator
-(``webapp.evaluation_runner``) both run through these helpers.
+(``webapp.evaluations.runner``) both run through these helpers.
 
 A worker never runs torch in its own process: an out-of-memory or CUDA crash must kill the child,
 not the worker. Each child gets its own process group (so a signal reaches torchrun and all of its
@@ -13,7 +13,8 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -54,18 +55,39 @@ def spawn(cmd: list[str], *, log: IO[bytes], env: Mapping[str, str]) -> subproce
     )
 
 
-def run_to_end(cmd: list[str], log_path: Path, *, env: Mapping[str, str], timeout: float, timeout_setting: str) -> int:
-    """Run ``cmd`` to its end with its output in ``log_path``; past ``timeout`` seconds its whole
-    process group is killed, the log names ``timeout_setting`` (what to raise) and the exit status
-    is -SIGKILL."""
+def run_to_end(
+    cmd: list[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    timeout_setting: str,
+    beat: Callable[[], None] | None = None,
+    beat_seconds: float = 2.0,
+) -> int:
+    """Run ``cmd`` to its end with its output in ``log_path``, calling ``beat`` every
+    ``beat_seconds`` while it runs; past ``timeout`` seconds its whole process group is killed, the
+    log names ``timeout_setting`` (what to raise) and the exit status is -SIGKILL. A ``beat`` that
+    raises kills the child first: nobody would wait for it any more."""
     with log_path.open("ab") as log:
         child = spawn(cmd, log=log, env=env)
+        deadline = time.monotonic() + timeout
         try:
-            return child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(child, reap_seconds=None)
-            log.write(f"\nkilled after {timeout:.0f} s ({timeout_setting})\n".encode())
-            return -signal.SIGKILL
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    return child.wait(timeout=max(0.0, min(left, beat_seconds) if beat else left))
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        break
+                if beat is not None:
+                    beat()
+        except BaseException:
+            kill_group(child)
+            raise
+        kill_group(child, reap_seconds=None)
+        log.write(f"\nkilled after {timeout:.0f} s ({timeout_setting})\n".encode())
+        return -signal.SIGKILL
 
 
 def signal_group(child: subprocess.Popen[bytes], sig: int) -> None:

@@ -1,6 +1,7 @@
 """``manage.py dispatcher``: the process that keeps the database's queue and the broker in step.
 
-Every ``PSL_DISPATCH_SECONDS`` it marks runs whose heartbeat went stale as lost and publishes the
+Every ``PSL_DISPATCH_SECONDS`` it marks runs whose heartbeat went stale as lost, fails the running
+evaluations whose heartbeat went stale (``evaluations.services.evaluations_sweep_lost``) and publishes the
 messages missing for queued runs and evaluations (``services.runs_dispatch``,
 ``evaluations.services.evaluations_dispatch``). It needs neither a worker nor the
 broker to be up: a run whose only worker was killed is still marked lost, and the runs submitted
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from webapp.evaluations.services import evaluations_dispatch
+from webapp.evaluations.services import evaluations_dispatch, evaluations_sweep_lost
 from webapp.services import runs_dispatch
 from webapp.worker.execution import sweep_lost_runs
 
@@ -27,11 +28,14 @@ log = logging.getLogger("webapp.dispatcher")
 
 
 def dispatch_once() -> None:
-    """One round: the lost-run sweep, then the missing messages; each survives the other's outage."""
+    """One round: the lost-work sweep (runs and evaluations), then the missing messages; each
+    survives the other's outage."""
     close_old_connections()
     try:
         if lost := sweep_lost_runs():
             log.info("marked lost (stale heartbeat): %s", lost)
+        if failed := evaluations_sweep_lost():
+            log.info("evaluations failed as lost (stale heartbeat): %s", failed)
     except Exception:  # the database may be away; the next round retries
         log.warning("lost-run sweep failed", exc_info=True)
     try:
