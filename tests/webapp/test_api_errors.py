@@ -4,7 +4,9 @@ unexpected exception (500) and an unreachable database (503 with Retry-After, on
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 from unittest import mock
@@ -79,3 +81,23 @@ def test_while_the_database_is_unreachable_every_api_call_is_a_json_503_with_ret
             assert int(headers["Retry-After"]) > 0
     finally:
         web.stop()
+
+
+@pytest.mark.django_db(transaction=True)  # the server process reads the token from the test database
+def test_a_body_over_the_limit_is_a_json_413_naming_the_limit_before_the_body_is_sent(alice: Any, project: Any) -> None:
+    token = ApiToken.issue(user=alice, name="t")[1]
+    web = WebProcess(free_port())
+    head = (
+        f"POST /api/projects/{project.pk}/runs/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {10 << 20}\r\n\r\n"
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", int(web.url.rsplit(":", 1)[1])), timeout=30) as sock:
+            sock.sendall(head.encode() + b'{"name": "')  # the first bytes of a 10 MB body, no more
+            response = http.client.HTTPResponse(sock)
+            response.begin()  # a server waiting for the rest of the body would time out here
+            status, ctype, body = response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        web.stop()
+    assert (status, ctype) == (413, "application/json"), body[:300]
+    assert json.loads(body)["error"] == "request body too large: the limit is 2.5 MB (2621440 bytes)"

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -50,6 +51,12 @@ def error_response(status: int, message: str, *, field: str | None = None) -> Js
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
+
+
+def body_limit_message() -> str:
+    """The 413's message, naming the limit (Django's DATA_UPLOAD_MAX_MEMORY_SIZE; docs/api.md)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return f"request body too large: the limit is {limit / 2**20:g} MB ({limit} bytes)"
 
 
 def token_user(request: HttpRequest) -> Any:
@@ -113,7 +120,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
             except PermissionDenied as exc:
                 return error_response(403, str(exc) or "permission denied")
             except RequestDataTooBig:
-                return error_response(413, "request body too large")
+                return error_response(413, body_limit_message())
 
         return wrapped
 
