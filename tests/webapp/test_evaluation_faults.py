@@ -57,7 +57,7 @@ def test_an_evaluation_whose_worker_is_killed_fails_as_lost_and_a_fresh_worker_e
 
     def beating() -> bool:
         rows = list(Evaluation.objects.filter(run=run))
-        return all(ev.heartbeat_at and ev.started_at and ev.heartbeat_at > ev.started_at for ev in rows)
+        return len(rows) == 2 and all(ev.started_at and ev.heartbeat_at > ev.started_at for ev in rows)
 
     _wait(beating, timeout=120, what="the evaluation's heartbeat", worker=worker)
     assert _statuses(run) == {EvalStatus.RUNNING}
