@@ -72,8 +72,8 @@ LABELS = {
 UI_HELP = {
     "model": "A registry name (suggested as you type), a hub id such as Qwen/Qwen3-1.7B, local:<name> for a "
     "folder in the models folder, or run:<id>@<step> for a checkpoint of another run of this team.",
-    "task": "A built-in task, or data:<name> for a dataset file or folder in the data folder (yours first, "
-    "then the shared one).",
+    "task": "A built-in task, data:<name>.jsonl for a dataset uploaded on your team's Datasets page (suggested "
+    "as you type), or data:<name> for a dataset file or folder in the data folder (yours first, then the shared one).",
     "algorithm": "Policy Split trains a normal and a high-entropy mode in one model; the others are "
     "single-mode baselines.",
 }
@@ -199,6 +199,12 @@ class RunForm(forms.Form):
         queue.initial = settings.CELERY_TASK_DEFAULT_QUEUE
         self._configs: list[TrainConfig] = []
         self.plan: MemoryPlan | None = None
+
+    def suggest_tasks(self, references: Iterable[str]) -> None:
+        """Offer the team's uploaded datasets beside the built-in tasks as the task is typed."""
+        widget = self.fields["task"].widget
+        assert isinstance(widget, DatalistInput)
+        widget.options = [*TASKS, *references]
 
     # --- layout helpers for the template ---------------------------------------------------------
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:

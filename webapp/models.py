@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from trainer.choices import DEFAULT_PRIORITY, PRIORITIES
-from trainer.references import run_ref
+from trainer.references import DATA_PREFIX, run_ref
 
 
 class Role(models.TextChoices):
@@ -658,6 +658,43 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.verb} {self.target}"
+
+
+class Dataset(models.Model):
+    """A team's uploaded questions, named ``data:<name>.jsonl`` by its runs.
+
+    The rows live here (gzip-compressed JSONL, validated by the trainer's own reader at upload), not
+    on the web host's disk: the worker that runs a team's run writes the team's datasets into the
+    team's uploads folder first (``webapp.worker.datasets``). Immutable once uploaded, so a run's
+    task name always means the same questions; a new version is a new name.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=80)
+    description = models.CharField(max_length=300, blank=True)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    rows = models.PositiveIntegerField()
+    size_bytes = models.PositiveBigIntegerField()  # uncompressed JSONL
+    kinds = models.JSONField(default=dict)  # {"math": 120, "choice": 8}
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_team_dataset")]
+
+    def __str__(self) -> str:
+        return f"{self.team}: {self.name}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.jsonl"
+
+    @property
+    def reference(self) -> str:
+        """The task a run names to train or evaluate on these questions."""
+        return f"{DATA_PREFIX}{self.file_name}"
 
 
 class Invitation(models.Model):

@@ -10,6 +10,7 @@ not anything exists at that path, and a run id of another team the same message 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -40,11 +41,18 @@ def source_checkpoint(*, project: Project, user: Any, run_id: int, step: int) ->
     return Checkpoint.objects.filter(run__in=runs, run_id=run_id, step=step).select_related("run").first()
 
 
+def uploads_folder(team: Team) -> Path:
+    """Where a worker writes ``team``'s uploaded datasets (webapp.worker.datasets); nothing else lives there."""
+    return settings.PSL_TEAMS_DIR / team.slug / "uploads"
+
+
 def team_roots(team: Team) -> dict[str, str]:
-    """The environment of a worker's child for a run of ``team``: its roots, team folders first."""
+    """The environment of a worker's child for a run of ``team``: its roots, team folders first
+    (its uploads, then the folder its operators fill, then the shared one)."""
     team_dir = settings.PSL_TEAMS_DIR / team.slug
+    data = [uploads_folder(team), team_dir / "data", settings.PSL_DATA_DIR]
     return {
-        "PSL_DATA_ROOTS": os.pathsep.join([str(team_dir / "data"), str(settings.PSL_DATA_DIR)]),
+        "PSL_DATA_ROOTS": os.pathsep.join(str(p) for p in data),
         "PSL_MODEL_ROOTS": os.pathsep.join([str(team_dir / "models"), str(settings.PSL_MODELS_DIR)]),
         "PSL_RUNS_DIR": str(settings.PSL_RUNS_DIR),
     }

@@ -25,6 +25,7 @@ from webapp.models import (
     ROLLUP_FANOUT,
     ROLLUP_LEVELS,
     UNTRUSTED_STATUSES,
+    Dataset,
     MetricPoint,
     MetricRollup,
     Project,
@@ -263,6 +264,11 @@ def display(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return value
+
+
+def dataset_references(*, team_id: int) -> list[str]:
+    """The task names of a team's uploaded datasets (``data:<name>.jsonl``), by name."""
+    return [d.reference for d in Dataset.objects.filter(team_id=team_id).only("name").order_by("name")]
 
 
 def project_tags(project: Project) -> list[str]:

@@ -237,6 +237,8 @@ PSL_DATA_DIR = Path(env_str("PSL_DATA_DIR", str(VAR_DIR / "data")))
 PSL_MODELS_DIR = Path(env_str("PSL_MODELS_DIR", str(VAR_DIR / "models")))
 # One folder per team: PSL_TEAMS_DIR/<team slug>/data and …/models (seen by that team's runs only).
 PSL_TEAMS_DIR = Path(env_str("PSL_TEAMS_DIR", str(VAR_DIR / "teams")))
+# Largest dataset file a team may upload (webapp.datasets); its rows are stored gzip-compressed in the database.
+PSL_DATASET_MAX_MB = env_int("PSL_DATASET_MAX_MB", 100, minimum=1)
 for _inner, _outer in itertools.product(("PSL_TEAMS_DIR", "PSL_RUNS_DIR"), ("PSL_DATA_DIR", "PSL_MODELS_DIR")):
     # A team folder or the run folders inside a shared root would let any team name them.
     if globals()[_inner].resolve().is_relative_to(globals()[_outer].resolve()):

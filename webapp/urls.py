@@ -6,6 +6,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("webapp.views.home")),
     path("", include("webapp.views.teams")),
+    path("", include("webapp.views.datasets")),
     path("", include("webapp.views.runs")),
     path("", include("webapp.views.side_by_side")),
     path("", include("webapp.views.studies")),

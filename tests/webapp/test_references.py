@@ -110,7 +110,8 @@ def test_the_trainer_child_sees_only_its_teams_roots_and_refuses_paths(
     env = trainer_env(make_run())
     assert env["PSL_REFERENCES_ONLY"] == "1"
     data = env["PSL_DATA_ROOTS"].split(os.pathsep)
-    assert data == [str(settings.PSL_TEAMS_DIR / "lab" / "data"), str(settings.PSL_DATA_DIR)]
+    lab = settings.PSL_TEAMS_DIR / "lab"
+    assert data == [str(lab / "uploads"), str(lab / "data"), str(settings.PSL_DATA_DIR)]
     assert env["PSL_MODEL_ROOTS"].split(os.pathsep)[0] == str(settings.PSL_TEAMS_DIR / "lab" / "models")
 
 

@@ -4,6 +4,7 @@ the path exists, and a team's own dataset is seen by that team's runs only. Real
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,8 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from tests.workers import WorkerProcess
-from webapp.models import Run, RunStatus
+from webapp.datasets import dataset_upload
+from webapp.models import Run, RunStatus, Team
 from webapp.services import run_enqueue
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -56,3 +58,27 @@ def test_server_paths_fail_alike_and_team_data_stays_in_its_team(
     assert len(said) == 1, said
     assert "is not available in the data folder" in said.pop()
     assert "is not available in the data folder" in theirs.error
+
+
+def test_a_run_trains_on_its_teams_uploaded_dataset_and_another_teams_run_cannot_name_it(
+    start_worker: Callable[[str], WorkerProcess], make_run: Callable[..., Run], other_project: Any
+) -> None:
+    rows = "".join(f'{{"question": "{i} + 2?", "answer": "{i + 2}"}}\n' for i in range(8)).encode()
+    dataset = dataset_upload(
+        team=Team.objects.get(slug="lab"),
+        actor=None,
+        name="uploaded",
+        upload=io.BytesIO(rows),
+        filename="uploaded.jsonl",
+    )
+    small = {"steps": 1, "n": 2, "questions_per_step": 2, "max_new_tokens": 4, "samples_per_step": 1}
+    ours = make_run(task=dataset.reference, **small)
+    theirs = make_run(task=dataset.reference, project=other_project, **small)
+    for run in (ours, theirs):
+        run_enqueue(run=run)
+    worker = start_worker("uploads")
+    ours, theirs = _wait_all([ours, theirs], worker)
+    assert ours.status == RunStatus.SUCCEEDED, ours.error
+    samples = list(ours.samples.all())
+    assert samples and all(s.question_id.startswith("uploaded-") and "+ 2?" in s.prompt for s in samples)
+    assert theirs.status == RunStatus.FAILED and "is not available in the data folder" in theirs.error

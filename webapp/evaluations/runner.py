@@ -29,9 +29,9 @@ from webapp.evaluations.services import (
     model_for_step,
 )
 from webapp.models import Evaluation, Run
-from webapp.references import team_roots
 from webapp.services import ServiceError
 from webapp.worker import child_process
+from webapp.worker.datasets import prepared_team_roots
 from webapp.worker.execution import run_dir
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def evaluator_env(*, judge: bool, run: Run | None = None) -> dict[str, str]:
     """The evaluator's environment: the judge's settings only when it is asked for (the key
     travels in the environment, never on the command line), and the roots of the run's team
     (its base model may be a ``local:`` or ``run:`` reference)."""
-    extra: dict[str, str] = dict(team_roots(run.project.team)) if run is not None else {}
+    extra: dict[str, str] = dict(prepared_team_roots(run.project.team)) if run is not None else {}
     extra |= (
         {
             "JUDGE_API_URL": settings.JUDGE_API_URL,

@@ -259,6 +259,7 @@ def _preset_initial(preset: Preset) -> dict[str, Any]:
 def _form_context(project: Project, form: RunForm, source: Run | None, **extra: Any) -> dict[str, Any]:
     """The form plus the preset picker and the planner's estimate of the config in the form."""
     plan = form.plan if form.is_bound else _initial_plan(form)
+    form.suggest_tasks(selectors.dataset_references(team_id=project.team_id))
     context = {"project": project, "nav": "runs", "form": form, "source": source, "plan": plan}
     notices = run_stored_config(source).notices if source else []
     return {**context, "config_notices": notices, "presets": all_presets(), "preset": None, **extra}

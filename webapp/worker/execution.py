@@ -40,10 +40,10 @@ from trainer.events import Quarantined, read_lines
 from trainer.paths import latest_checkpoint, run_folder
 from webapp.evaluations.services import evaluations_schedule_final
 from webapp.models import MetricPoint, Run, RunLog, RunStatus, Worker
-from webapp.references import team_roots
 from webapp.selectors import queued_runs
 from webapp.services import run_enqueue, run_log_notice
 from webapp.worker import child_process, ingest
+from webapp.worker.datasets import prepared_team_roots
 from webapp.worker.halving import HalvingWatcher
 from webapp.worker.run_output import OutputTail
 from webapp.worker.system_metrics import SystemSampler
@@ -63,9 +63,10 @@ def run_dir(run_id: int) -> Path:
 
 
 def trainer_env(run: Run) -> dict[str, str]:
-    """The trainer's environment: the roots of the run's team, and server paths refused (a run
-    stored before they were refused by the web tier, or written to the database by hand)."""
-    return child_process.child_env(extra={**team_roots(run.project.team), "PSL_REFERENCES_ONLY": "1"})
+    """The trainer's environment: the roots of the run's team (its uploads written out first), and
+    server paths refused (a run stored before they were refused by the web tier, or written to the
+    database by hand)."""
+    return child_process.child_env(extra={**prepared_team_roots(run.project.team), "PSL_REFERENCES_ONLY": "1"})
 
 
 def claim(run_id: int, attempt: int, *, host: str) -> Run | None:
