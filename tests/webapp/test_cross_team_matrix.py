@@ -22,6 +22,7 @@ from webapp.models import (
     ApiToken,
     Checkpoint,
     Comment,
+    Dataset,
     Evaluation,
     Invitation,
     Membership,
@@ -61,6 +62,7 @@ KIND_OF_PARAMETER = {
     "member_id": "membership",
     "invitation_id": "invitation",
     "eval_pk": "evaluation",
+    "dataset_id": "dataset",
 }
 KIND_OF_PK = {
     "runs": "run",
@@ -103,7 +105,11 @@ def lab(make_run: Any, project: Any, team: Any, alice: Any, bob: Any) -> dict[st
     evaluation = Evaluation.objects.create(run=run, step=2, benchmark="arith", mode="he", status="succeeded")
     invitation, _ = Invitation.issue(team=team, email="x@lab.org", role="member", user=alice)
     token, _ = ApiToken.issue(user=bob, name="bob's")
+    dataset = Dataset.objects.create(
+        team=team, name="lab-questions", content=b"", sha256="0" * 64, rows=1, size_bytes=0, created_by=alice
+    )
     return {
+        "dataset": dataset,
         "project": project,
         "run": run,
         "study": study,
@@ -152,6 +158,7 @@ def snapshot() -> dict[str, Any]:
         "verdicts": Verdict.objects.count(),
         "activity": Activity.objects.count(),
         "evaluations": Evaluation.objects.count(),
+        "datasets": Dataset.objects.count(),
     }
 
 

@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from trainer.data.datasets import load_questions
 from trainer.references import resolve_task_path
 from webapp import datasets
-from webapp.models import Activity, Dataset, Team
+from webapp.models import Activity, ApiToken, Dataset, Team
 from webapp.references import uploads_folder
 from webapp.worker.datasets import write_team_datasets
 from webapp.worker.execution import trainer_env
@@ -210,3 +211,45 @@ def test_an_unchanged_dataset_is_not_rewritten_and_a_deleted_one_disappears(team
     dataset.delete()
     write_team_datasets(team)
     assert list(folder.iterdir()) == []
+
+
+# --- the API -------------------------------------------------------------------------------------------
+
+
+def bearer(user: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ApiToken.issue(user=user, name='test')[1]}"}
+
+
+def test_a_script_uploads_lists_fetches_and_deletes_a_dataset_through_the_api(bob: Any, team: Team) -> None:
+    client, headers = Client(enforce_csrf_checks=True), bearer(bob)
+    url = reverse("api-team-datasets", args=[team.pk])
+    created = client.post(url, {"name": "adds", "file": SimpleUploadedFile("a.jsonl", jsonl(ROWS))}, headers=headers)
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert (body["task"], body["rows"], body["kinds"], body["created_by"]) == (
+        "data:adds.jsonl",
+        3,
+        {"math": 2, "choice": 1},
+        "bob",
+    )
+    assert client.get(url, headers=headers).json()["results"] == [body]
+    one = created["Location"]
+    assert client.get(one, headers=headers).json() == body
+    rows = client.get(one, {"rows": "1"}, headers=headers)
+    assert rows["Content-Type"].startswith("application/x-ndjson") and rows.content == jsonl(ROWS)
+    assert client.delete(one, headers=headers).status_code == 204
+    assert client.get(one, headers=headers).status_code == 404
+
+
+def test_the_api_names_the_field_of_a_refused_upload(bob: Any, vera: Any, eve: Any, team: Team) -> None:
+    client, url = Client(enforce_csrf_checks=True), reverse("api-team-datasets", args=[team.pk])
+    bad = SimpleUploadedFile("a.jsonl", b'{"question": "no answer"}\n')
+    refused = client.post(url, {"name": "adds", "file": bad}, headers=bearer(bob))
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "file" and refused.json()["error"].startswith("a.jsonl: row 1")
+    missing = client.post(url, {"name": "adds"}, headers=bearer(bob))
+    assert (missing.status_code, missing.json()["field"]) == (400, "file")
+    viewer = client.post(url, {"name": "x", "file": SimpleUploadedFile("a.jsonl", jsonl(ROWS))}, headers=bearer(vera))
+    assert viewer.status_code == 403
+    assert client.get(url, headers=bearer(eve)).status_code == 404
+    assert not Dataset.objects.exists()

@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from trainer.choices import ALGORITHMS, DEFAULT_PRIORITY, LOG_LEVELS, PRIORITIES
 from trainer.config import MAX_BIGINT, ConfigError, TrainConfig
+from webapp import datasets as dataset_service
 from webapp import teams as team_service
 from webapp.http.access import project_for, require, run_for, team_for
 from webapp.http.api_auth import ApiError, api_view, error_response
@@ -27,6 +28,7 @@ from webapp.http.params import bool_param, check_text, int_param
 from webapp.models import (
     SAMPLE_VALUE_FIELDS,
     Checkpoint,
+    Dataset,
     Evaluation,
     Membership,
     Mode,
@@ -457,6 +459,63 @@ def team_member(request: HttpRequest, pk: int, member_id: int) -> HttpResponse:
     return JsonResponse(_member_json(changed))
 
 
+def _dataset_json(d: Dataset) -> dict[str, Any]:
+    return {
+        "id": d.pk,
+        "name": d.name,
+        "task": d.reference,
+        "rows": d.rows,
+        "kinds": d.kinds,
+        "size_bytes": d.size_bytes,
+        "sha256": d.sha256,
+        "description": d.description,
+        "created_by": d.created_by.username if d.created_by else None,
+        "created_at": d.created_at.isoformat(),
+    }
+
+
+@api_view("GET", "POST")
+def team_datasets(request: HttpRequest, pk: int) -> HttpResponse:
+    team, _ = team_for(request.user, pk, role=Role.MEMBER if request.method == "POST" else Role.VIEWER)
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ApiError(400, "send the dataset as a multipart form field named file", field="file")
+        try:
+            dataset = dataset_service.dataset_upload(
+                team=team,
+                actor=request.user,
+                name=str(request.POST.get("name", "")),
+                upload=upload,
+                filename=upload.name or "",
+                description=str(request.POST.get("description", "")),
+            )
+        except FieldError as exc:
+            raise ApiError(400, exc.message, field=exc.field) from None
+        response = JsonResponse(_dataset_json(dataset), status=201)
+        response["Location"] = reverse("api-team-dataset", args=[team.pk, dataset.pk])
+        return response
+    rows = Dataset.objects.filter(team=team).defer("content").select_related("created_by")
+    return JsonResponse({"team": team.pk, "results": [_dataset_json(d) for d in rows]})
+
+
+@api_view("GET", "DELETE")
+def team_dataset(request: HttpRequest, pk: int, dataset_id: int) -> HttpResponse:
+    team, mine = team_for(request.user, pk)
+    dataset = Dataset.objects.select_related("created_by").filter(team=team, pk=dataset_id).first()
+    if dataset is None:
+        raise ApiError(404, "not found")
+    if request.method == "DELETE":
+        try:
+            dataset_service.dataset_delete(dataset=dataset, actor=request.user, membership=mine)
+        except ServiceError as exc:
+            raise PermissionDenied(str(exc)) from None
+        return HttpResponse(status=204)
+    if bool_param(request.GET, "rows"):
+        return HttpResponse(dataset_service.dataset_jsonl(dataset), content_type="application/x-ndjson; charset=utf-8")
+    return JsonResponse(_dataset_json(dataset))
+
+
 @csrf_exempt  # a POST to a wrong path is a 404, not a CSRF 403 (API clients send no CSRF token)
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     # This catch-all also swallows APPEND_SLASH's redirect, so point at the slashed path instead.
@@ -481,5 +540,7 @@ urlpatterns = [
     path("teams/", teams, name="api-teams"),
     path("teams/<int:pk>/members/", team_members, name="api-team-members"),
     path("teams/<int:pk>/members/<int:member_id>/", team_member, name="api-team-member"),
+    path("teams/<int:pk>/datasets/", team_datasets, name="api-team-datasets"),
+    path("teams/<int:pk>/datasets/<int:dataset_id>/", team_dataset, name="api-team-dataset"),
     re_path(r"^(?P<rest>.*)$", not_found),
 ]
