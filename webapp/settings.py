@@ -153,15 +153,15 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 # Served on every response by webapp.http.security: scripts from this origin only (no inline script, no eval:
-# plotly.js and every page script are static files), fonts, images and data from here, no plugins, no
-# framing, forms post here only. Styles: our templates carry no inline style (tests/webapp/
-# test_security_headers.py), but plotly.js writes style attributes and a <style> element of its own as
-# it draws, so inline styles are allowed (they cannot run code).
+# plotly.js and every page script are static files), styles from this origin only (no inline <style>, no style
+# attribute: templates use CSS classes, scripts set styles through the CSSOM, which the policy allows; plotly.js
+# inserts its rules into the empty sheet of templates/webapp/partials/plotly_styles.html instead of a <style> of
+# its own), fonts, images and data from here, no plugins, no framing, forms post here only.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
+        "style-src 'self'",
         "img-src 'self' data: blob:",
         "font-src 'self'",
         "connect-src 'self'",

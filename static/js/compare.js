@@ -33,7 +33,7 @@
       out.push({
         x: t.steps, y: t.values, mode: "lines", name: name, meta: meta, type: "scatter",
         line: Object.assign({ color: t.color, width: 1.8 }, same ? means[i].line : {}), customdata: t.n || null,
-        hovertemplate: t.n ? "%{y:.4g} <span style='color:#868e96'>(n=%{customdata})</span><extra>" + name + "</extra>"
+        hovertemplate: t.n ? "%{y:.4g} (n=%{customdata})<extra>" + name + "</extra>"
                            : "%{y:.4g}<extra>" + name + "</extra>",
       });
     });

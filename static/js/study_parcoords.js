@@ -27,16 +27,6 @@
     select.disabled = !outcomes.length;
   }
 
-  // plotly's parcoords draws with WebGL; without it (a browser with WebGL off, headless Chromium
-  // with --disable-gpu) the same axes are drawn as SVG lines: one per run, each axis scaled to its
-  // own range, coloured by the outcome (no brushing, the rest is the same).
-  function hasWebGL() {
-    try {
-      const canvas = document.createElement("canvas");
-      return !!(window.WebGLRenderingContext && (canvas.getContext("webgl") || canvas.getContext("experimental-webgl")));
-    } catch (e) { return false; }
-  }
-
   function colourAt(t) {  // t in [0, 1] along SCALE (red, amber, green)
     const stops = SCALE.map(function (s) { return [s[0], parseInt(s[1].slice(1), 16)]; });
     let i = 0;
@@ -47,6 +37,9 @@
     return "rgb(" + mix(16) + "," + mix(8) + "," + mix(0) + ")";
   }
 
+  // One SVG line per run across the axes, each axis scaled to its own range, coloured by the outcome.
+  // Not plotly's parcoords trace: it draws through regl, which compiles its WebGL commands with
+  // Function(), and the Content-Security-Policy allows no eval (script-src 'self'), so it cannot draw here.
   function drawSvg(el, data, lowerIsBetter) {
     const dims = data.dimensions;
     const scaled = dims.map(function (d) {
@@ -84,30 +77,7 @@
   function draw(el, data, lowerIsBetter) {
     if (typeof Plotly === "undefined") { message(el, "Charts need plotly (static/vendor/plotly)."); return; }
     if (!data.n) { message(el, "No counted run has logged " + (data.outcome || "a metric") + " yet."); return; }
-    if (!hasWebGL()) { drawSvg(el, data, lowerIsBetter); return; }
-    const outcome = data.dimensions[data.dimensions.length - 1].values;
-    const dims = data.dimensions.map(function (d) {
-      const dim = { label: d.label, values: d.values };
-      if (d.tickvals) { dim.tickvals = d.tickvals; dim.ticktext = d.ticktext; }
-      return dim;
-    });
-    const trace = {
-      type: "parcoords", dimensions: dims,
-      line: { color: outcome, colorscale: SCALE, reversescale: lowerIsBetter, showscale: true,
-              colorbar: { title: { text: data.outcome, side: "right" }, thickness: 12 } },
-      labelfont: { size: 12 }, tickfont: { size: 10 },
-    };
-    el.replaceChildren();
-    Plotly.newPlot(el, [trace], { font: FONT, margin: { l: 60, r: 90, t: 40, b: 24 } },
-                   { displaylogo: false, responsive: true })
-      .then(function () {
-        // A context that could be created but not used for drawing: plotly then only shows a notice.
-        if (/WebGL is not supported/.test(el.textContent) || document.querySelector(".no-webgl")) {
-          document.querySelectorAll(".no-webgl").forEach(function (n) { n.remove(); });
-          Plotly.purge(el);
-          drawSvg(el, data, lowerIsBetter);
-        }
-      });
+    drawSvg(el, data, lowerIsBetter);
   }
 
   function load(el, select, outcome) {
