@@ -6,6 +6,7 @@ walk below also listens for the ``securitypolicyviolation`` events themselves, p
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.e2e.helpers import login
 from tests.e2e.test_compare import _finished_run
 from tests.e2e.test_evaluations import FIXTURES, _evaluated_run
 from tests.e2e.test_layout import _sample
+from webapp.datasets import dataset_upload
 from webapp.models import Run, Study
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +96,11 @@ def test_every_page_and_chart_renders_under_a_policy_without_inline_styles(
     evaluated = _evaluated_run(make_run, tmp_path, alice)
     evaluation = evaluated.evaluations.order_by("pk").first()
     assert evaluation is not None
-    p = project.pk
+    rows = b'{"question": "What is 2 + 3?", "answer": "5"}\n'
+    dataset = dataset_upload(
+        team=project.team, actor=alice, name="adds", upload=io.BytesIO(rows), filename="adds.jsonl"
+    )
+    p, t = project.pk, project.team_id
     pages_without_charts = [
         "/",
         f"/projects/{p}/runs/",
@@ -107,7 +113,9 @@ def test_every_page_and_chart_renders_under_a_policy_without_inline_styles(
         f"/projects/{p}/studies/",
         f"/projects/{p}/activity/",
         "/teams/",
-        f"/teams/{project.team_id}/",
+        f"/teams/{t}/",
+        f"/teams/{t}/datasets/",
+        f"/teams/{t}/datasets/{dataset.pk}/",
         "/tokens/",
         "/workers/",
         "/queues/",
