@@ -2,10 +2,10 @@
 
     python bench/planner_validation.py [--only tiny-random|smollm2-135m]
 
-Each case runs trainer.memprobe.measure (the engine's own scoring pass and PPO update on
-worst-case rows: every row at max_prompt_length + max_new_tokens, distinct prompts, random
-advantages; live-tensor peak from the profiler's allocation events, gradients of the previous
-step alive as in the loop) and trainer.planner.plan_memory(device="cpu"). The same cases are the
+Each case runs trainer.memprobe.measure (the engine's own scoring pass, PPO update and rollout
+backend's generate on worst-case rows: every row at max_prompt_length + max_new_tokens, distinct
+prompts, random advantages; live-tensor peak from the profiler's allocation events, gradients of
+the previous step alive as in the loop) and trainer.planner.plan_memory(device="cpu"). The same cases are the
 test tests/trainer/test_planner_measured.py (within 25 %); figures in
 docs/results/2026-12-03-gpu-hosts.md.
 """
@@ -51,6 +51,18 @@ CASES: dict[str, dict[str, dict[str, Any]]] = {
             "max_new_tokens": 256,
             "logprob_chunk_tokens": 64,
         },
+        # 32 sequences in one generate call, sampled with every logits processor (the evaluation's
+        # T = 0.6, top-k 20, top-p 0.95): decoding, not the prefill, is generate's peak
+        "grpo fp32, 32 rollouts, top-k + top-p": {
+            "algorithm": "grpo",
+            "questions_per_step": 2,
+            "n": 16,
+            "micro_batch_size": 8,
+            "max_new_tokens": 64,
+            "temperature": 0.6,
+            "top_k": 20,
+            "top_p": 0.95,
+        },
     },
     "smollm2-135m": {
         "grpo fp32": {"algorithm": "grpo", "n": 2, "micro_batch_size": 2, "max_new_tokens": 128},
@@ -62,19 +74,20 @@ CASES: dict[str, dict[str, dict[str, Any]]] = {
 def config(model: str, case: str) -> Any:
     from trainer.config import TrainConfig
 
-    return TrainConfig(model=model, **COMMON, **CASES[model][case])
+    return TrainConfig(model=model, **{**COMMON, **CASES[model][case]})
 
 
 def compare(cfg: Any) -> dict[str, tuple[int, int]]:
-    """(planned, measured) bytes of the score and update phases (the score phase only where the
-    plan has one: a step without a scoring pass does not run it)."""
+    """(planned, measured) bytes of each phase the plan has (the score phase only where the step
+    runs a scoring pass), plus ``generate working``: the generate phase above the trainer state."""
     from trainer.memprobe import measure
     from trainer.planner import plan_memory
 
     measured = measure(cfg)
     plan = plan_memory(cfg, device="cpu")
-    phases = [p for p in ("score", "update") if p in plan.phases]
-    return {phase: (plan.phases[phase], getattr(measured, phase)) for phase in phases}
+    out = {phase: (plan.phases[phase], getattr(measured, phase)) for phase in plan.phases}
+    out["generate working"] = (plan.phases["generate"] - plan.state_bytes, measured.generate - measured.state)
+    return out
 
 
 def main() -> None:
@@ -84,13 +97,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("PSL_TORCH_THREADS", "2")))
-    print(f"{'model':<13} {'case':<44} {'phase':<7} {'planned MiB':>11} {'measured MiB':>12} {'planned/measured':>16}")
+    print(f"{'model':<13} {'case':<44} {'phase':<16} {'planned MiB':>11} {'measured MiB':>12} {'planned/measured':>16}")
     for model in [args.only] if args.only else list(CASES):
         for case in CASES[model]:
             t0 = time.perf_counter()
             for phase, (planned, measured) in compare(config(model, case)).items():
                 print(
-                    f"{model:<13} {case:<44} {phase:<7} {planned / 2**20:>11.0f} {measured / 2**20:>12.0f} "
+                    f"{model:<13} {case:<44} {phase:<16} {planned / 2**20:>11.0f} {measured / 2**20:>12.0f} "
                     f"{planned / measured:>16.3f}",
                     flush=True,
                 )

@@ -3,8 +3,9 @@
 On CPU the peak is that of live tensor bytes, read from the profiler's allocation events (the CPU
 analogue of ``torch.cuda.max_memory_allocated``; RSS would add the allocator's and the libraries'
 own memory). On CUDA it is ``torch.cuda.max_memory_allocated``. The step runs through the engine's
-own code (``trainer.loop.setup``, ``trainer.rl.update.ppo_update``, ``trainer.rl.scoring.score``)
-on rows of the config's worst case: every row at max_prompt_length + max_new_tokens.
+own code (``trainer.loop.setup``, ``trainer.rl.update.ppo_update``, ``trainer.rl.scoring.score``, the
+rollout backend's ``generate``) on rows of the config's worst case: every row at max_prompt_length +
+max_new_tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class MeasuredPeaks:
     score: int  # bytes: trainer state + the no-grad scoring pass
     update: int  # bytes: trainer state + one PPO update
     state: int  # bytes: weights, gradients and optimizer state before the measured passes
+    generate: int = 0  # bytes: trainer state + one step's rollouts (transformers generate)
 
 
 class CpuPeak:
@@ -55,6 +57,14 @@ def worst_case_rows(cfg: TrainConfig, vocab: int, *, seed: int = 0) -> Any:
     return TrainRows(
         prompts, responses, torch.full((r, t), -5.0), torch.randn(r, t, generator=g), torch.ones(r, t), ["normal"] * r
     )
+
+
+def worst_case_prompts(cfg: TrainConfig, vocab: int, *, seed: int = 0) -> list[list[int]]:
+    """The prompts of one step's generate call (every question in every mode, as the loop sends
+    them), each at ``max_prompt_length`` distinct random ids (no left padding to spare)."""
+    g = torch.Generator().manual_seed(seed)
+    count = cfg.questions_per_step * len(cfg.modes)
+    return [torch.randint(3, vocab, (cfg.max_prompt_length,), generator=g).tolist() for _ in range(count)]
 
 
 def state_bytes(model: Any, optimizer: Any) -> int:
@@ -103,6 +113,7 @@ def measure(cfg: TrainConfig) -> MeasuredPeaks:
             )
 
     score_peak = _peak(scoring, cuda, base)
+    generate_peak = _peak(lambda: _generate(state, cfg), cuda, base) if cfg.rollout_backend == "transformers" else 0
     # The update's first act is zero_grad(set_to_none=True): the previous step's gradients go
     # before its own are allocated. Drop them here, outside the measured window, because the CPU
     # profiler does not report the free of a tensor allocated before the window: counting them in
@@ -110,7 +121,21 @@ def measure(cfg: TrainConfig) -> MeasuredPeaks:
     # from the second micro-batch on).
     state.optimizer.zero_grad(set_to_none=True)
     update_peak = _peak(update, cuda, state_bytes(state.model, state.optimizer))
-    return MeasuredPeaks(score=score_peak, update=update_peak, state=base)
+    return MeasuredPeaks(score=score_peak, update=update_peak, state=base, generate=generate_peak)
+
+
+def _generate(state: Any, cfg: TrainConfig) -> None:
+    """The loop's rollout call (``trainer.loop.generate``: every prompt of the step in one backend call,
+    under the engine's autocast) on worst-case prompts; a random model seldom stops early, so the
+    responses run to about ``max_new_tokens``."""
+    from trainer.rollout.backend import SamplingParams
+
+    prompts = worst_case_prompts(cfg, state.model.config.vocab_size)
+    params = SamplingParams(
+        n=cfg.n, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens
+    )
+    with state.engine.autocast():
+        state.backend.generate(prompts, params)
 
 
 def _peak(fn: Any, cuda: bool, base: int) -> int:

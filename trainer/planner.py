@@ -6,7 +6,9 @@ known architectures, or a local folder's ``config.json``) and a GPU type/count i
 per-GPU bytes of each phase of a training step:
 
 - **generate**: trainer state (master weights, AdamW state, the gradients the last optimizer step
-  left) + the rollout engine (vLLM's reserved fraction, or the transformers KV cache);
+  left) + the rollout engine (vLLM's reserved fraction, or transformers generate's working memory:
+  the prefill's full-sequence logits, the KV cache, the per-step full-vocabulary logits and
+  sampling temporaries; ``transformers_generate_bytes``);
 - **score**: the no-grad forward (all hidden states are returned, then the LM head chunk by chunk);
   absent when the step has no scoring pass (on-policy GRPO and the other score-free algorithms:
   ``TrainConfig.needs_scoring_pass``);
@@ -80,7 +82,21 @@ VLLM_SLEEP_RESIDUAL_BYTES = int(1.0 * GiB)
 VLLM_ACTIVATION_BYTES = int(1.5 * GiB)
 """vLLM's profiled activation peak + CUDA graphs, taken from its fraction before the KV cache."""
 TRANSFORMERS_GENERATE_ROWS = 32
-"""Sequences per transformers generate call (TransformersBackend's batch_size)."""
+"""Sequences per transformers generate call (TransformersBackend's batch_size): ``32 // n`` prompts
+per call, each with its n rollouts."""
+
+# --- transformers generate's working memory (trainer/rollout/backend.py, transformers' sample loop) --
+GENERATE_HIDDEN_COPIES = 3
+"""(rows, length, h) tensors in the residual stream's dtype next to a prefill's logits, an upper bound:
+inside the final norm its input, float32 normalised copy and output are alive together, at the LM
+head two of them (the surplus covers the CPU kernels' scratch buffers, about 25 KB measured on
+tiny-random); under autocast the LM head's low-precision input is added."""
+GENERATE_ID_COPIES = 3
+"""(rows, prompt + response) int64 tensors of the sample loop: input_ids and the attention mask, one
+of them rebuilt by a torch.cat at a time (old and new alive)."""
+GENERATE_HELD_LOGIT_COPIES = 3
+"""(rows, V) float32 tensors the sample loop still holds during a decoding forward: the previous
+step's logits, processed scores and probabilities (freed only when their names are rebound)."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +252,11 @@ class MemoryPlan:
     @property
     def peak_bytes(self) -> int:
         return max(self.phases.values())
+
+    @property
+    def state_bytes(self) -> int:
+        """Trainer state per GPU: master weights, gradients and optimizer state (in every phase)."""
+        return sum(self.components[k] for k in ("weights", "gradients", "optimizer"))
 
     @property
     def capacity_bytes(self) -> int | None:
@@ -433,7 +454,9 @@ def plan_memory(
         + runtime
     )
     score = int((static + score_pass + (compute_weights if not fsdp else 0)) * frag + engine_asleep + runtime)
-    generate = int((static + gen_extra) * frag + engine_awake + runtime)
+    # transformers generate runs under the engine's autocast, which keeps its cast weights for the call
+    gen_weights = compute_weights if cfg.rollout_backend == "transformers" and not fsdp else 0
+    generate = int((static + gen_weights + gen_extra) * frag + engine_awake + runtime)
     # A step without a scoring pass (TrainConfig.needs_scoring_pass, the loop's own rule) has no score phase.
     phases = {"generate": generate, "score": score, "update": update}
     if not cfg.needs_scoring_pass:
@@ -485,12 +508,76 @@ def _rollout_engine(
             )
         asleep = VLLM_SLEEP_RESIDUAL_BYTES if cfg.vllm_sleep else reserved
         return reserved, asleep, 0, kv_tokens, notes, problems
-    # transformers generate on the training model: its KV cache for one call of up to 32 sequences
-    rows = min(TRANSFORMERS_GENERATE_ROWS, cfg.questions_per_step * cfg.generated_per_question)
-    length = cfg.max_prompt_length + cfg.max_new_tokens
+    # transformers generate on the training model
+    rows, working = transformers_generate_bytes(cfg, shape, d, DTYPE_BYTES[cfg.master_dtype])
+    return 0, 0, working, rows * (cfg.max_prompt_length + cfg.max_new_tokens), notes, problems
+
+
+def sampling_logit_copies(cfg: TrainConfig) -> float:
+    """(rows, V) float32 tensors alive at once while one step of transformers' sample loop samples.
+
+    Each step copies the last position's logits to float32, runs the logits processors and takes
+    the softmax; the previous step's scores and probabilities are still referenced until their
+    names are rebound, so a step's peak holds the new logits, the old scores and probabilities
+    and the processors' temporaries:
+
+    - no processor (T = 1, no top-k/top-p): the scores are the logits: 3 (new logits, old and new
+      probabilities);
+    - temperature: + the scaled scores = 4;
+    - top-k: its output and a boolean mask (¼) = 4.25, + its input when a processor ran before it;
+    - top-p: the sorted scores, their int64 indices (2), the cumulative softmax, two boolean masks
+      (¼ each) and its output = 8.5, + its input when a processor ran before it.
+
+    Measured on CPU (tiny-random, the profiler's live bytes): within 3 % for each of these.
+    """
+    before = cfg.temperature != 1.0
+    if cfg.top_p < 1.0:
+        return 8.5 + (1 if before or cfg.top_k else 0)
+    if cfg.top_k:
+        return 4.25 + (1 if before else 0)
+    return 4.0 if before else 3.0
+
+
+def transformers_generate_bytes(cfg: TrainConfig, shape: ModelShape, d: int, m: int) -> tuple[int, int]:
+    """(sequences per call, working bytes) of one ``TransformersBackend`` generate call, the largest
+    of its moments (``d``: the compute dtype's bytes, ``m``: the weights' dtype's):
+
+    1. the shared prefill: one forward over each prompt but its last token. A plain forward returns
+       the logits of every position, (prompts, prompt_len − 1, V): on a small model with a large
+       vocabulary this, not the KV cache, is the phase's peak (tiny-random, one 32-token prompt:
+       6 MiB of logits, 16 KiB of cache). transformers' own prefill keeps only the last position
+       (``logits_to_keep=1``), which is the path without sharing (n = 1);
+    2. the prefill's cache repeated n times (``batch_repeat_interleave``, one tensor at a time);
+    3. the last decoding step, at the full KV cache: its forward (one layer's keys or values
+       twice while ``torch.cat`` grows them; the previous step's logits still held) or its
+       sampling (the last position's logits in the compute dtype and ``sampling_logit_copies``
+       float32 copies over the full vocabulary), plus the growing int64 ids and attention mask.
+
+    The KV cache is in the weights' dtype even under autocast: RoPE multiplies the bf16 keys by
+    float32 cos/sin tables, the cache's first (empty) tensors take the keys' dtype and torch.cat
+    promotes the values to it (measured: an all-float32 cache with bf16 compute and fp32 masters).
+    A call takes ``32 // n`` prompts (at least one) with their n rollouts; every prompt is planned at
+    ``max_prompt_length`` and every response at ``max_new_tokens`` (worst case). The bf16 copies of
+    the weights that autocast keeps for the call are added by ``plan_memory`` (compute_weights).
+    """
+    n, prompts = cfg.n, cfg.questions_per_step * len(cfg.modes)
+    per_call = min(prompts, max(1, TRANSFORMERS_GENERATE_ROWS // n))
+    rows = per_call * n
+    w, length, v = cfg.max_prompt_length, cfg.max_prompt_length + cfg.max_new_tokens, shape.vocab_size
+    kv_token = shape.kv_bytes_per_token(m)
+    kv_tensor = kv_token // max(1, 2 * shape.num_layers)  # one layer's keys (or values)
+    hidden = (GENERATE_HIDDEN_COPIES * m + (d if d != m else 0)) * shape.hidden_size
+    if n > 1 and w > 1:  # TransformersBackend._shared_prefill
+        prefill = per_call * (w - 1) * (v * d + kv_token + hidden)
+        repeat = rows * (w - 1) * kv_token + per_call * (w - 1) * kv_tensor
+    else:
+        prefill = rows * w * (kv_token + hidden) + rows * v * d
+        repeat = 0
     kv = rows * length * kv_token
-    logits = rows * shape.vocab_size * 4 * 3  # one position's logits, processed scores and probabilities
-    return 0, 0, kv + logits, rows * length, notes, problems
+    forward = kv + rows * length * kv_tensor + rows * v * 4 * GENERATE_HELD_LOGIT_COPIES
+    sampling = kv + int(rows * v * (d + 4 * sampling_logit_copies(cfg)))
+    decode = rows * length * 8 * GENERATE_ID_COPIES + max(forward, sampling)
+    return rows, max(prefill, repeat, decode)
 
 
 def _step_seconds(cfg: TrainConfig, shape: ModelShape, gpu: GpuType, t: StepTokens, kv_tokens: int) -> dict[str, float]:

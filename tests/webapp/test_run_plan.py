@@ -118,3 +118,13 @@ def test_the_grid_preview_shows_each_cells_memory_verdict(
     body = response.content.decode()
     assert response.status_code == 400
     assert "fits: " in body and "1 of 2 runs do not fit; run 2: does not fit" in body
+
+
+def test_the_estimate_lists_a_score_phase_only_for_runs_that_score(
+    client_for: Callable[..., Any], alice: Any, project: Any
+) -> None:
+    ps = client_for(alice).get(new_url(project, "preset=ps-qwen3-8b")).content.decode()
+    grpo = client_for(alice).get(new_url(project, "preset=grpo-qwen3-8b")).content.decode()
+    assert "<td>generate phase</td>" in ps and "<td>score phase</td>" in ps and "<td>update phase</td>" in ps
+    # on-policy GRPO takes its old log-probs from the update's first forward: no scoring pass
+    assert "<td>generate phase</td>" in grpo and "<td>score phase</td>" not in grpo and "<td>update phase</td>" in grpo
