@@ -1,10 +1,10 @@
 """Run under torchrun: a few steps of every algorithm on the sanity task, each step probed on the
-rollouts this rank trains on (tests/trainer/learning.py), under DDP.
+rollouts this rank trains on (tests/trainer/learning.py), under DDP or FSDP2.
 
-Writes one JSON line per case to ``<folder>/rank<r>.jsonl`` (the folder is the first argument;
-both ranks printing to one pipe could interleave): the gradient norm of every step and, per mode,
-the log-prob gap of every step with its permutation p-value (tests/trainer/test_distributed.py
-asserts the direction on every rank).
+Arguments: the output folder and the parallelism (``ddp`` or ``fsdp``). Writes one JSON line per
+case to ``<folder>/rank<r>.jsonl`` (both ranks printing to one pipe could interleave): the gradient
+norm of every step and, per mode, the log-prob gap of every step with its permutation p-value
+(tests/trainer/test_distributed.py asserts the direction on every rank).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from trainer.config import TrainConfig
 from trainer.engine.distributed import DistContext
 from trainer.loop import setup
 
-# DDP only: FSDP's update is tested equal to DDP's (test_distributed.py), and the probe's extra
-# no-grad forwards between steps would disturb FSDP2's backward prefetch order.
-RUNS = {name: {**case, "parallelism": "ddp"} for name, case in CASES.items()}
+# Every case under DDP; under FSDP (whose update is also tested equal to DDP's) GRPO and Policy
+# Split with and without rollout sharing, to keep the test's time down.
+RUNS = {"ddp": list(CASES), "fsdp": ["grpo", "policy_split", "policy_split-unshared"]}
 
 if __name__ == "__main__":
     dist = DistContext.from_env()
     assert dist is not None, "run me under torchrun"
-    out = Path(sys.argv[1]) / f"rank{dist.rank}.jsonl"
-    for name, overrides in RUNS.items():
+    out, parallelism = Path(sys.argv[1]) / f"rank{dist.rank}.jsonl", sys.argv[2]
+    for name in RUNS[parallelism]:
         cfg = TrainConfig(
             model="tiny-random",
             max_new_tokens=8,
@@ -36,8 +36,9 @@ if __name__ == "__main__":
             samples_per_step=0,
             checkpoint_every=0,
             output_dir=tempfile.mkdtemp(),
+            parallelism=parallelism,
             **LEARNING,
-            **overrides,
+            **CASES[name],
         )
         state = setup(cfg, dist=dist)
         meter, grad_norms = train_and_measure(state, rank=dist.rank, world_size=dist.world_size)

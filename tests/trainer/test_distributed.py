@@ -35,6 +35,8 @@ SMALL = ["model=tiny-random", "n=2", "questions_per_step=2", "max_new_tokens=8",
 
 
 def torchrun(args: list[str], *, sets: list[str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` under torchrun with 2 processes; a run still going after ``timeout`` seconds
+    (ranks deadlocked in a collective) fails the test, and its workers are killed with it."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *args]
     for item in sets:
         cmd += ["--set", item]
@@ -45,15 +47,23 @@ def torchrun(args: list[str], *, sets: list[str], timeout: int = 600) -> subproc
         "PSL_TORCH_THREADS": "1",
         "PYTHONPATH": str(REPO),
     }
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False, env=env)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return out
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # torchrun starts each worker in its own session: only torchrun itself can stop them
+        # (SIGTERM, then SIGKILL after its grace period). Killing torchrun would orphan them.
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=120)
+        raise AssertionError(f"torchrun still running after {timeout} s (deadlocked?): {stderr[-4000:]}") from None
+    assert proc.returncode == 0, stderr[-4000:]
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
-def train(out: Path, *sets: str, resume: bool = False, events: Path | None = None) -> None:
+def train(out: Path, *sets: str, resume: bool = False, events: Path | None = None, timeout: int = 600) -> None:
     args = ["-m", "trainer", "train", "--no-progress", *(["--resume"] if resume else [])]
     args += ["--events", str(events)] if events else []
-    torchrun(args, sets=[*SMALL, *sets, f"output_dir={out}"])
+    torchrun(args, sets=[*SMALL, *sets, f"output_dir={out}"], timeout=timeout)
 
 
 def weights(out: Path, step: int) -> dict[str, torch.Tensor]:
@@ -113,6 +123,26 @@ def test_a_sharded_checkpoint_written_by_two_ranks_resumes_exactly_and_exports_f
     assert max(float((exported[k] - v).abs().max()) for k, v in weights(straight, 3).items()) < 1e-6
 
 
+def test_an_fsdp_run_that_evaluates_samples_and_checkpoints_every_step_completes_on_both_ranks(
+    tmp_path: Path,
+) -> None:
+    # Two-row passes over 4 responses per question under two contexts: at step 3 one rank's pass
+    # held two prompts where the other's held one repeated prompt, the ranks called the sharded
+    # model a different number of times, and the backward deadlocked (scoring.calls_are_collective).
+    out, events = tmp_path / "out", tmp_path / "events.jsonl"
+    sets = [f"{k}={v}" for k, v in LEARNING.items()] + [*DENSE, "parallelism=fsdp", "micro_batch_size=2"]
+    sets += ["eval_every=1", "eval_questions=4", "checkpoint_every=1", f"keep_checkpoints={STEPS}"]
+    train(out, *sets, events=events, timeout=300)
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    metrics = [e for e in lines if e["kind"] == "metrics"]
+    assert [e["step"] for e in metrics] == list(range(1, STEPS + 1))
+    for e in metrics:  # the held-out evaluation ran between the steps
+        assert {"eval/normal/accuracy", "eval/he/accuracy"} <= e["values"].keys()
+    assert [e["step"] for e in lines if e["kind"] == "samples"] == list(range(1, STEPS + 1))
+    assert [e["step"] for e in lines if e["kind"] == "checkpoint"] == list(range(1, STEPS + 1))
+    assert weights_beyond_decay(initial_weights(), weights(out, STEPS), lr=LR, wd=WD, steps=STEPS) > 1e-4
+
+
 def test_every_fsdp_rank_holds_only_its_shard_of_the_parameters_and_optimizer_state(tmp_path: Path) -> None:
     out = torchrun([str(PROBE)], sets=[])
     # Both ranks print to one pipe, so their lines may interleave: find the JSON objects themselves.
@@ -125,16 +155,19 @@ def test_every_fsdp_rank_holds_only_its_shard_of_the_parameters_and_optimizer_st
         assert r["optimizer_state_numel"] == 2 * r["local_numel"]  # AdamW exp_avg + exp_avg_sq of the shard
 
 
+@pytest.mark.parametrize("parallelism", ["ddp", "fsdp"])
 def test_every_algorithm_under_torchrun_raises_the_log_probability_of_each_ranks_rewarded_responses(
-    tmp_path: Path,
+    tmp_path: Path, parallelism: str
 ) -> None:
-    torchrun([str(LEARNING_PROBE), str(tmp_path)], sets=[])
+    # Under FSDP: GRPO and Policy Split with and without rollout sharing (learning_probe.RUNS).
+    torchrun([str(LEARNING_PROBE), str(tmp_path), parallelism], sets=[])
     reports = [
         json.loads(line) for rank in (0, 1) for line in (tmp_path / f"rank{rank}.jsonl").read_text().splitlines()
     ]
     from tests.trainer.learning_probe import RUNS
 
-    assert sorted((r["case"], r["rank"]) for r in reports) == sorted((case, rank) for case in RUNS for rank in (0, 1))
+    cases = RUNS[parallelism]
+    assert sorted((r["case"], r["rank"]) for r in reports) == sorted((case, rank) for case in cases for rank in (0, 1))
     for r in reports:
         assert min(r["grad_norms"]) > 0, r
         directions = {m: Direction(d["per_step"], d["p_value"]) for m, d in r["directions"].items()}

@@ -22,6 +22,7 @@ from trainer.registry import load_model, load_tokenizer
 from trainer.rl.batch import RowCollector, TrainRows, plan_micro_batches
 from trainer.rl.scoring import (
     SharedPacked,
+    calls_are_collective,
     can_share_prompts,
     chunk_logprob_entropy,
     pack,
@@ -213,6 +214,25 @@ def test_rows_that_share_a_prompt_score_and_train_as_if_each_had_its_own_copy() 
     assert_close(lp1, lp0, atol=1e-5, rtol=1e-5)
     assert_close(en1, en0, atol=1e-5, rtol=1e-5)
     assert g0.abs().sum() > 0 and _relative_error(g1, g0) < 1e-5
+
+
+def test_a_uniform_layout_shares_prompts_that_do_not_repeat_and_scores_them_the_same() -> None:
+    # Under FSDP every rank must call the model as often as the others, whatever its rows hold.
+    prompts, responses = [[5, 6, 7, 8], [9, 10]], [[11, 12, 13], [14, 15]]
+    model = load_model("tiny-random")
+    assert not calls_are_collective(model)  # one process: the layout may follow the rows
+    plain = pack_rows(prompts, responses, pad_id=0, share_prompts=True)
+    uniform = pack_rows(prompts, responses, pad_id=0, share_prompts=True, uniform=True)
+    assert not isinstance(plain, SharedPacked) and isinstance(uniform, SharedPacked)
+    # Sharing off (activation checkpointing): one call per pass already, whatever the rows.
+    assert not isinstance(pack_rows(prompts, responses, pad_id=0, share_prompts=False, uniform=True), SharedPacked)
+    with torch.no_grad():
+        (lp0, en0), (lp1, en1) = (
+            token_logprob_entropy(model, p, temperature=0.8, chunk_tokens=2, grad=False) for p in (plain, uniform)
+        )
+    mask = plain.response_mask
+    assert_close(lp1 * mask, lp0 * mask, atol=1e-5, rtol=1e-5)
+    assert_close(en1 * mask, en0 * mask, atol=1e-5, rtol=1e-5)
 
 
 def test_prompts_are_not_shared_under_activation_checkpointing_with_gradients() -> None:

@@ -93,12 +93,21 @@ class SharedPacked:
 
 
 def pack_rows(
-    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int, share_prompts: bool
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    share_prompts: bool,
+    uniform: bool = False,
 ) -> Packed | SharedPacked:
-    """``SharedPacked`` when ``share_prompts`` and some prompt repeats, else the plain ``Packed`` layout."""
+    """``SharedPacked`` when ``share_prompts`` and some prompt repeats, else the plain ``Packed`` layout.
+
+    ``uniform``: with ``share_prompts``, ``SharedPacked`` even when no prompt repeats, so the layout
+    (and the number of model calls it takes) does not depend on the rows (see ``calls_are_collective``).
+    """
     distinct: dict[tuple[int, ...], int] = {}
     row_prompt = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
-    if not share_prompts or len(distinct) == len(prompts):
+    if not share_prompts or (len(distinct) == len(prompts) and not uniform):
         return pack(prompts, responses, pad_id=pad_id)
     unique = list(distinct)
     p_width = max(len(p) for p in unique)
@@ -163,6 +172,20 @@ def can_share_prompts(model: Any, *, grad: bool) -> bool:
     cache. Long-response runs (where checkpointing matters) have little prompt to share anyway."""
     inner = getattr(model, "module", model)
     return not (grad and getattr(inner, "is_gradient_checkpointing", False))
+
+
+def calls_are_collective(model: Any) -> bool:
+    """True for an FSDP2-sharded model: each call of its root all-gathers every layer's parameters
+    and the backward of each call reduce-scatters their gradients, so every rank must call it as
+    often as the others whatever rows it holds. A pass laid out by its own rows (``Packed``: one
+    call; ``SharedPacked``: a prompt call and a response call) then differs between ranks as soon
+    as one rank's pass holds a repeated prompt and another's does not (prompts of other lengths
+    sort differently), and the ranks' collectives pair up wrongly: the backward deadlocks with one
+    rank in a reduce-scatter and the other in an all-gather. Such a model gets one layout always.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def shared_response_hidden(model: Any, sp: SharedPacked) -> torch.Tensor:
@@ -317,7 +340,13 @@ def score(
     ent = torch.zeros(n, response_width)
     mask = torch.zeros(n, response_width)
     for idx in micro_batches:
-        packed = pack_rows([prompts[i] for i in idx], [responses[i] for i in idx], pad_id=pad_id, share_prompts=True)
+        packed = pack_rows(
+            [prompts[i] for i in idx],
+            [responses[i] for i in idx],
+            pad_id=pad_id,
+            share_prompts=True,
+            uniform=calls_are_collective(model),
+        )
         lp, en = token_logprob_entropy(model, packed, temperature=temperature, chunk_tokens=chunk_tokens, grad=False)
         m = packed.response_mask
         width = m.shape[1]

@@ -29,7 +29,7 @@ from trainer.metrics import MetricAverager
 from trainer.rl import algos
 from trainer.rl.algorithms import LossInputs, PolicyLoss, policy_loss
 from trainer.rl.batch import TrainRows, plan_micro_batches
-from trainer.rl.scoring import can_share_prompts, pack_rows, token_logprob_entropy
+from trainer.rl.scoring import calls_are_collective, can_share_prompts, pack_rows, token_logprob_entropy
 
 
 @dataclass
@@ -114,6 +114,7 @@ def _micro_step(
         [rows.responses[i] for i in idx],
         pad_id=pad_id,
         share_prompts=can_share_prompts(model, grad=True),
+        uniform=calls_are_collective(model),
     )
     logp, entropy = token_logprob_entropy(
         model,
