@@ -37,13 +37,24 @@
     return "rgb(" + mix(16) + "," + mix(8) + "," + mix(0) + ")";
   }
 
+  // A dimension's value as a person reads it: a category's name, a log axis's value (its position
+  // is log10 of it), or the number itself.
+  function shown(d, i) {
+    if (d.raw) {  // as the axis's tick labels read: 1e-5, 2.5e-5, 0.05
+      const v = Number(d.raw[i].toPrecision(4));
+      return Math.abs(v) < 1e-3 || Math.abs(v) >= 1e4 ? v.toExponential() : String(v);
+    }
+    return d.ticktext ? d.ticktext[d.values[i]] : d.values[i];
+  }
+
   // One SVG line per run across the axes, each axis scaled to its own range, coloured by the outcome.
   // Not plotly's parcoords trace: it draws through regl, which compiles its WebGL commands with
   // Function(), and the Content-Security-Policy allows no eval (script-src 'self'), so it cannot draw here.
   function drawSvg(el, data, lowerIsBetter) {
     const dims = data.dimensions;
     const scaled = dims.map(function (d) {
-      const lo = Math.min.apply(null, d.values), hi = Math.max.apply(null, d.values);
+      const lo = d.range ? d.range[0] : Math.min.apply(null, d.values);
+      const hi = d.range ? d.range[1] : Math.max.apply(null, d.values);
       return { lo: lo, hi: hi, at: function (v) { return hi > lo ? (v - lo) / (hi - lo) : 0.5; } };
     });
     const out = scaled[scaled.length - 1];
@@ -52,13 +63,22 @@
       return {
         type: "scatter", mode: "lines+markers", name: name, showlegend: false,
         x: dims.map(function (_, j) { return j; }), y: dims.map(function (d, j) { return scaled[j].at(d.values[i]); }),
-        text: dims.map(function (d) { return d.label + " = " + (d.ticktext ? d.ticktext[d.values[i]] : d.values[i]); }),
+        text: dims.map(function (d) { return d.label + " = " + shown(d, i); }),
         hovertemplate: "%{text}<extra></extra>",
         line: { color: colourAt(lowerIsBetter ? 1 - score : score), width: 2 }, marker: { size: 6 },
       };
     });
-    const annotations = [];
+    const annotations = [], shapes = [];
     dims.forEach(function (d, j) {
+      if (d.scale === "log") {  // the ticks of a log10 axis, labelled at their values, left of the axis
+        d.tickvals.forEach(function (v, k) {
+          const y = scaled[j].at(v);
+          annotations.push({ x: j, y: y, text: d.ticktext[k], showarrow: false, xanchor: "right", xshift: -8,
+                             font: { size: 10 }, name: "log-tick" });
+          shapes.push({ type: "line", x0: j - 0.012, x1: j, y0: y, y1: y, line: { color: "#868e96", width: 1 } });
+        });
+        return;
+      }
       const label = function (v) { return d.ticktext ? d.ticktext[v] : String(Number(v.toPrecision(4))); };
       annotations.push({ x: j, y: 1.04, text: label(scaled[j].hi), showarrow: false, font: { size: 10 } });
       if (scaled[j].hi > scaled[j].lo) {
@@ -67,7 +87,7 @@
     });
     el.replaceChildren();
     Plotly.newPlot(el, traces, {
-      font: FONT, margin: { l: 40, r: 40, t: 20, b: 40 }, hovermode: "closest", annotations: annotations,
+      font: FONT, margin: { l: 40, r: 40, t: 20, b: 40 }, hovermode: "closest", annotations: annotations, shapes: shapes,
       xaxis: { tickvals: dims.map(function (_, j) { return j; }), ticktext: dims.map(function (d) { return d.label; }),
                showgrid: true, gridcolor: "#adb5bd", zeroline: false, range: [-0.3, dims.length - 0.7] },
       yaxis: { visible: false, range: [-0.12, 1.1] },

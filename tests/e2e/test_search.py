@@ -4,6 +4,7 @@ the outcome as parallel coordinates."""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from trainer.search import halving_stops
 from webapp.models import ACTIVE_STATUSES, Run, Study
 from webapp.worker.halving import value_at
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 RUNS_TIMEOUT_S = 300
 # Seed 4 draws max_new_tokens 4, 16, 4 (trainer.search.sample_space): the 16-token draw answers
@@ -54,6 +55,7 @@ def _wait_for_runs(study: Study, worker: WorkerProcess) -> list[Run]:
     return list(Run.objects.filter(study=study).order_by("id"))
 
 
+@pytest.mark.slow
 def test_a_random_search_with_successive_halving_stops_the_losing_draw_and_plots_factors_against_the_outcome(
     page: Page,
     shot: Callable[[str], Any],
@@ -115,3 +117,64 @@ def test_a_random_search_with_successive_halving_stops_the_losing_draw_and_plots
     dims = page.evaluate(axes)
     assert sorted(dims[:-1]) == ["lr", "max_new_tokens"] and dims[-1] == "train/reward", dims  # the outcome last
     shot("study-parallel-coordinates-reward")
+
+
+# --- a loguniform factor on a log axis -----------------------------------------------------------------------
+
+LR_RANGE = (1e-6, 1e-4)
+LRS = [1e-6, 1e-5, 1e-4]  # on a log10 axis over the range: at 0, 1/2 and 1 (linear would put 1e-5 at 0.09)
+LR_HOVERS = ["lr = 1e-6", "lr = 1e-5", "lr = 1e-4"]
+LOG_TICKS = ["1e-6", "2e-6", "5e-6", "1e-5", "2e-5", "5e-5", "1e-4"]
+TEXTS = "els => els.map(e => e.textContent)"  # SVG text has no innerText
+
+
+def _lr_study(make_run: Callable[..., Run], project: Any, alice: Any) -> Study:
+    study = Study.objects.create(
+        project=project,
+        name="lr search",
+        factors={"lr": LRS, "max_new_tokens": [4, 16]},
+        search={"kind": "random", "space": {"lr": "loguniform(1e-6, 1e-4)", "max_new_tokens": "choice(4, 16)"}},
+        created_by=alice,
+    )
+    for i, (lr, tokens) in enumerate(zip(LRS, [4, 16, 4], strict=True)):
+        run = make_run(name=f"lr {lr:g}", lr=lr, max_new_tokens=tokens, status="succeeded")
+        run.study, run.summary = study, {"train/reward": 0.2 + 0.3 * i}
+        run.save()
+    return study
+
+
+def _position(lr: float) -> float:
+    low, high = (math.log10(v) for v in LR_RANGE)
+    return (math.log10(lr) - low) / (high - low)
+
+
+def _assert_lr_axis_is_log_scaled(page: Page) -> None:
+    """Every run's line crosses the lr axis at log10 of its lr, the ticks read 1e-6 … 1e-4."""
+    page.wait_for_function(
+        "() => { const d = document.getElementById('study-parcoords').data; return d && d.length === 3; }"
+    )
+    axis = page.evaluate(
+        """() => { const el = document.getElementById('study-parcoords'), j = el.layout.xaxis.ticktext.indexOf('lr');
+          const ticks = el.layout.annotations.filter(a => a.name === 'log-tick' && a.x === j);
+          return { types: el.data.map(t => t.type), ys: el.data.map(t => [t.name, t.y[j], t.text[j]]),
+                   ticks: ticks.map(a => [a.text, a.y]) }; }"""
+    )
+    assert axis["types"] == ["scatter"] * 3, axis
+    for (name, y, _), lr in zip(axis["ys"], LRS, strict=True):
+        assert name == f"lr {lr:g}" and y == pytest.approx(_position(lr)), axis["ys"]
+    assert [text for _, _, text in axis["ys"]] == LR_HOVERS  # the hover names the value, not its logarithm
+    assert [t for t, _ in axis["ticks"]] == LOG_TICKS
+    assert [y for _, y in axis["ticks"]] == pytest.approx([_position(float(t)) for t in LOG_TICKS])
+    drawn = page.eval_on_selector_all("#study-parcoords .annotation-text", TEXTS)
+    assert set(LOG_TICKS) <= set(drawn), drawn
+
+
+def test_a_loguniform_factor_is_plotted_on_a_log_axis(
+    page: Page, shot: Callable[[str], Any], make_run: Callable[..., Run], project: Any, alice: Any
+) -> None:
+    study = _lr_study(make_run, project, alice)
+    login(page, alice)
+    page.goto(f"/studies/{study.pk}/?outcome=train/reward")
+    _assert_lr_axis_is_log_scaled(page)
+    page.locator("#study-parcoords").scroll_into_view_if_needed()
+    shot("lr-log-axis")

@@ -3,6 +3,7 @@ arrive, and the parallel-coordinates data of a study's factors against an outcom
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -199,3 +200,27 @@ def test_the_parallel_coordinates_hold_each_factor_then_the_chosen_outcome(
     other = client_for(vera).get(url + "?outcome=train/reward").json()
     assert other["outcome"] == "train/reward" and other["dimensions"][-1]["values"] == [0.1, 0.3]
     assert client_for(vera).get(url + "?outcome=nope").json()["outcome"] == "normal/accuracy"
+
+
+def test_a_loguniform_factor_gets_a_log10_axis_with_readable_ticks_over_its_range(
+    client_for: Callable[..., Any], vera: Any, project: Any, alice: Any, make_run: Callable[..., Run]
+) -> None:
+    space = {"lr": "loguniform(1e-6, 1e-4)", "max_new_tokens": "choice(4, 16)"}
+    study = Study.objects.create(
+        project=project,
+        name="s",
+        factors={"lr": [2e-6, 3e-5], "max_new_tokens": [4, 16]},
+        search={"kind": "random", "space": space},
+    )
+    for lr, tokens in [(2e-6, 4), (3e-5, 16)]:
+        run = make_run(lr=lr, max_new_tokens=tokens, status="succeeded")
+        run.study, run.summary = study, {"train/reward": 0.5}
+        run.save()
+    data = client_for(vera).get(reverse("webapp-study-parcoords", args=[study.pk])).json()
+    lr, tokens, _ = data["dimensions"]
+    assert lr["scale"] == "log" and lr["raw"] == [2e-6, 3e-5]
+    assert lr["values"] == pytest.approx([math.log10(2e-6), math.log10(3e-5)])
+    assert lr["range"] == pytest.approx([-6, -4])  # the search's range, not only the draws'
+    assert lr["ticktext"] == ["1e-6", "2e-6", "5e-6", "1e-5", "2e-5", "5e-5", "1e-4"]
+    assert lr["tickvals"] == pytest.approx([math.log10(float(t)) for t in lr["ticktext"]])
+    assert "scale" not in tokens and tokens["values"] == [4.0, 16.0]  # a choice stays linear

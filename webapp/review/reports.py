@@ -28,6 +28,7 @@ from django.db.models import Avg, Case, FloatField, Value, When
 
 from trainer.config import FIELD_SYMBOLS, TrainConfig
 from trainer.data.benchmarks import benchmark_title
+from trainer.search import SearchError, parse_distribution
 from webapp.models import DEFAULT_SUMMARY_K, EvalResult, EvalStatus, Evaluation, Mode, Run, SummaryKind
 from webapp.review.stats import DEFAULT_TEST, SIG_LEVELS, TESTS, PairedResult, paired_question_test
 
@@ -871,16 +872,72 @@ EXPORT_FORMATS: dict[str, tuple[str, str, Callable[[ExportTable], str], bool]] =
 # --- parallel coordinates: a study's factors against one outcome --------------------------------------
 
 
-def parallel_coordinates(runs: Sequence[Run], fields: Sequence[str], outcome: str) -> dict[str, Any]:
-    """Plotly ``parcoords`` dimensions: one axis per factor (numbers as they are, other values as
-    ticks in order of appearance) and the outcome last; runs without the outcome are left out."""
+def log_axes(search: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """{field: (low, high)} of a study's ``loguniform`` search ranges (Study.search): the factors its
+    parallel coordinates plot on a log axis."""
+    axes = {}
+    for name, text in (search.get("space") or {}).items():
+        try:
+            dist = parse_distribution(str(text))
+        except SearchError:
+            continue
+        if dist.kind == "loguniform":
+            axes[name] = (float(dist.args[0]), float(dist.args[1]))
+    return axes
+
+
+def _tick_label(value: float) -> str:
+    """Short labels for a log axis: 1e-05 -> 1e-5, 2.50e-05 -> 2.5e-5, 0.05 -> 0.05, 3 significant digits."""
+    if 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Readable ticks between ``low`` and ``high`` (> 0): 1, 2, 5 × each power of ten over up to three
+    decades, the powers of ten alone beyond that; the ends themselves when fewer than two fall inside."""
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    mantissas = (1, 2, 5) if last - first <= 3 else (1,)
+    ticks = [float(f"{m}e{e}") for e in range(first, last + 1) for m in mantissas]
+    inside = [t for t in ticks if low * (1 - 1e-9) <= t <= high * (1 + 1e-9)]
+    return inside if len(inside) >= 2 else [low, high]
+
+
+def _log_dimension(label: str, name: str, values: list[float], declared: tuple[float, float]) -> dict[str, Any]:
+    """A factor drawn on a log10 axis (plotly's parcoords has none): positions are log10 of the
+    values, the ticks sit at readable values; ``raw`` keeps the values for hover texts."""
+    low, high = min([declared[0], *values]), max([declared[1], *values])
+    ticks = log_ticks(low, high)
+    return {
+        "label": label,
+        "field": name,
+        "scale": "log",
+        "values": [math.log10(v) for v in values],
+        "raw": values,
+        "range": [math.log10(low), math.log10(high)],
+        "tickvals": [math.log10(t) for t in ticks],
+        "ticktext": [_tick_label(t) for t in ticks],
+    }
+
+
+def parallel_coordinates(
+    runs: Sequence[Run], fields: Sequence[str], outcome: str, *, log: Mapping[str, tuple[float, float]] | None = None
+) -> dict[str, Any]:
+    """Plotly ``parcoords`` dimensions: one axis per factor (numbers as they are, factors in ``log``
+    (``log_axes``) on a log10 axis, other values as ticks in order of appearance) and the outcome
+    last; runs without the outcome are left out."""
     rows = [r for r in runs if _number(r.summary.get(outcome)) is not None]
     dimensions: list[dict[str, Any]] = []
     for name in fields:
         values = [config_value(r, name) for r in rows]
         label = FIELD_SYMBOLS.get(name, name)
         if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            dimensions.append({"label": label, "field": name, "values": [float(v) for v in values]})
+            numbers = [float(v) for v in values]
+            if log and name in log and all(v > 0 for v in numbers):
+                dimensions.append(_log_dimension(label, name, numbers, log[name]))
+            else:
+                dimensions.append({"label": label, "field": name, "values": numbers})
         else:
             ticks = list(dict.fromkeys(format_value(v) for v in values))
             dimensions.append(

@@ -39,6 +39,7 @@ from webapp.review.reports import (
     format_value,
     group_of,
     group_runs,
+    log_axes,
     paper_export,
     paper_table,
     parallel_coordinates,
@@ -548,7 +549,7 @@ def study_parcoords(request: HttpRequest, pk: int) -> JsonResponse:
     outcome = request.GET.get("outcome", "")
     if outcome not in available:
         outcome = default_outcome(study, available)
-    data = parallel_coordinates(runs, _factor_names(study, runs), outcome)
+    data = parallel_coordinates(runs, _factor_names(study, runs), outcome, log=log_axes(study.search or {}))
     return JsonResponse({**data, "outcomes": available})
 
 
