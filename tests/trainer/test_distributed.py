@@ -26,6 +26,7 @@ from trainer.registry import resolve
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("fsdp_shards_probe.py")
+STOP_PROBE = Path(__file__).with_name("fsdp_stop_probe.py")
 LEARNING_PROBE = Path(__file__).with_name("learning_probe.py")
 pytestmark = pytest.mark.slow
 
@@ -141,6 +142,15 @@ def test_an_fsdp_run_that_evaluates_samples_and_checkpoints_every_step_completes
     assert [e["step"] for e in lines if e["kind"] == "samples"] == list(range(1, STEPS + 1))
     assert [e["step"] for e in lines if e["kind"] == "checkpoint"] == list(range(1, STEPS + 1))
     assert weights_beyond_decay(initial_weights(), weights(out, STEPS), lr=LR, wd=WD, steps=STEPS) > 1e-4
+
+
+def test_fsdp_ranks_whose_responses_stop_at_different_lengths_generate_evaluate_and_train_without_deadlock() -> None:
+    out = torchrun([str(STOP_PROBE)], sets=[], timeout=300)
+    reports = {r["rank"]: r for r in (json.loads(m) for m in re.findall(r"\{[^{}]*\}", out.stdout))}
+    assert sorted(reports) == [0, 1]
+    assert set(reports[0]["lengths"]) == {1}  # stopped at its first token
+    assert max(reports[1]["lengths"]) == 8  # ran to max_new_tokens meanwhile
+    assert reports[0]["evaluated"] and reports[1]["evaluated"]
 
 
 def test_every_fsdp_rank_holds_only_its_shard_of_the_parameters_and_optimizer_state(tmp_path: Path) -> None:
