@@ -278,6 +278,15 @@ class RunForm(forms.Form):
 # --- ablation grids -----------------------------------------------------------------------------------
 
 FACTORS_EXAMPLE = "eta = 0.01, 0.03, 0.1\nrollout_sharing = true, false\nseed = 1, 2, 3"
+SEARCH_EXAMPLE = "lr = loguniform(1e-6, 1e-4)\nkappa = uniform(1, 4)\nmax_new_tokens = choice(64, 128)"
+# The factors box's help and example per search mode (GridForm.search): the page swaps them when
+# the mode changes (static/js/app.js, data-mode-from).
+FACTORS_HELP = {
+    "grid": "One config field per line with the values to try; every combination becomes a run.",
+    "random": "One config field per line with a range to sample or values to pick from; each of the "
+    "samples draws one value per line, and each draw becomes a run.",
+}
+FACTORS_PLACEHOLDER = {"grid": FACTORS_EXAMPLE, "random": SEARCH_EXAMPLE}
 FACTOR_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
 
 
@@ -368,8 +377,17 @@ class GridForm(RunForm):
         "or a list of values.",
     )
     factors = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "class": "mono", "placeholder": FACTORS_EXAMPLE}),
-        help_text="One config field per line with the values to try; every combination becomes a run.",
+        widget=forms.Textarea(
+            attrs={
+                "rows": 4,
+                "class": "mono",
+                "placeholder": FACTORS_EXAMPLE,
+                "data-mode-from": "id_search",
+                **{f"data-help-{mode}": text for mode, text in FACTORS_HELP.items()},
+                **{f"data-placeholder-{mode}": text for mode, text in FACTORS_PLACEHOLDER.items()},
+            }
+        ),
+        help_text=FACTORS_HELP["grid"],
     )
     samples = forms.IntegerField(
         required=False,
@@ -407,6 +425,9 @@ class GridForm(RunForm):
         self.fields["name"].required = True
         self.fields["name"].label = "Study name"
         self.fields["name"].help_text = "Runs are named “study: factor=value, …”."
+        mode = self["search"].value() if self["search"].value() in FACTORS_HELP else "grid"
+        self.fields["factors"].help_text = FACTORS_HELP[mode]
+        self.fields["factors"].widget.attrs["placeholder"] = FACTORS_PLACEHOLDER[mode]
         self.cells: list[GridCell] | None = None
         self.cell_plans: list[MemoryPlan | None] = []
         self.space: dict[str, Distribution] = {}

@@ -26,3 +26,26 @@ document.addEventListener("change", function (event) {
   const el = event.target;
   if (el && el.matches && el.matches("select[data-autosubmit]") && el.form) el.form.requestSubmit();
 });
+
+// A field marked data-mode-from="<select id>" follows that select (the grid form's search mode):
+// its help text and placeholder become its data-help-<value> and data-placeholder-<value>.
+(function () {
+  "use strict";
+
+  function follow(select) {
+    document.querySelectorAll('[data-mode-from="' + select.id + '"]').forEach(function (field) {
+      const help = field.closest(".run-field") && field.closest(".run-field").querySelector(".help");
+      const text = field.getAttribute("data-help-" + select.value);
+      const example = field.getAttribute("data-placeholder-" + select.value);
+      if (help && text) help.textContent = text;
+      if (example) field.placeholder = example;
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    const el = event.target;
+    if (el && el.matches && el.matches("select[id]") && document.querySelector('[data-mode-from="' + el.id + '"]')) {
+      follow(el);
+    }
+  });
+})();

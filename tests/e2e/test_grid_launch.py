@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import BrowserLog
 from tests.e2e.helpers import login
 from webapp.models import Run, Study
 from webapp.services import run_cancel
@@ -72,3 +74,28 @@ def test_alice_previews_an_eta_by_rollout_sharing_grid_and_launches_it_as_a_stud
         # The runs were really enqueued; no worker runs here, and none may pick them up later.
         for run in Run.objects.filter(status__in=["queued", "running"]):
             run_cancel(run=run, user=alice)
+
+
+def test_the_factors_help_follows_the_search_mode(
+    page: Page, browser_log: BrowserLog, project: Any, alice: Any
+) -> None:
+    browser_log.allow(r"status of 400 \(Bad Request\)")  # the invalid form below comes back as a 400
+    login(page, alice)
+    page.goto(f"/projects/{project.pk}/grid/")
+    factors = page.get_by_label("Factors:", exact=True)
+    help_text = page.locator(".run-field").filter(has=factors).locator(".help")
+    expect(help_text).to_contain_text("every combination becomes a run")
+    page.get_by_label("Search:", exact=True).select_option("random")
+    expect(help_text).not_to_contain_text("every combination")
+    expect(help_text).to_contain_text("each of the samples draws one value per line")
+    expect(factors).to_have_attribute("placeholder", re.compile(r"loguniform\("))
+    page.get_by_label("Search:", exact=True).select_option("grid")
+    expect(help_text).to_contain_text("every combination becomes a run")
+    expect(factors).to_have_attribute("placeholder", re.compile(r"^eta = "))
+
+    # A random search sent back with an error keeps its mode's wording (the page renders it so).
+    page.get_by_label("Search:", exact=True).select_option("random")
+    factors.fill("lr = loguniform(1e-4, 1e-6)")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_text("low must be below high")).to_be_visible()
+    expect(help_text).to_contain_text("each of the samples draws one value per line")

@@ -132,6 +132,16 @@ def test_it_builds_every_grid_cell() -> None:
     assert form.cleaned_data["factors"] == {"eta": [0.01, 0.03], "seed": [1, 2, 3]}
 
 
+def test_the_factors_help_follows_the_search_mode() -> None:
+    assert "every combination" in GridForm().fields["factors"].help_text
+    grid = GridForm(form_data(name="sweep", search="grid", factors="eta = 0.01, 0.03"))
+    assert "every combination" in grid.fields["factors"].help_text
+    random = GridForm(form_data(name="sweep", search="random", samples="4", factors="lr = loguniform(1e-6, 1e-4)"))
+    assert "every combination" not in random.fields["factors"].help_text
+    assert "each of the samples draws" in random.fields["factors"].help_text
+    assert "loguniform" in random.fields["factors"].widget.attrs["placeholder"]
+
+
 def test_it_turns_several_base_seeds_into_a_seed_factor() -> None:
     form = GridForm(form_data(name="sweep", factors="eta = 0.01, 0.03", seed="4, 5"))
     assert form.is_valid(), form.errors
