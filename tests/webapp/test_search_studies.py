@@ -143,9 +143,10 @@ def test_a_run_worse_than_the_best_half_of_the_earlier_runs_is_asked_to_stop(
     halving_study([0.1, 0.3], status="succeeded")
     halving_study([0.0], status="failed")  # never reached the rung: not compared
     loser = halving_study([0.4, 0.25, 0.9])  # what counts is its value at the rung (step 2)
-    HalvingWatcher(loser).events(metrics_events(loser))
+    watcher = HalvingWatcher(loser)
+    watcher.events(metrics_events(loser))
     loser.refresh_from_db()
-    assert loser.cancel_requested
+    assert loser.cancel_requested and watcher.stopped  # the supervisor passes it on without waiting for a beat
     line = loser.logs.get()
     assert line.level == "warning"
     assert line.message == (
@@ -162,7 +163,7 @@ def test_a_run_in_the_best_half_continues_and_each_rung_is_judged_once(halving_s
     watcher.events(metrics_events(winner))
     watcher.events(metrics_events(winner))
     winner.refresh_from_db()
-    assert not winner.cancel_requested and winner.logs.count() == 1
+    assert not winner.cancel_requested and not watcher.stopped and winner.logs.count() == 1
 
 
 def test_runs_outside_a_halving_study_are_never_judged(make_run: Callable[..., Run]) -> None:

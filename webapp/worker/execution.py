@@ -356,8 +356,9 @@ class Supervisor:
             self._pump_output()
             if time.monotonic() >= self._next_system:
                 self._sample_system()
-            if time.monotonic() - last_beat >= min(2.0, settings.PSL_HEARTBEAT_SECONDS):
-                last_beat = time.monotonic()
+            # A halving stop was written this very pump: pass it on now, not at the next heartbeat.
+            if self.halving.stopped or time.monotonic() - last_beat >= min(2.0, settings.PSL_HEARTBEAT_SECONDS):
+                last_beat, self.halving.stopped = time.monotonic(), False
                 cancelled = self._beat()
                 if cancel_at is None and (cancelled or SHUTDOWN.is_set()):
                     cancel_at, reason = time.monotonic(), "cancelled" if cancelled else INTERRUPTED

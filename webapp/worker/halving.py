@@ -44,6 +44,7 @@ class HalvingWatcher:
         self.run = run
         self.halving = study_halving(run)
         self.judged: set[int] = set()
+        self.stopped = False  # this run was asked to stop: its supervisor passes it on at once
 
     def events(self, events: Iterable[dict[str, Any]]) -> None:
         if self.halving is None:
@@ -57,6 +58,7 @@ class HalvingWatcher:
                 self.judged.add(rung)
                 try:
                     if self.judge(rung):
+                        self.stopped = True
                         return
                 except Exception:  # a failed judgement must never fail the run it judges
                     log.exception("run %s: successive halving at step %s failed", self.run.pk, rung)
