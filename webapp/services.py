@@ -78,6 +78,13 @@ def activity_record(*, project: Project, actor: Any, verb: str, target: str, url
     return Activity.objects.create(project=project, actor=actor, verb=verb, target=target[:300], url=url)
 
 
+def study_activity_record(*, study: Study, actor: Any, verb: str, what: str) -> Activity:
+    """A change to a study in the feed: "<verb> <what> (<study>)", linking to the study's page."""
+    return activity_record(
+        project=study.project, actor=actor, verb=verb, target=f"{what} ({study.name})", url=study.get_absolute_url()
+    )
+
+
 def run_create(
     *,
     project: Project,
@@ -495,13 +502,7 @@ def study_set_included(*, study: Study, run: Run, include: bool, user: Any) -> S
         study.run_choices = choices
         study.save(update_fields=["run_choices"])
         verb = "included in the study" if include else "excluded from the study"
-        activity_record(
-            project=study.project,
-            actor=user,
-            verb=verb,
-            target=f"{run.name} ({study.name})",
-            url=study.get_absolute_url(),
-        )
+        study_activity_record(study=study, actor=user, verb=verb, what=run.name)
     return study
 
 
@@ -511,13 +512,7 @@ def study_set_baseline(*, study: Study, run: Run, user: Any) -> Study:
         raise ServiceError("the baseline must be a run of this study")
     Study.objects.filter(pk=study.pk).update(baseline=run)
     study.baseline = run
-    activity_record(
-        project=study.project,
-        actor=user,
-        verb="set the study baseline to",
-        target=f"{run.name} ({study.name})",
-        url=study.get_absolute_url(),
-    )
+    study_activity_record(study=study, actor=user, verb="set the study baseline to", what=run.name)
     return study
 
 
@@ -530,14 +525,7 @@ def study_set_summary(*, study: Study, kind: str, k: int, user: Any) -> Study:
         raise ServiceError(f"k must be between 1 and {MAX_SUMMARY_K}, got {k}")
     Study.objects.filter(pk=study.pk).update(summary_kind=kind, summary_k=k)
     study.summary_kind, study.summary_k = kind, k
-    label = SummaryRule(kind, k).label
-    activity_record(
-        project=study.project,
-        actor=user,
-        verb="summarised runs by the",
-        target=f"{label} ({study.name})",
-        url=study.get_absolute_url(),
-    )
+    study_activity_record(study=study, actor=user, verb="summarised runs by the", what=SummaryRule(kind, k).label)
     return study
 
 

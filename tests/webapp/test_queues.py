@@ -130,6 +130,23 @@ def test_the_run_page_shows_a_queued_runs_place_and_lets_a_member_change_its_pri
     assert 'id="queue-position">1<' in client_for(alice).get(page).content.decode()
 
 
+@pytest.mark.parametrize("view", ["webapp-run-priority", "webapp-run-move"])
+def test_queue_changes_return_to_the_page_they_came_from_but_never_off_the_site(
+    view: str, client_for: Callable[..., Any], project: Any, alice: Any
+) -> None:
+    run = _submit(project, alice, "waiting")
+    queue_page = reverse("webapp-queue", args=["cpu"])
+    client = client_for(alice)
+    form = {"priority": "low", "direction": "up"}
+    assert client.post(reverse(view, args=[run.pk]), {**form, "next": queue_page})["Location"] == queue_page
+    for elsewhere in ("https://evil.example/queues/cpu/", "//evil.example/"):
+        response = client.post(reverse(view, args=[run.pk]), {**form, "next": elsewhere})
+        assert response["Location"] == run.get_absolute_url()
+    # Over https, a plain-http "next" of this very host is refused too (as for every form that returns).
+    insecure = client.post(reverse(view, args=[run.pk]), {**form, "next": "http://testserver/queues/"}, secure=True)
+    assert insecure["Location"] == run.get_absolute_url()
+
+
 def test_the_run_form_takes_a_priority(client_for: Callable[..., Any], project: Any, alice: Any) -> None:
     from tests.webapp.test_forms import form_data
 

@@ -1,4 +1,8 @@
-"""The project the top navigation links to, on every page.
+"""Where the pages send the user: back to the page a form was posted from, and the project the top
+navigation links to, on every page.
+
+A form that acts and returns (cancel, priority, queue moves, review) posts a ``next`` field with the
+page it was on; ``redirect_back`` follows it only when it is a local URL (never an open redirect).
 
 Pages outside a project (Workers, Queues, API tokens) used to shrink the navigation to its global
 links. ``remember_project`` (middleware) keeps the id of the project last visited in a cookie;
@@ -13,12 +17,26 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.utils.functional import SimpleLazyObject
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from webapp.models import Project
 
 COOKIE = "psl_project"
 COOKIE_AGE = 180 * 24 * 3600
+
+
+def safe_next(request: HttpRequest) -> str:
+    """The POSTed ``next`` if it is a URL of this site (same host, https when the request is), else ""."""
+    target = request.POST.get("next", "")
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return target if target and ok else ""
+
+
+def redirect_back(request: HttpRequest, fallback: str) -> HttpResponse:
+    """Back to the page the form was posted from (a safe ``next``), else to ``fallback``."""
+    return redirect(safe_next(request) or fallback)
 
 
 def remember_project(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:

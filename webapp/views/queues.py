@@ -8,20 +8,18 @@ run's project, and a move never jumps over a run the user could not move themsel
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from trainer.choices import PRIORITIES
 from webapp import selectors
 from webapp.http.access import AuthenticatedHttpRequest, can, require, run_for
+from webapp.http.navigation import redirect_back
 from webapp.models import Membership, Role, Run
 from webapp.services import ServiceError, run_queue_move, run_set_priority
 from webapp.views.runs import human_duration, starts_in_text
@@ -76,7 +74,7 @@ def run_priority_view(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Priority set to {run.priority_name}.")
     except ServiceError as exc:
         messages.error(request, str(exc))
-    return _back(request, run)
+    return redirect_back(request, run.get_absolute_url())
 
 
 @login_required
@@ -92,14 +90,7 @@ def run_move_view(request: HttpRequest, pk: int) -> HttpResponse:
         run_queue_move(run=run, user=request.user, direction=request.POST.get("direction", ""), may_pass=may_pass)
     except ServiceError as exc:
         messages.error(request, str(exc))
-    return _back(request, run)
-
-
-def _back(request: HttpRequest, run: Run) -> HttpResponse:
-    target: Any = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect(run)
+    return redirect_back(request, run.get_absolute_url())
 
 
 urlpatterns = [

@@ -21,11 +21,11 @@ from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from webapp import services
 from webapp.http.access import can, project_for, require, run_for, sample_for, study_for
+from webapp.http.navigation import safe_next
 from webapp.models import Activity, Comment, Project, Role, Run, Sample, Study, Tag, Verdict, VerdictChoice
 from webapp.sample_selectors import prompt_turns, question_text
 from webapp.views.side_by_side import Card, heat_pieces, side_by_side_url
@@ -63,10 +63,7 @@ def target_url(target: Target) -> str:
 
 def _back(request: HttpRequest, target: Target, anchor: str = "#review") -> HttpResponse:
     """Redirect to the page the form was on (a safe local ``next``), else to the target's page."""
-    nxt = request.POST.get("next", "")
-    if nxt and url_has_allowed_host_and_scheme(
-        nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
+    if nxt := safe_next(request):
         return redirect(nxt if "#" in nxt else nxt + anchor)
     return redirect(target_url(target) + anchor)
 

@@ -25,7 +25,6 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from trainer.choices import LOG_LEVELS, MODES, PRIORITIES
@@ -36,6 +35,7 @@ from trainer.presets import Preset, all_presets, load_preset
 from webapp import selectors
 from webapp.forms import GridForm, RunForm, RunListForm
 from webapp.http.access import can, project_for, require, run_for
+from webapp.http.navigation import redirect_back
 from webapp.http.params import ParamError, choice_param, int_param
 from webapp.models import ACTIVE_STATUSES, Project, Role, Run
 from webapp.planning import run_plan
@@ -152,7 +152,7 @@ def run_bulk_cancel(request: HttpRequest, project_id: int) -> HttpResponse:
         messages.success(request, f"Cancelled {cancelled} run{'s' if cancelled != 1 else ''}.")
     else:
         messages.info(request, "None of the selected runs was queued or running.")
-    return _back(request, reverse("webapp-run-list", args=[project.pk]))
+    return redirect_back(request, reverse("webapp-run-list", args=[project.pk]))
 
 
 @login_required
@@ -166,12 +166,6 @@ def run_compare(request: HttpRequest, project_id: int) -> HttpResponse:
 
 def _ids(values: list[str]) -> list[int]:
     return [int(v) for v in values if v.isdigit()][:500]
-
-
-def _back(request: HttpRequest, fallback: str) -> HttpResponse:
-    target = request.POST.get("next", "")
-    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
-    return redirect(target if ok and target else fallback)
 
 
 # --- launching --------------------------------------------------------------------------------------
