@@ -153,6 +153,57 @@ def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keepin
             demo.wait()
 
 
+@pytest.mark.slow
+def test_a_sigterm_to_the_demo_alone_stops_its_server_worker_and_dispatcher_too(tmp_path: Path) -> None:
+    env = {**_embedded_env(tmp_path), "PSL_MODEL_CACHE": str(REPO / "var" / "models")}
+    port = _free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port), "--no-runs"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "Policy Split Lab is running" in line:
+                break
+        assert "Log in" in _get(f"http://127.0.0.1:{port}/login/", timeout=60)
+        assert len(_processes_of(tmp_path)) >= 4  # the demo, gunicorn, the worker, the dispatcher
+        demo.send_signal(signal.SIGTERM)  # to the demo's own process only, as `kill <pid>` does
+        rest, _ = demo.communicate(timeout=150)
+        assert demo.returncode == 0 and "Stopped." in rest, rest
+        _until(lambda: not _processes_of(tmp_path), timeout=30, what="the demo's children to exit")
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=5)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+        for pid in _processes_of(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _processes_of(var_dir: Path) -> list[int]:
+    """Live (not zombie) processes started with this test's PSL_VAR_DIR: the demo passes its
+    environment on to everything it starts."""
+    marker = f"PSL_VAR_DIR={var_dir}".encode() + b"\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            state = (proc / "stat").read_bytes().rsplit(b") ", 1)[-1][:1]
+            if state != b"Z" and marker in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def _get(url: str, *, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:

@@ -41,6 +41,7 @@ class Command(BaseCommand):
             check=True,
             cwd=settings.BASE_DIR,
         )
+        signal.signal(signal.SIGTERM, _as_ctrl_c)
         children = [self._web(port), self._worker(), self._dispatcher()]
         try:
             if not no_runs and not project.runs.exists():
@@ -161,6 +162,12 @@ def _submit_demo_runs(project: Any, *, model: str = "") -> None:
     ]
     for config, name, priority in runs:
         run_create(project=project, user=user, config=config, name=name, tags=["demo"], priority=priority)
+
+
+def _as_ctrl_c(signum: int, frame: Any) -> None:
+    """SIGTERM (`kill`, a service manager, a container stop) stops the demo the way Ctrl-C does, so
+    its web server, worker and dispatcher stop with it instead of running on without a parent."""
+    raise KeyboardInterrupt
 
 
 # A worker stops its trainer at the next safe point (after the current step) and requeues the run.
