@@ -101,12 +101,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keeping_the_run(tmp_path: Path) -> None:
-    env = {**_embedded_env(tmp_path), "PSL_MODEL_CACHE": str(REPO / "var" / "models")}  # converted once per machine
-    port = _free_port()
+def _start_demo(var_dir: Path, port: int, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """``manage.py demo`` on the embedded defaults in its own session; returns it with what it
+    printed up to its URL line (reading blocks until then)."""
+    env = {**_embedded_env(var_dir), "PSL_MODEL_CACHE": str(REPO / "var" / "models")}  # converted once per machine
     demo = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port), "--model", "tiny-random"],
+        [sys.executable, "manage.py", "demo", "--port", str(port), *options],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -115,13 +115,21 @@ def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keepin
         start_new_session=True,
     )
     output: list[str] = []
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        output.append(line)
+        if "Policy Split Lab is running" in line:
+            break
+    return demo, "".join(output)
+
+
+@pytest.mark.slow
+def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keeping_the_run(tmp_path: Path) -> None:
+    port = _free_port()
+    demo, output = _start_demo(tmp_path, port, "--model", "tiny-random")
     try:
         assert demo.stdout is not None
-        for line in demo.stdout:  # blocks until the demo prints its URL
-            output.append(line)
-            if "Policy Split Lab is running" in line:
-                break
-        assert f"http://127.0.0.1:{port}/projects/1/runs/" in "".join(output), "".join(output)
+        assert f"http://127.0.0.1:{port}/projects/1/runs/" in output, output
         assert "user: demo   password: policy-split-demo" in demo.stdout.readline()
         login = _get(f"http://127.0.0.1:{port}/login/", timeout=60)
         assert "Log in" in login
@@ -155,22 +163,9 @@ def test_the_demo_command_serves_the_app_trains_a_run_and_stops_on_ctrl_c_keepin
 
 @pytest.mark.slow
 def test_a_sigterm_to_the_demo_alone_stops_its_server_worker_and_dispatcher_too(tmp_path: Path) -> None:
-    env = {**_embedded_env(tmp_path), "PSL_MODEL_CACHE": str(REPO / "var" / "models")}
     port = _free_port()
-    demo = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port), "--no-runs"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    demo, _ = _start_demo(tmp_path, port, "--no-runs")
     try:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            if "Policy Split Lab is running" in line:
-                break
         assert "Log in" in _get(f"http://127.0.0.1:{port}/login/", timeout=60)
         assert len(_processes_of(tmp_path)) >= 4  # the demo, gunicorn, the worker, the dispatcher
         demo.send_signal(signal.SIGTERM)  # to the demo's own process only, as `kill <pid>` does
