@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import re
 import tempfile
@@ -119,9 +120,18 @@ def dataset_jsonl(dataset: Dataset) -> bytes:
 
 
 def dataset_preview(dataset: Dataset, *, rows: int = PREVIEW_ROWS) -> list[Question]:
-    """The first ``rows`` questions as a run will see them (prompt template applied)."""
-    head = b"".join(dataset_jsonl(dataset).splitlines(keepends=True)[: rows * 2])  # blank lines allowed
+    """The first ``rows`` questions as a run will see them (prompt template applied); only the
+    head of the stored file is decompressed, not the whole of it."""
+    lines: list[bytes] = []
+    found = 0
+    with gzip.GzipFile(fileobj=io.BytesIO(bytes(dataset.content))) as stored:
+        for line in stored:  # blank lines kept: a question's default id counts the file's rows
+            lines.append(line)
+            found += bool(line.strip())
+            if found == rows:
+                break
+    head = b"".join(lines)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / dataset.file_name
         path.write_bytes(head)
-        return load_questions(path)[:rows]
+        return load_questions(path)

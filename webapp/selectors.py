@@ -266,6 +266,11 @@ def display(value: Any) -> Any:
     return value
 
 
+def team_datasets(*, team_id: int) -> QuerySet[Dataset]:
+    """A team's uploaded datasets by name, without their rows (the listing never needs them)."""
+    return Dataset.objects.filter(team_id=team_id).defer("content").select_related("created_by")
+
+
 def dataset_references(*, team_id: int) -> list[str]:
     """The task names of a team's uploaded datasets (``data:<name>.jsonl``), by name."""
     return [d.reference for d in Dataset.objects.filter(team_id=team_id).only("name").order_by("name")]

@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from trainer.choices import ALGORITHMS, DEFAULT_PRIORITY, LOG_LEVELS, PRIORITIES
 from trainer.config import MAX_BIGINT, ConfigError, TrainConfig
 from webapp import datasets as dataset_service
+from webapp import selectors
 from webapp import teams as team_service
 from webapp.http.access import project_for, require, run_for, team_for
 from webapp.http.api_auth import ApiError, api_view, error_response
@@ -495,7 +496,7 @@ def team_datasets(request: HttpRequest, pk: int) -> HttpResponse:
         response = JsonResponse(_dataset_json(dataset), status=201)
         response["Location"] = reverse("api-team-dataset", args=[team.pk, dataset.pk])
         return response
-    rows = Dataset.objects.filter(team=team).defer("content").select_related("created_by")
+    rows = selectors.team_datasets(team_id=team.pk)
     return JsonResponse({"team": team.pk, "results": [_dataset_json(d) for d in rows]})
 
 

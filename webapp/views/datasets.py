@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from webapp import datasets as service
 from webapp.http.access import AuthenticatedHttpRequest, team_for
 from webapp.models import Dataset, Membership, Role, Team
+from webapp.selectors import team_datasets
 from webapp.services import FieldError, ServiceError
 
 
@@ -29,30 +30,28 @@ class UploadForm(forms.Form):
 
 @login_required
 def dataset_list(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    team, mine = team_for(request.user, pk)
+    team, mine = team_for(request.user, pk, role=Role.MEMBER if request.method == "POST" else Role.VIEWER)
     form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST":
-        team, mine = team_for(request.user, pk, role=Role.MEMBER)
-        if form.is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                dataset = service.dataset_upload(
-                    team=team,
-                    actor=request.user,
-                    name=form.cleaned_data["name"],
-                    upload=upload,
-                    filename=upload.name,
-                    description=form.cleaned_data["description"],
-                )
-            except FieldError as exc:
-                form.add_error(exc.field, exc.message)
-            else:
-                messages.success(request, f"Uploaded {dataset.rows} questions; runs name them {dataset.reference}.")
-                return redirect("webapp-dataset", team.pk, dataset.pk)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            dataset = service.dataset_upload(
+                team=team,
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                upload=upload,
+                filename=upload.name,
+                description=form.cleaned_data["description"],
+            )
+        except FieldError as exc:
+            form.add_error(exc.field, exc.message)
+        else:
+            messages.success(request, f"Uploaded {dataset.rows} questions; runs name them {dataset.reference}.")
+            return redirect("webapp-dataset", team.pk, dataset.pk)
     context = {
         "team": team,
         "can_upload": mine.can(Role.MEMBER),
-        "datasets": Dataset.objects.filter(team=team).defer("content").select_related("created_by"),
+        "datasets": team_datasets(team_id=team.pk),
         "form": form,
         "max_mb": service.max_bytes() >> 20,
     }
